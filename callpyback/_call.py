@@ -1,0 +1,488 @@
+"""The per-call hot path: one wrapper shape per kind of callable, chosen at decoration time.
+
+Rules (DESIGN §4): no inspect, no locks, no sorting and no dict building per call.  Each wrapper
+reads the decorator's current :class:`~callpyback._pipeline.Pipeline` once; ``None`` means "no
+observers, handlers or extraction": a passthrough.  A pipeline with observers but no handlers or
+extraction takes the inline fast path; everything else goes through ``_attempts``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._context import ExecutionContext
+from ._handling import Raise, Recover, Retry
+from .states import ExecutionState
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+
+_INIT = ExecutionState.INITIALIZED
+_PRE = ExecutionState.PRE_EXECUTION
+_EXEC = ExecutionState.EXECUTING
+_OK = ExecutionState.POST_SUCCESS
+_FAIL = ExecutionState.POST_FAILURE
+_DONE = ExecutionState.COMPLETED
+_ERROR = ExecutionState.ERROR
+
+#: True while observers run: a wrapped function called from an observer is not observed again.
+_IN_OBSERVER: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "callpyback_in_observer", default=False
+)
+_guard = _IN_OBSERVER.get
+_guard_set = _IN_OBSERVER.set
+_guard_reset = _IN_OBSERVER.reset
+
+
+def _notify(regs: tuple[Any, ...], ctx: ExecutionContext) -> None:
+    __tracebackhide__ = True
+    token = _guard_set(True)
+    try:
+        for reg in regs:
+            try:
+                reg.fn(ctx)
+            except Exception as exc:
+                reg.owner._observer_failed(reg, exc)
+            else:
+                if reg.failures:
+                    reg.failures = 0
+    finally:
+        _guard_reset(token)
+
+
+async def _anotify(regs: tuple[Any, ...], ctx: ExecutionContext) -> None:
+    __tracebackhide__ = True
+    token = _guard_set(True)
+    try:
+        for reg in regs:
+            try:
+                res = reg.fn(ctx)
+                if reg.is_async:
+                    await res
+            except Exception as exc:
+                reg.owner._observer_failed(reg, exc)
+            else:
+                if reg.failures:
+                    reg.failures = 0
+    finally:
+        _guard_reset(token)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, GeneratorExit):
+        return True
+    # asyncio is only imported if the program uses it; if it is absent nothing can be cancelled.
+    aio = sys.modules.get("asyncio")
+    return aio is not None and isinstance(exc, aio.CancelledError)
+
+
+def _safe_hooks(hooks: tuple[Any, ...], *args: Any) -> None:
+    # Handler bookkeeping (breaker counters) must never turn into the caller's exception.
+    for hook in hooks:
+        try:
+            hook(*args)
+        except Exception:
+            import logging
+
+            logging.getLogger("callpyback.handlers").exception("error handler hook %r failed", hook)
+
+
+# --- outcome steps shared by every shape (not on the inline fast path) -------------------------
+
+
+def _set_success(p: Pipeline, ctx: ExecutionContext, value: Any) -> None:
+    ctx._time = p.monotonic() - ctx._start
+    ctx._value = value
+    ctx._exception = None
+    ctx._result = None
+    if p.chain.after_success:
+        _safe_hooks(p.chain.after_success, ctx)
+    ctx._state = _OK
+
+
+def _set_failure(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> None:
+    ctx._time = p.monotonic() - ctx._start
+    ctx._exception = exc
+    ctx._result = None
+    ctx._state = _FAIL
+
+
+def _set_interrupted(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> tuple[Any, ...]:
+    """Cancellation goes to COMPLETED, any other BaseException to ERROR; returns whom to notify."""
+    ctx._time = p.monotonic() - ctx._start
+    ctx._exception = exc
+    ctx._result = None
+    if _is_cancellation(exc):
+        ctx._cancelled = True
+        ctx._state = _DONE
+        return p.completed
+    ctx._state = _ERROR
+    return p.error
+
+
+def _recover(ctx: ExecutionContext, value: Any, by: str) -> None:
+    ctx._value = value
+    ctx._recovered_by = by
+    ctx._result = None
+    ctx._state = _DONE
+
+
+def _raise_decided(decision: Any, exc: BaseException) -> None:
+    __tracebackhide__ = True
+    new = decision.exception
+    if new is exc:
+        raise exc
+    raise new from exc
+
+
+# --- sync ------------------------------------------------------------------------------------
+
+
+def make_sync(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        p = owner._pipeline
+        if p is None or _guard():
+            return func(*args, **kwargs)
+        ctx = ExecutionContext(info, args, kwargs, p.time_source)
+        if p.pre:
+            ctx._state = _PRE
+            _notify(p.pre, ctx)
+            ctx._start = p.monotonic()
+        if not p.simple:
+            return _attempts(func, p, ctx, args, kwargs)
+        ctx._state = _EXEC
+        ctx._attempt = 1
+        try:
+            value = func(*args, **kwargs)
+        except Exception as exc:
+            ctx._time = p.monotonic() - ctx._start
+            ctx._exception = exc
+            ctx._state = _FAIL
+            if p.failure:
+                _notify(p.failure, ctx)
+            ctx._state = _DONE
+            if p.completed:
+                _notify(p.completed, ctx)
+            raise
+        except BaseException as exc:
+            regs = _set_interrupted(p, ctx, exc)
+            if regs:
+                _notify(regs, ctx)
+            raise
+        ctx._time = p.monotonic() - ctx._start
+        ctx._value = value
+        if p.success:
+            ctx._state = _OK
+            _notify(p.success, ctx)
+        ctx._state = _DONE
+        if p.completed:
+            _notify(p.completed, ctx)
+        return value
+
+    return wrapper
+
+
+def _attempts(
+    func: Callable[..., Any], p: Pipeline, ctx: ExecutionContext, args: Any, kwargs: Any
+) -> Any:
+    """Attempts with error handlers, retries and variable extraction (sync)."""
+    __tracebackhide__ = True
+    chain = p.chain
+    extractor = p.extractor
+    while True:
+        ctx._state = _EXEC
+        ctx._attempt += 1
+        capture = extractor.begin(ctx.function_info.code, p.variable_names) if extractor else None
+        try:
+            for hook in chain.before_attempt:
+                hook(ctx)
+            if chain.call_sync:
+                value = chain.call_sync[0](func, args, kwargs, ctx)
+            else:
+                value = func(*args, **kwargs)
+        except Exception as exc:
+            if capture is not None:
+                ctx._locals = capture.finish()
+            _set_failure(p, ctx, exc)
+            if p.failure:
+                _notify(p.failure, ctx)
+            if chain.record_failure:
+                _safe_hooks(chain.record_failure, exc, ctx)
+            decision, by = chain.decide(exc, ctx) if chain else (None, "")
+            if type(decision) is Retry:
+                try:
+                    p.sleep(decision.delay)
+                except BaseException as interrupt:
+                    regs = _set_interrupted(p, ctx, interrupt)
+                    if regs:
+                        _notify(regs, ctx)
+                    raise
+                continue
+            if type(decision) is Recover:
+                _recover(ctx, decision.value, by)
+                if p.completed:
+                    _notify(p.completed, ctx)
+                return decision.value
+            ctx._state = _DONE
+            if p.completed:
+                _notify(p.completed, ctx)
+            if type(decision) is Raise:
+                _raise_decided(decision, exc)
+            raise
+        except BaseException as exc:
+            if capture is not None:
+                ctx._locals = capture.finish()
+            regs = _set_interrupted(p, ctx, exc)
+            if regs:
+                _notify(regs, ctx)
+            raise
+        if capture is not None:
+            ctx._locals = capture.finish()
+        _set_success(p, ctx, value)
+        if p.success:
+            _notify(p.success, ctx)
+        ctx._state = _DONE
+        if p.completed:
+            _notify(p.completed, ctx)
+        return value
+
+
+# --- coroutine -------------------------------------------------------------------------------
+
+
+def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        p = owner._pipeline
+        if p is None or _guard():
+            return await func(*args, **kwargs)
+        ctx = ExecutionContext(info, args, kwargs, p.time_source)
+        notify = p.anotify
+        if p.pre:
+            ctx._state = _PRE
+            if notify:
+                await _anotify(p.pre, ctx)
+            else:
+                _notify(p.pre, ctx)
+            ctx._start = p.monotonic()
+        chain = p.chain
+        extractor = p.extractor
+        while True:
+            ctx._state = _EXEC
+            ctx._attempt += 1
+            capture = extractor.begin(info.code, p.variable_names) if extractor else None
+            try:
+                for hook in chain.before_attempt:
+                    res = hook(ctx)
+                    if res is not None and hasattr(res, "__await__"):
+                        await res
+                if chain.call_async:
+                    value = await chain.call_async[0](func, args, kwargs, ctx)
+                else:
+                    value = await func(*args, **kwargs)
+            except Exception as exc:
+                if capture is not None:
+                    ctx._locals = capture.finish()
+                _set_failure(p, ctx, exc)
+                if p.failure:
+                    await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
+                if chain.record_failure:
+                    _safe_hooks(chain.record_failure, exc, ctx)
+                decision, by = (await chain.adecide(exc, ctx)) if chain else (None, "")
+                if type(decision) is Retry:
+                    try:
+                        await p.asleep(decision.delay)
+                    except BaseException as interrupt:
+                        regs = _set_interrupted(p, ctx, interrupt)
+                        if regs:
+                            await _anotify(regs, ctx) if notify else _notify(regs, ctx)
+                        raise
+                    continue
+                if type(decision) is Recover:
+                    _recover(ctx, decision.value, by)
+                    if p.completed:
+                        await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+                    return decision.value
+                ctx._state = _DONE
+                if p.completed:
+                    await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+                if type(decision) is Raise:
+                    _raise_decided(decision, exc)
+                raise
+            except BaseException as exc:
+                if capture is not None:
+                    ctx._locals = capture.finish()
+                regs = _set_interrupted(p, ctx, exc)
+                if regs:
+                    await _anotify(regs, ctx) if notify else _notify(regs, ctx)
+                raise
+            if capture is not None:
+                ctx._locals = capture.finish()
+            _set_success(p, ctx, value)
+            if p.success:
+                await _anotify(p.success, ctx) if notify else _notify(p.success, ctx)
+            ctx._state = _DONE
+            if p.completed:
+                await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+            return value
+
+    return wrapper
+
+
+# --- generators ------------------------------------------------------------------------------
+# Generators are never retried (a retry would restart them and repeat items): a Retry decision
+# is skipped and the chain goes on.  A Recover decision ends the generator with that value.
+
+
+def make_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        p = owner._pipeline
+        if p is None or _guard():
+            return (yield from func(*args, **kwargs))
+        ctx = ExecutionContext(info, args, kwargs, p.time_source)
+        if p.pre:
+            ctx._state = _PRE
+            _notify(p.pre, ctx)
+            ctx._start = p.monotonic()
+        chain = p.chain
+        ctx._state = _EXEC
+        ctx._attempt = 1
+        capture = p.extractor.begin(info.code, p.variable_names) if p.extractor else None
+        try:
+            for hook in chain.before_attempt:
+                hook(ctx)
+            value = yield from func(*args, **kwargs)
+        except Exception as exc:
+            if capture is not None:
+                ctx._locals = capture.finish()
+            _set_failure(p, ctx, exc)
+            if p.failure:
+                _notify(p.failure, ctx)
+            if chain.record_failure:
+                _safe_hooks(chain.record_failure, exc, ctx)
+            decision, by = chain.decide(exc, ctx, allow_retry=False) if chain else (None, "")
+            if type(decision) is Recover:
+                _recover(ctx, decision.value, by)
+                if p.completed:
+                    _notify(p.completed, ctx)
+                return decision.value
+            ctx._state = _DONE
+            if p.completed:
+                _notify(p.completed, ctx)
+            if type(decision) is Raise:
+                _raise_decided(decision, exc)
+            raise
+        except BaseException as exc:
+            if capture is not None:
+                ctx._locals = capture.finish()
+            regs = _set_interrupted(p, ctx, exc)
+            if regs:
+                _notify(regs, ctx)
+            raise
+        if capture is not None:
+            ctx._locals = capture.finish()
+        _set_success(p, ctx, value)
+        if p.success:
+            _notify(p.success, ctx)
+        ctx._state = _DONE
+        if p.completed:
+            _notify(p.completed, ctx)
+        return value
+
+    return wrapper
+
+
+def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
+    # The relay loop is written out twice on purpose: an inner async generator cannot forward
+    # asend/athrow/aclose, so the yield has to stay in this frame.
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        p = owner._pipeline
+        agen = func(*args, **kwargs)
+        if p is None or _guard():
+            try:
+                item = await agen.__anext__()
+                while True:
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        await agen.aclose()
+                        raise
+                    except BaseException as thrown:
+                        item = await agen.athrow(thrown)
+                    else:
+                        item = await agen.asend(sent)
+            except StopAsyncIteration:
+                return
+        ctx = ExecutionContext(info, args, kwargs, p.time_source)
+        notify = p.anotify
+        if p.pre:
+            ctx._state = _PRE
+            await _anotify(p.pre, ctx) if notify else _notify(p.pre, ctx)
+            ctx._start = p.monotonic()
+        chain = p.chain
+        ctx._state = _EXEC
+        ctx._attempt = 1
+        capture = p.extractor.begin(info.code, p.variable_names) if p.extractor else None
+        try:
+            for hook in chain.before_attempt:
+                res = hook(ctx)
+                if res is not None and hasattr(res, "__await__"):
+                    await res
+            item = await agen.__anext__()
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as thrown:
+                    item = await agen.athrow(thrown)
+                else:
+                    item = await agen.asend(sent)
+        except StopAsyncIteration:
+            pass  # exhausted: success
+        except Exception as exc:
+            if capture is not None:
+                ctx._locals = capture.finish()
+            _set_failure(p, ctx, exc)
+            if p.failure:
+                await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
+            if chain.record_failure:
+                _safe_hooks(chain.record_failure, exc, ctx)
+            decision, by = (
+                (await chain.adecide(exc, ctx, allow_retry=False)) if chain else (None, "")
+            )
+            if type(decision) is Recover:
+                # An async generator cannot return a value: recovery ends it quietly.
+                _recover(ctx, decision.value, by)
+                if p.completed:
+                    await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+                return
+            ctx._state = _DONE
+            if p.completed:
+                await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+            if type(decision) is Raise:
+                _raise_decided(decision, exc)
+            raise
+        except BaseException as exc:
+            if capture is not None:
+                ctx._locals = capture.finish()
+            regs = _set_interrupted(p, ctx, exc)
+            if regs:
+                await _anotify(regs, ctx) if notify else _notify(regs, ctx)
+            raise
+        if capture is not None:
+            ctx._locals = capture.finish()
+        _set_success(p, ctx, None)
+        if p.success:
+            await _anotify(p.success, ctx) if notify else _notify(p.success, ctx)
+        ctx._state = _DONE
+        if p.completed:
+            await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+
+    return wrapper

@@ -1,0 +1,267 @@
+"""The error-handler chain: decisions, the chain compiled once per pipeline, and the default handler.
+
+A handler's ``handle(exception, context)`` returns a :class:`Decision` or None ("pass to the next
+handler").  Handlers may also define optional hooks, discovered once when the chain is built so a
+call pays only for the hooks that exist:
+
+* ``before_attempt(context)``: runs inside each attempt, before the function (a circuit breaker
+  raises ``CircuitOpenError`` here to fail fast);
+* ``after_success(context)``: after a successful attempt;
+* ``record_failure(exception, context)``: sees *every* failed attempt, whichever handler decides;
+* ``call_sync(func, args, kwargs, context)`` / ``call_async(...)``: wrap the attempt itself
+  (a timeout).
+
+``handle``/``before_attempt``/``call_async`` may be ``async def``; they are then only usable on
+coroutine and async-generator paths.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Callable, Optional, Sequence, Tuple, Type
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "Decision",
+    "DefaultErrorHandler",
+    "HandlerChain",
+    "Raise",
+    "Recover",
+    "Retry",
+]
+
+log = logging.getLogger("callpyback.handlers")
+
+MISSING: Any = type("MISSING", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False})()
+
+
+class Decision:
+    """What a handler decided; one of :class:`Recover`, :class:`Raise` or :class:`Retry`."""
+
+    __slots__ = ()
+
+
+class Recover(Decision):
+    """Return ``value`` to the caller instead of raising."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Recover({self.value!r})"
+
+
+class Raise(Decision):
+    """Raise ``exception`` (chained ``from`` the original unless it *is* the original)."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        if not isinstance(exception, BaseException):
+            raise ConfigurationError(f"Raise() needs an exception instance, got {exception!r}")
+        self.exception = exception
+
+    def __repr__(self) -> str:
+        return f"Raise({self.exception!r})"
+
+
+class Retry(Decision):
+    """Run the function again after ``delay`` seconds (slept through the time source)."""
+
+    __slots__ = ("delay",)
+
+    def __init__(self, delay: float = 0.0) -> None:
+        if delay < 0:
+            raise ConfigurationError(f"Retry(delay=...) must be >= 0, got {delay!r}")
+        self.delay = delay
+
+    def __repr__(self) -> str:
+        return f"Retry(delay={self.delay!r})"
+
+
+def handler_name(handler: Any) -> str:
+    name = getattr(handler, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return getattr(handler, "__qualname__", None) or type(handler).__name__
+
+
+def check_exception_classes(classes: Any, owner: str) -> Tuple[Type[BaseException], ...]:
+    """Validate an exception class or sequence of them; ConfigurationError names the bad entry."""
+    if isinstance(classes, type):
+        classes = (classes,)
+    try:
+        items = tuple(classes)
+    except TypeError:
+        raise ConfigurationError(
+            f"{owner}: expected an exception class or a sequence of them, got {classes!r}"
+        ) from None
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise ConfigurationError(
+                f"{owner}: {item!r} is not an exception class; pass classes such as ValueError"
+            )
+    return items
+
+
+class DefaultErrorHandler:
+    """Recover the listed exceptions with a value, or with ``fallback(context)`` if callable=True.
+
+    ``CallPyBack(exception_classes=..., default_return=...)`` becomes one of these at the end of
+    the chain.
+    """
+
+    def __init__(
+        self,
+        default: Any = None,
+        exception_classes: Any = (Exception,),
+        *,
+        call: bool = False,
+        name: Optional[str] = None,
+    ) -> None:
+        self.exception_classes = check_exception_classes(exception_classes, "DefaultErrorHandler")
+        if call and not callable(default):
+            raise ConfigurationError(
+                f"DefaultErrorHandler(call=True) needs a callable default, got {default!r}"
+            )
+        self.default = default
+        self.call = call
+        self.name = name or "default"
+
+    def handle(self, exception: BaseException, context: Any) -> Optional[Decision]:
+        if isinstance(exception, self.exception_classes):
+            return Recover(self.default(context) if self.call else self.default)
+        return None
+
+    def __repr__(self) -> str:
+        names = [c.__name__ for c in self.exception_classes]
+        return f"DefaultErrorHandler(default={self.default!r}, exception_classes={names})"
+
+
+class _CallableHandler:
+    """A plain ``f(exception, context)`` used as a handler: a Decision, or None to pass."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.name = getattr(func, "__qualname__", repr(func))
+        if inspect.iscoroutinefunction(func):
+            self.handle = self._ahandle
+
+    def handle(self, exception: BaseException, context: Any) -> Any:
+        return self.func(exception, context)
+
+    async def _ahandle(self, exception: BaseException, context: Any) -> Any:
+        return await self.func(exception, context)
+
+    def __repr__(self) -> str:
+        return f"<callable handler {self.name}>"
+
+
+def as_handler(obj: Any) -> Any:
+    if callable(getattr(obj, "handle", None)):
+        return obj
+    if callable(obj):
+        return _CallableHandler(obj)
+    raise ConfigurationError(
+        f"error handler {obj!r} must have a handle(exception, context) method or be a callable "
+        "taking (exception, context)"
+    )
+
+
+def _is_async(fn: Any) -> bool:
+    return fn is not None and inspect.iscoroutinefunction(fn)
+
+
+class HandlerChain:
+    """The handlers of one pipeline, with their optional hooks sorted out once."""
+
+    __slots__ = (
+        "after_success",
+        "before_attempt",
+        "call_async",
+        "call_sync",
+        "handlers",
+        "is_async_only",
+        "record_failure",
+    )
+
+    def __init__(self, handlers: Sequence[Any]) -> None:
+        self.handlers: Tuple[Any, ...] = tuple(as_handler(h) for h in handlers)
+
+        def hooks(attr: str) -> Tuple[Any, ...]:
+            return tuple(
+                getattr(h, attr) for h in self.handlers if callable(getattr(h, attr, None))
+            )
+
+        self.before_attempt = hooks("before_attempt")
+        self.after_success = hooks("after_success")
+        self.record_failure = hooks("record_failure")
+        self.call_sync = hooks("call_sync")
+        self.call_async = hooks("call_async")
+        self.is_async_only = [
+            handler_name(h)
+            for h in self.handlers
+            if _is_async(getattr(h, "handle", None)) or _is_async(getattr(h, "before_attempt", None))
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self.handlers)
+
+    def decide(
+        self, exception: BaseException, context: Any, allow_retry: bool = True
+    ) -> Tuple[Optional[Decision], str]:
+        """Run the chain synchronously; (None, "") means nobody handled it.
+
+        With ``allow_retry=False`` (generators) a Retry decision is skipped and the chain goes on.
+        """
+        for h in self.handlers:
+            try:
+                decision = h.handle(exception, context)
+                if decision is not None:
+                    decision = _check(decision, h)
+            except Exception as raised:  # a handler that raises decides "raise this"
+                _log_handler_error(h, raised, exception)
+                return Raise(raised), handler_name(h)
+            if decision is not None and (allow_retry or type(decision) is not Retry):
+                return decision, handler_name(h)
+        return None, ""
+
+    async def adecide(
+        self, exception: BaseException, context: Any, allow_retry: bool = True
+    ) -> Tuple[Optional[Decision], str]:
+        for h in self.handlers:
+            try:
+                decision = h.handle(exception, context)
+                if inspect.isawaitable(decision):
+                    decision = await decision
+                if decision is not None:
+                    decision = _check(decision, h)
+            except Exception as raised:
+                _log_handler_error(h, raised, exception)
+                return Raise(raised), handler_name(h)
+            if decision is not None and (allow_retry or type(decision) is not Retry):
+                return decision, handler_name(h)
+        return None, ""
+
+
+def _check(decision: Any, handler: Any) -> Decision:
+    if isinstance(decision, Decision):
+        return decision
+    raise ConfigurationError(
+        f"error handler {handler_name(handler)} returned {decision!r}; return Recover(value), "
+        "Raise(exc), Retry(delay) or None to pass"
+    )
+
+
+def _log_handler_error(handler: Any, raised: BaseException, original: BaseException) -> None:
+    log.error(
+        "error handler %s raised %r while handling %r; raising it, chained to the original",
+        handler_name(handler),
+        raised,
+        original,
+        exc_info=raised,
+    )

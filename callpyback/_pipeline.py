@@ -1,0 +1,151 @@
+"""Observer registrations and the immutable, compiled pipeline a wrapper reads once per call."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, FrozenSet, Optional, Tuple
+
+from ._handling import HandlerChain
+from .states import ExecutionState
+
+__all__ = ["Pipeline", "Registration"]
+
+S = ExecutionState
+
+
+class Registration:
+    """One observer attached to one decorator instance, with its own failure count."""
+
+    __slots__ = (
+        "background",
+        "disabled",
+        "failures",
+        "fn",
+        "is_async",
+        "name",
+        "observer",
+        "owner",
+        "priority",
+        "ref",
+        "seq",
+        "states",
+        "total_failures",
+    )
+
+    def __init__(
+        self,
+        *,
+        owner: Any,
+        observer: Any,
+        ref: Any,
+        fn: Callable[[Any], Any],
+        name: str,
+        priority: int,
+        seq: int,
+        states: Optional[FrozenSet[ExecutionState]],
+        is_async: bool,
+        background: bool,
+    ) -> None:
+        self.owner = owner
+        self.observer = observer  # None when held weakly; see ``ref``
+        self.ref = ref
+        self.fn = fn
+        self.name = name
+        self.priority = priority
+        self.seq = seq
+        self.states = states
+        self.is_async = is_async
+        self.background = background
+        self.failures = 0  # consecutive; reset by a success
+        self.total_failures = 0
+        self.disabled = False
+
+    def target(self) -> Any:
+        return self.observer if self.ref is None else self.ref()
+
+    def wants(self, state: ExecutionState) -> bool:
+        return self.states is None or state in self.states
+
+    def __repr__(self) -> str:
+        flags = "".join(
+            f" {flag}"
+            for flag, on in (("weak", self.ref is not None), ("async", self.is_async),
+                             ("background", self.background), ("disabled", self.disabled))
+            if on
+        )
+        return f"<Registration {self.name!r} priority={self.priority}{flags}>"
+
+
+class Pipeline:
+    """Pre-sorted observer tuples per notified state, the handler chain, clock and extractor.
+
+    Immutable: adding or removing an observer builds a new one (copy-on-write), so a call reads
+    a consistent pipeline without taking a lock.
+    """
+
+    __slots__ = (
+        "anotify",
+        "asleep",
+        "chain",
+        "completed",
+        "error",
+        "extractor",
+        "failure",
+        "monotonic",
+        "pre",
+        "simple",
+        "sleep",
+        "success",
+        "time_source",
+        "variable_names",
+    )
+
+    def __init__(
+        self,
+        registrations: Tuple[Registration, ...],
+        chain: HandlerChain,
+        time_source: Any,
+        extractor: Any,
+        variable_names: Tuple[str, ...],
+    ) -> None:
+        live = sorted((r for r in registrations if not r.disabled), key=lambda r: (-r.priority, r.seq))
+
+        def for_state(state: ExecutionState) -> Tuple[Registration, ...]:
+            return tuple(r for r in live if r.wants(state))
+
+        self.pre = for_state(S.PRE_EXECUTION)
+        self.success = for_state(S.POST_SUCCESS)
+        self.failure = for_state(S.POST_FAILURE)
+        self.completed = for_state(S.COMPLETED)
+        self.error = for_state(S.ERROR)
+        self.chain = chain
+        self.time_source = time_source
+        self.monotonic: Callable[[], float] = time_source.monotonic
+        self.sleep: Callable[[float], None] = time_source.sleep
+        self.asleep: Callable[[float], Any] = getattr(time_source, "asleep", None) or _asyncio_sleep
+        self.extractor = extractor
+        self.variable_names = variable_names
+        self.simple = not chain and extractor is None
+        self.anotify = any(r.is_async for r in live)
+
+    @property
+    def empty(self) -> bool:
+        return self.simple and not (
+            self.pre or self.success or self.failure or self.completed or self.error
+        )
+
+    def __repr__(self) -> str:
+        def names(regs: Tuple[Registration, ...]) -> list[str]:
+            return [r.name for r in regs]
+
+        return (
+            f"<Pipeline pre={names(self.pre)} success={names(self.success)} "
+            f"failure={names(self.failure)} completed={names(self.completed)} "
+            f"error={names(self.error)} handlers={len(self.chain.handlers)} "
+            f"extractor={self.extractor!r}>"
+        )
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
