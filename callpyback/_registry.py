@@ -1,0 +1,152 @@
+"""The registry of named component factories, one namespace per kind of component.
+
+This is the contract between plugins (which register factories), configuration (which
+instantiates them by name with validated options) and the CLI (which lists them).  Discovery
+through entry points and pluggy lives in :mod:`callpyback.plugins`; this module knows nothing
+of it, so it stays importable without pluggy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+from .errors import CallPyBackError, ConfigurationError
+
+__all__ = [
+    "KINDS",
+    "ComponentSpec",
+    "DuplicateComponentError",
+    "Registry",
+    "UnknownComponentError",
+]
+
+#: The four kinds of component, as used in config sections and hook calls.
+KINDS: Tuple[str, ...] = ("observer", "error_handler", "time_source", "variable_extractor")
+
+
+class UnknownComponentError(ConfigurationError):
+    """A component name that no installed plugin registered."""
+
+    def __init__(self, kind: str, name: str, known: List[str], plugins: List[str]) -> None:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"unknown {kind} type {name!r}.{hint} Registered {kind} types: "
+            f"{', '.join(sorted(known)) or '(none)'}. Installed plugins: "
+            f"{', '.join(plugins) or '(none)'}."
+        )
+        self.kind = kind
+        self.name = name
+        self.suggestions = close
+
+
+class DuplicateComponentError(CallPyBackError):
+    """Two plugins registered the same component name for the same kind."""
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A named factory: ``factory(**options)`` builds the component.
+
+    ``options`` is a pydantic model class validating the options (``extra="forbid"`` is
+    expected); None means the factory takes no options.
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    options: Optional[type] = None
+    description: str = ""
+    plugin: str = "callpyback"
+    distribution: Optional[str] = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        """``plugin (distribution)``, for error messages naming where a component came from."""
+        if self.distribution and self.distribution != self.plugin:
+            return f"{self.plugin} (distribution {self.distribution})"
+        return self.plugin
+
+    def validate(self, options: Mapping[str, Any]) -> Any:
+        """Validated options as the model instance (or the plain dict when there is no model).
+
+        Raises pydantic's ``ValidationError`` untouched, so configuration can map each error to
+        a key path and a line of the file.
+        """
+        if self.options is None:
+            if options:
+                raise ConfigurationError(
+                    f"{self.kind} type {self.name!r} takes no options, got {sorted(options)}"
+                )
+            return {}
+        validate = getattr(self.options, "model_validate", None)
+        if validate is None:
+            return self.options(**options)
+        return validate(dict(options))
+
+    def create(self, options: Optional[Mapping[str, Any]] = None) -> Any:
+        """Validate ``options`` and build the component."""
+        validated = self.validate(options or {})
+        if isinstance(validated, dict):
+            return self.factory(**validated)
+        dump = getattr(validated, "model_dump", None)
+        kwargs = dump(exclude_unset=False) if dump is not None else dict(vars(validated))
+        return self.factory(**kwargs)
+
+
+class Registry:
+    """Name -> :class:`ComponentSpec`, per kind.  Thread-safe to add to; cheap to read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._specs: Dict[str, Dict[str, ComponentSpec]] = {kind: {} for kind in KINDS}
+        #: plugin name -> names registered, for ``callpyback plugins``.
+        self.plugins: Dict[str, List[Tuple[str, str]]] = {}
+
+    def add(self, spec: ComponentSpec) -> None:
+        if spec.kind not in KINDS:
+            raise ConfigurationError(
+                f"plugin {spec.origin} registered {spec.name!r} as kind {spec.kind!r}; "
+                f"kinds are {list(KINDS)}"
+            )
+        with self._lock:
+            existing = self._specs[spec.kind].get(spec.name)
+            if existing is not None and existing is not spec:
+                raise DuplicateComponentError(
+                    f"{spec.kind} type {spec.name!r} is registered twice: by {existing.origin} "
+                    f"and by {spec.origin}; uninstall one, or deny one of the plugins"
+                )
+            self._specs[spec.kind][spec.name] = spec
+            self.plugins.setdefault(spec.plugin, []).append((spec.kind, spec.name))
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        try:
+            return self._specs[kind][name]
+        except KeyError:
+            if kind not in self._specs:
+                raise ConfigurationError(f"unknown component kind {kind!r}; kinds are {list(KINDS)}") from None
+            raise UnknownComponentError(
+                kind, name, list(self._specs[kind]), sorted(self.plugins)
+            ) from None
+
+    def names(self, kind: str) -> List[str]:
+        return sorted(self._specs[kind])
+
+    def create(self, kind: str, name: str, options: Optional[Mapping[str, Any]] = None) -> Any:
+        return self.get(kind, name).create(options)
+
+    def __iter__(self) -> Iterator[ComponentSpec]:
+        for kind in KINDS:
+            yield from self._specs[kind].values()
+
+    def __contains__(self, key: Tuple[str, str]) -> bool:
+        kind, name = key
+        return name in self._specs.get(kind, {})
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={len(v)}" for k, v in self._specs.items())
+        return f"<Registry {counts}>"
