@@ -58,6 +58,9 @@ _LAZY = {
     "LoggingErrorHandler": "handlers",
     "ConditionalErrorHandler": "handlers",
     "FallbackHandler": "handlers",
+    # plugins
+    "hookimpl": "hookspecs",
+    "register_plugin": "plugins",
     # background observers
     "flush": "_background",
     "shutdown": "_background",

@@ -1,0 +1,677 @@
+"""Plugin discovery: the built-in plugin, entry points in group ``callpyback``, and plugins
+registered in code, all filling one :class:`~callpyback._registry.Registry`.
+
+Nothing here runs at ``import callpyback``: the first :func:`get_registry` (from the config, the
+CLI or your code) creates the pluggy manager and scans the entry points, once per process.
+
+* Each plugin is loaded in isolation: one that fails to import, declares an unsupported
+  callpyback version, has a malformed hook, or raises while registering is reported once
+  (logger ``callpyback.plugins``) and recorded in :func:`list_plugins`; the others keep working.
+* Allow and deny lists (:func:`configure`, or ``CALLPYBACK_PLUGINS_ALLOW`` /
+  ``CALLPYBACK_PLUGINS_DENY``) match the entry-point name or the distribution name.
+* The core registers its own components through the same hook, directly rather than through
+  an entry point, so it can be neither missing nor denied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from ._registry import KINDS, ComponentSpec, DuplicateComponentError, Registry
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import logging
+
+    import pluggy
+
+__all__ = [
+    "ALLOW_ENV",
+    "DENY_ENV",
+    "GROUP",
+    "ComponentRegistrar",
+    "PluginInfo",
+    "configure",
+    "get_registry",
+    "list_plugins",
+    "notify_config",
+    "register_plugin",
+    "reset",
+    "version_matches",
+]
+
+#: The entry-point group plugins are discovered in.
+GROUP = "callpyback"
+#: Environment variables read when :func:`configure` was not given a list.
+ALLOW_ENV = "CALLPYBACK_PLUGINS_ALLOW"
+DENY_ENV = "CALLPYBACK_PLUGINS_DENY"
+#: The name the core's own plugin is registered under.
+BUILTIN = "callpyback"
+
+LOADED, FAILED, DENIED, REFUSED = "loaded", "failed", "denied", "refused"
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("callpyback.plugins")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One plugin as discovery saw it: what it is, where it came from, what it registered."""
+
+    name: str
+    distribution: Optional[str]
+    version: Optional[str]
+    components: Tuple[Tuple[str, str], ...]
+    status: str  # "loaded", "failed", "denied" or "refused"
+    error: Optional[str] = None
+    #: "builtin", "entry point" or "programmatic".
+    source: str = "entry point"
+    #: ``name = module:attr`` for entry points.
+    entry_point: Optional[str] = None
+
+
+class ComponentRegistrar:
+    """What ``callpyback_register_components(registry)`` receives.
+
+    Every component added is stamped with the plugin's name and distribution (so a duplicate
+    name can be traced to both distributions).  Components are staged and added to the real
+    registry only once the hook has returned, all or nothing.
+    """
+
+    def __init__(self, plugin: str, distribution: Optional[str]) -> None:
+        self.plugin = plugin
+        self.distribution = distribution
+        self.specs: List[ComponentSpec] = []
+
+    def add(
+        self,
+        kind: Union[str, ComponentSpec],
+        name: Optional[str] = None,
+        factory: Optional[Callable[..., Any]] = None,
+        *,
+        options: Optional[type] = None,
+        description: str = "",
+    ) -> ComponentSpec:
+        """Register ``factory`` as component ``name`` of ``kind`` (or add a ready ComponentSpec)."""
+        if isinstance(kind, ComponentSpec):
+            spec = replace(kind, plugin=self.plugin, distribution=self.distribution)
+        else:
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigurationError(
+                    f"plugin {self.plugin!r}: component name must be a non-empty string, "
+                    f"got {name!r}"
+                )
+            if not callable(factory):
+                raise ConfigurationError(
+                    f"plugin {self.plugin!r}: the factory of {kind} {name!r} must be callable, "
+                    f"got {factory!r}"
+                )
+            spec = ComponentSpec(
+                kind=kind,
+                name=name,
+                factory=factory,
+                options=options,
+                description=description,
+                plugin=self.plugin,
+                distribution=self.distribution,
+            )
+        self._check(spec)
+        self.specs.append(spec)
+        return spec
+
+    def observer(self, name: str, factory: Callable[..., Any], **kw: Any) -> ComponentSpec:
+        return self.add("observer", name, factory, **kw)
+
+    def error_handler(self, name: str, factory: Callable[..., Any], **kw: Any) -> ComponentSpec:
+        return self.add("error_handler", name, factory, **kw)
+
+    def time_source(self, name: str, factory: Callable[..., Any], **kw: Any) -> ComponentSpec:
+        return self.add("time_source", name, factory, **kw)
+
+    def variable_extractor(
+        self, name: str, factory: Callable[..., Any], **kw: Any
+    ) -> ComponentSpec:
+        return self.add("variable_extractor", name, factory, **kw)
+
+    def _check(self, spec: ComponentSpec) -> None:
+        where = f"plugin {self.plugin!r}, {spec.kind} {spec.name!r}"
+        if spec.kind not in KINDS:
+            raise ConfigurationError(f"{where}: unknown kind {spec.kind!r}; kinds are {list(KINDS)}")
+        model = spec.options
+        if model is not None:
+            if not (isinstance(model, type) and callable(getattr(model, "model_validate", None))):
+                raise ConfigurationError(
+                    f"{where}: options must be a pydantic model class, got {model!r}"
+                )
+            config = getattr(model, "model_config", {}) or {}
+            if config.get("extra") != "forbid":
+                raise ConfigurationError(
+                    f"{where}: options model {model.__name__} must set "
+                    "model_config = ConfigDict(extra='forbid') so that a misspelt option in the "
+                    "config is an error rather than silently ignored"
+                )
+        for other in self.specs:
+            if other.kind == spec.kind and other.name == spec.name:
+                raise DuplicateComponentError(f"{where} is registered twice by the same plugin")
+
+    def commit(self, registry: Registry) -> Tuple[Tuple[str, str], ...]:
+        """Add every staged component, or none if one of the names is already taken."""
+        for spec in self.specs:
+            if (spec.kind, spec.name) in registry:
+                existing = registry.get(spec.kind, spec.name)
+                raise DuplicateComponentError(
+                    f"{spec.kind} type {spec.name!r} is registered twice: by {existing.origin} "
+                    f"and by {spec.origin}; uninstall one, or deny one of the plugins "
+                    f"({DENY_ENV}={self.distribution or self.plugin})"
+                )
+        for spec in self.specs:
+            registry.add(spec)
+        return tuple((s.kind, s.name) for s in self.specs)
+
+
+# --- version gating ------------------------------------------------------------------------
+
+
+def _our_version() -> str:
+    import callpyback
+
+    return str(callpyback.__version__)
+
+
+_CLAUSE = re.compile(r"^\s*(~=|===|==|!=|<=|>=|<|>)\s*([0-9][0-9A-Za-z.*+!-]*)\s*$")
+
+
+def _release(text: str) -> Tuple[int, ...]:
+    match = re.match(r"^(\d+(?:\.\d+)*)", text)
+    if not match:
+        raise ValueError(f"invalid version {text!r}")
+    return tuple(int(p) for p in match.group(1).split("."))
+
+
+def _cmp(a: Tuple[int, ...], b: Tuple[int, ...]) -> int:
+    width = max(len(a), len(b))
+    pa, pb = a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
+    return (pa > pb) - (pa < pb)
+
+
+def _simple_match(spec: str, version: str) -> bool:
+    """A PEP 440 subset (release numbers only) for when ``packaging`` is not installed."""
+    have = _release(version)
+    for clause in filter(None, (c.strip() for c in spec.split(","))):
+        match = _CLAUSE.match(clause)
+        if not match:
+            raise ValueError(f"invalid version specifier {clause!r}")
+        op, text = match.groups()
+        if text.endswith(".*"):
+            if op not in ("==", "!="):
+                raise ValueError(f"invalid version specifier {clause!r}")
+            prefix = _release(text[:-2])
+            equal = (have + (0,) * len(prefix))[: len(prefix)] == prefix
+            if equal != (op == "=="):
+                return False
+            continue
+        want = _release(text)
+        c = _cmp(have, want)
+        if op == "~=":
+            if len(want) < 2:
+                raise ValueError(f"invalid version specifier {clause!r} (~= needs X.Y)")
+            upper = (*want[:-2], want[-2] + 1)
+            ok = c >= 0 and _cmp(have, upper) < 0
+        else:
+            ok = {
+                "==": c == 0, "===": c == 0, "!=": c != 0,
+                "<=": c <= 0, ">=": c >= 0, "<": c < 0, ">": c > 0,
+            }[op]
+        if not ok:
+            return False
+    return True
+
+
+def version_matches(spec: str, version: str) -> bool:
+    """Whether ``version`` satisfies the PEP 440 ``spec`` (``">=3,<4"``).
+
+    Uses ``packaging`` when it is installed, otherwise a small comparator that understands
+    release numbers.  Raises ``ValueError`` for a specifier it cannot parse.
+    """
+    try:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+        from packaging.version import Version
+    except ImportError:  # pragma: no cover - packaging is nearly always present
+        return _simple_match(spec, version)
+    try:
+        return SpecifierSet(spec).contains(Version(version), prereleases=True)
+    except InvalidSpecifier as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _version_problem(plugin: Any, name: str) -> Optional[str]:
+    spec = getattr(plugin, "CALLPYBACK_REQUIRES", None)
+    if spec is None:
+        return None
+    ours = _our_version()
+    if not isinstance(spec, str):
+        return (
+            f"plugin {name!r} declares CALLPYBACK_REQUIRES = {spec!r}; it must be a version "
+            "specifier string such as '>=3,<4'"
+        )
+    try:
+        ok = version_matches(spec, ours)
+    except ValueError as exc:
+        return f"plugin {name!r} declares an invalid CALLPYBACK_REQUIRES = {spec!r}: {exc}"
+    if ok:
+        return None
+    return (
+        f"plugin {name!r} supports callpyback {spec} but this is callpyback {ours}; "
+        "install a version of the plugin made for this callpyback, or deny the plugin"
+    )
+
+
+# --- allow and deny lists ------------------------------------------------------------------
+
+
+def _norm(name: str) -> str:
+    # PEP 503 normalisation, so "callpyback_finance" matches "callpyback-finance".
+    return re.sub(r"[-_.]+", "-", name).strip().lower()
+
+
+def _parse_list(value: Any, what: str) -> Optional[Tuple[str, ...]]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items: List[Any] = value.split(",")
+    else:
+        try:
+            items = list(value)
+        except TypeError:
+            raise ConfigurationError(
+                f"{what} must be a list of plugin or distribution names, got {value!r}"
+            ) from None
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(
+                f"{what} must contain plugin or distribution names (strings), got {item!r} "
+                f"in {value!r}"
+            )
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _from_env(var: str) -> Optional[Tuple[str, ...]]:
+    raw = os.environ.get(var, "")
+    return _parse_list(raw, var) if raw.strip() else None
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+class _State:
+    def __init__(self) -> None:
+        self.pm: Optional[pluggy.PluginManager] = None
+        self.registry: Optional[Registry] = None
+        self.partial: Optional[Registry] = None  # the registry while discovery fills it
+        self.infos: Dict[str, PluginInfo] = {}
+        self.programmatic: List[Tuple[Any, str]] = []
+        self.allow: Optional[Tuple[str, ...]] = None
+        self.deny: Optional[Tuple[str, ...]] = None
+        self.entry_points: Optional[List[Any]] = None
+
+
+_STATE = _State()
+_LOCK = threading.RLock()  # re-entrant: a plugin's hook may itself call get_registry()
+
+
+def reset() -> None:
+    """Forget discovery, the registry, programmatic plugins and allow/deny settings (tests)."""
+    global _STATE
+    with _LOCK:
+        _STATE = _State()
+
+
+def configure(
+    allow: Union[Sequence[str], str, None] = None, deny: Union[Sequence[str], str, None] = None
+) -> None:
+    """Set the allow and deny lists (plugin or distribution names; the deny list wins).
+
+    ``None`` falls back to ``CALLPYBACK_PLUGINS_ALLOW`` / ``CALLPYBACK_PLUGINS_DENY``
+    (comma-separated).  An empty allow list allows no third-party plugin.  If discovery has
+    already run, it runs again (from the cached entry points) on the next :func:`get_registry`.
+    """
+    allow_t = _parse_list(allow, "allow")
+    deny_t = _parse_list(deny, "deny")
+    with _LOCK:
+        state = _STATE
+        state.allow, state.deny = allow_t, deny_t
+        if state.registry is not None or state.pm is not None:
+            state.registry = None
+            state.infos = {}
+            state.pm = None  # rebuilt by _ensure_pm with the programmatic plugins
+
+
+def _new_pm() -> pluggy.PluginManager:
+    import pluggy
+
+    from . import _builtin_plugin, hookspecs
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(_builtin_plugin, name=BUILTIN)
+    for obj, name in _STATE.programmatic:
+        pm.register(obj, name=name)
+    return pm
+
+
+def _ensure_pm() -> pluggy.PluginManager:
+    if _STATE.pm is None:
+        _STATE.pm = _new_pm()
+    return _STATE.pm
+
+
+def _pm_register(pm: pluggy.PluginManager, obj: Any, name: str) -> Optional[str]:
+    """Register with pluggy; returns why it was refused (pluggy's message), or None."""
+    import pluggy
+
+    try:
+        pm.register(obj, name=name)
+    except pluggy.PluginValidationError as exc:
+        return f"plugin {name!r} was refused by pluggy: {exc}"
+    problem = _unknown_hooks(pm, obj, name)
+    if problem:
+        pm.unregister(obj)
+    return problem
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, obj: Any, name: str) -> Optional[str]:
+    # pluggy accepts hooks it has no spec for (check_pending would judge every plugin at once);
+    # a misspelt hook name would otherwise be silently ignored.
+    from . import hookspecs
+
+    known = [n for n in hookspecs.__all__ if n.startswith("callpyback_")]
+    for caller in pm.get_hookcallers(obj) or ():
+        if caller.has_spec():
+            continue
+        optional = all(
+            impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is obj
+        )
+        if optional:
+            continue
+        close = difflib.get_close_matches(caller.name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return (
+            f"plugin {name!r} implements unknown hook {caller.name!r}{hint} "
+            f"CallPyBack hooks are {known}"
+        )
+    return None
+
+
+def _call_hook(pm: pluggy.PluginManager, hook_name: str, obj: Any, **kwargs: Any) -> None:
+    """Call one plugin's implementation of a hook, alone (pluggy stops at the first failure)."""
+    caller = getattr(pm.hook, hook_name)
+    for impl in caller.get_hookimpls():
+        if impl.plugin is obj:
+            impl.function(*[kwargs[arg] for arg in impl.argnames])
+
+
+def _register_components(
+    pm: pluggy.PluginManager, registry: Registry, obj: Any, name: str, dist: Optional[str]
+) -> Tuple[Tuple[str, str], ...]:
+    registrar = ComponentRegistrar(name, dist)
+    _call_hook(pm, "callpyback_register_components", obj, registry=registrar)
+    return registrar.commit(registry)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- discovery -----------------------------------------------------------------------------
+
+
+def _entry_points() -> List[Any]:
+    """The ``callpyback`` entry points, deduplicated, in a stable order; scanned once."""
+    if _STATE.entry_points is None:
+        if sys.version_info >= (3, 10):
+            from importlib.metadata import entry_points
+        else:  # pragma: no cover - exercised on 3.9 only
+            from importlib_metadata import entry_points
+        seen = set()
+        found = []
+        # sys.path order decides which copy of a distribution installed twice is used.
+        for ep in entry_points(group=GROUP):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            key = (_norm(dist_name or ""), ep.name)
+            if key in seen:
+                continue
+            seen.add(key)
+            found.append(ep)
+        found.sort(key=lambda ep: (_norm(_dist_name(ep) or ""), ep.name))
+        _STATE.entry_points = found
+    return _STATE.entry_points
+
+
+def _dist_name(ep: Any) -> Optional[str]:
+    dist = getattr(ep, "dist", None)
+    return None if dist is None else str(dist.metadata["Name"])
+
+
+def _dist_version(ep: Any) -> Optional[str]:
+    dist = getattr(ep, "dist", None)
+    return None if dist is None else str(dist.version)
+
+
+def _exclusion(
+    name: str, dist: Optional[str], allow: Optional[Tuple[str, ...]], deny: Tuple[str, ...]
+) -> Optional[str]:
+    keys = {_norm(name)} | ({_norm(dist)} if dist else set())
+    for entry in deny:
+        if _norm(entry) in keys:
+            return f"denied by the deny list entry {entry!r}"
+    if allow is not None and not any(_norm(entry) in keys for entry in allow):
+        return f"not in the allow list {list(allow)!r}"
+    return None
+
+
+def _settings() -> Tuple[Optional[Tuple[str, ...]], Tuple[str, ...]]:
+    allow = _STATE.allow if _STATE.allow is not None else _from_env(ALLOW_ENV)
+    deny = _STATE.deny if _STATE.deny is not None else _from_env(DENY_ENV)
+    return allow, deny or ()
+
+
+def _load_entry_point(
+    pm: pluggy.PluginManager,
+    registry: Registry,
+    ep: Any,
+    allow: Optional[Tuple[str, ...]],
+    deny: Tuple[str, ...],
+) -> PluginInfo:
+    name, dist, version = ep.name, _dist_name(ep), _dist_version(ep)
+    where = f"entry point {ep.name} = {ep.value} (distribution {dist or '?'} {version or '?'})"
+    info = PluginInfo(
+        name, dist, version, (), LOADED, source="entry point", entry_point=f"{ep.name} = {ep.value}"
+    )
+    excluded = _exclusion(name, dist, allow, deny)
+    if excluded:
+        _log().info("callpyback plugin %s not loaded: %s", where, excluded)
+        return replace(info, status=DENIED, error=excluded)
+    if name in _STATE.infos or pm.has_plugin(name):
+        other = _STATE.infos.get(name)
+        by = f" by distribution {other.distribution}" if other and other.distribution else ""
+        return _report(info, FAILED, f"the plugin name {name!r} is already taken{by}", where)
+    try:
+        obj = ep.load()
+    except Exception as exc:
+        return _report(info, FAILED, f"failed to import: {_short(exc)}", where, exc)
+    problem = _version_problem(obj, name)
+    if problem is None:
+        problem = _pm_register(pm, obj, name)
+    if problem is not None:
+        return _report(info, REFUSED, problem, where)
+    try:
+        components = _register_components(pm, registry, obj, name, dist)
+    except Exception as exc:
+        pm.unregister(obj)
+        return _report(info, FAILED, f"failed to register its components: {_short(exc)}", where, exc)
+    return replace(info, components=components)
+
+
+def _report(
+    info: PluginInfo, status: str, error: str, where: str, exc: Optional[BaseException] = None
+) -> PluginInfo:
+    # Reported once: discovery runs once per process (until configure() or reset()).
+    _log().error(
+        "callpyback plugin %s %s: %s; the other plugins are unaffected",
+        where,
+        "was refused" if status == REFUSED else "failed",
+        error,
+        exc_info=exc,
+    )
+    return replace(info, status=status, error=error)
+
+
+def _warn_unmatched(allow: Optional[Tuple[str, ...]], deny: Tuple[str, ...]) -> None:
+    # A misspelt deny entry would leave the plugin it meant active: say so.
+    known = {_norm(ep.name) for ep in _entry_points()}
+    known |= {_norm(d) for d in map(_dist_name, _entry_points()) if d}
+    for what, entries in (("allow", allow or ()), ("deny", deny)):
+        for entry in entries:
+            if _norm(entry) not in known:
+                close = difflib.get_close_matches(_norm(entry), sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                _log().warning(
+                    "plugin %s list entry %r matches no installed plugin or distribution%s",
+                    what,
+                    entry,
+                    hint,
+                )
+
+
+def get_registry() -> Registry:
+    """The registry of every component from every loaded plugin; discovery runs on first call."""
+    registry = _STATE.registry
+    if registry is not None:
+        return registry
+    with _LOCK:
+        state = _STATE
+        if state.registry is not None:
+            return state.registry
+        if state.partial is not None:
+            return state.partial  # re-entered from a plugin's hook while discovery runs
+        pm = _ensure_pm()
+        registry = state.partial = Registry()
+        try:
+            from . import _builtin_plugin
+
+            # The core's own components: a failure here is our bug and must surface.
+            builtin = _register_components(pm, registry, _builtin_plugin, BUILTIN, "callpyback")
+            state.infos = {
+                BUILTIN: PluginInfo(
+                    BUILTIN, "callpyback", _our_version(), builtin, LOADED, source="builtin"
+                )
+            }
+            allow, deny = _settings()
+            _warn_unmatched(allow, deny)
+            for ep in _entry_points():
+                info = _load_entry_point(pm, registry, ep, allow, deny)
+                state.infos.setdefault(info.name, info)
+            for obj, name in state.programmatic:
+                state.infos[name] = _load_programmatic(pm, registry, obj, name)
+        finally:
+            state.partial = None
+        state.registry = registry
+        return registry
+
+
+def _load_programmatic(
+    pm: pluggy.PluginManager, registry: Registry, obj: Any, name: str
+) -> PluginInfo:
+    info = PluginInfo(name, None, None, (), LOADED, source="programmatic")
+    try:
+        components = _register_components(pm, registry, obj, name, None)
+    except Exception as exc:
+        pm.unregister(obj)
+        return _report(
+            info, FAILED, f"failed to register its components: {_short(exc)}", f"{name!r}", exc
+        )
+    return replace(info, components=components)
+
+
+def register_plugin(obj: Any, name: Optional[str] = None) -> str:
+    """Register a plugin object (a module, class or instance with hook implementations).
+
+    Returns the plugin name.  Its components join the registry now if discovery already ran,
+    otherwise when it runs.  An invalid hook, an unsupported callpyback version or a taken
+    name raises :class:`ConfigurationError`; a duplicate component name raises
+    :class:`DuplicateComponentError`.
+    """
+    with _LOCK:
+        state = _STATE
+        pm = _ensure_pm()
+        if name is None:
+            name = getattr(obj, "__name__", None) or pm.get_canonical_name(obj)
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"register_plugin(name=...) must be a non-empty string, got {name!r}")
+        if pm.is_registered(obj):
+            raise ConfigurationError(
+                f"plugin {obj!r} is already registered as {pm.get_name(obj)!r}"
+            )
+        if pm.has_plugin(name) or name in state.infos:
+            raise ConfigurationError(
+                f"a plugin named {name!r} is already registered; pass register_plugin(obj, "
+                "name=...) with another name"
+            )
+        problem = _version_problem(obj, name) or _pm_register(pm, obj, name)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        if state.registry is not None:
+            try:
+                components = _register_components(pm, state.registry, obj, name, None)
+            except BaseException:
+                pm.unregister(obj)
+                raise
+            state.infos[name] = PluginInfo(name, None, None, components, LOADED, source="programmatic")
+        state.programmatic.append((obj, name))
+        return name
+
+
+def list_plugins() -> List[PluginInfo]:
+    """Every plugin discovery considered (builtin first), loaded or not, with its components."""
+    get_registry()
+    with _LOCK:
+        return list(_STATE.infos.values())
+
+
+def notify_config(config: Any) -> Dict[str, str]:
+    """Call ``callpyback_configure(config)`` on every loaded plugin, each in isolation.
+
+    A plugin raising :class:`ConfigurationError` rejects the configuration: that error
+    propagates.  Any other exception is logged; the returned mapping is plugin name -> error.
+    """
+    get_registry()
+    with _LOCK:
+        pm = _ensure_pm()
+        loaded = [info.name for info in _STATE.infos.values() if info.status == LOADED]
+    failures: Dict[str, str] = {}
+    for name in loaded:
+        obj = pm.get_plugin(name)
+        if obj is None:
+            continue
+        try:
+            _call_hook(pm, "callpyback_configure", obj, config=config)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            failures[name] = _short(exc)
+            _log().error(
+                "callpyback plugin %r failed in callpyback_configure: %s", name, _short(exc),
+                exc_info=exc,
+            )
+    return failures
+
