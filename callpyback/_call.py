@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+import threading
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
-from ._context import ExecutionContext
+from ._context import ExecutionContext, _Rare, new_context
 from ._handling import Raise, Recover, Retry
 from .states import ExecutionState
 
@@ -27,18 +28,41 @@ _FAIL = ExecutionState.POST_FAILURE
 _DONE = ExecutionState.COMPLETED
 _ERROR = ExecutionState.ERROR
 
-#: True while observers run: a wrapped function called from an observer is not observed again.
-_IN_OBSERVER: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "callpyback_in_observer", default=False
+# Re-entrancy guard: while observers run, a wrapped function they call is not observed again.
+# The context variable holds a one-item list per context: slot 0 is the ident of the thread
+# currently dispatching (0 when none).  Flipping a list item costs far less than
+# ContextVar.set/reset per notification; the thread ident keeps a context copied into a worker
+# thread (asyncio.to_thread) from seeing another thread's dispatch.  Async dispatch, which
+# awaits, installs a fresh cell with a real set/reset so other tasks never see it.
+_IN_OBSERVER: contextvars.ContextVar[Optional[List[int]]] = contextvars.ContextVar(
+    "callpyback_in_observer", default=None
 )
 _guard = _IN_OBSERVER.get
-_guard_set = _IN_OBSERVER.set
-_guard_reset = _IN_OBSERVER.reset
+_ident = threading.get_ident
+
+
+def _new_cell() -> List[int]:
+    cell = [0]
+    _IN_OBSERVER.set(cell)
+    return cell
+
+
+def in_observer() -> bool:
+    """True while this thread/task is running CallPyBack observers."""
+    g = _guard()
+    return g is not None and g[0] == _ident()
+
+
+def _observer_failed(reg: Any, exc: Exception) -> None:
+    reg.owner._observer_failed(reg, exc)
 
 
 def _notify(regs: tuple[Any, ...], ctx: ExecutionContext) -> None:
     __tracebackhide__ = True
-    token = _guard_set(True)
+    g = _guard()
+    if g is None:
+        g = _new_cell()
+    g[0] = _ident()
     try:
         for reg in regs:
             try:
@@ -49,12 +73,12 @@ def _notify(regs: tuple[Any, ...], ctx: ExecutionContext) -> None:
                 if reg.failures:
                     reg.failures = 0
     finally:
-        _guard_reset(token)
+        g[0] = 0
 
 
 async def _anotify(regs: tuple[Any, ...], ctx: ExecutionContext) -> None:
     __tracebackhide__ = True
-    token = _guard_set(True)
+    token = _IN_OBSERVER.set([_ident()])
     try:
         for reg in regs:
             try:
@@ -67,7 +91,7 @@ async def _anotify(regs: tuple[Any, ...], ctx: ExecutionContext) -> None:
                 if reg.failures:
                     reg.failures = 0
     finally:
-        _guard_reset(token)
+        _IN_OBSERVER.reset(token)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -92,11 +116,15 @@ def _safe_hooks(hooks: tuple[Any, ...], *args: Any) -> None:
 # --- outcome steps shared by every shape (not on the inline fast path) -------------------------
 
 
+def _set_locals(ctx: ExecutionContext, values: Any) -> None:
+    ctx._rare = rare = ctx._rare or _Rare()
+    rare.locals = values
+
+
 def _set_success(p: Pipeline, ctx: ExecutionContext, value: Any) -> None:
     ctx._time = p.monotonic() - ctx._start
     ctx._value = value
     ctx._exception = None
-    ctx._result = None
     if p.chain.after_success:
         _safe_hooks(p.chain.after_success, ctx)
     ctx._state = _OK
@@ -105,7 +133,6 @@ def _set_success(p: Pipeline, ctx: ExecutionContext, value: Any) -> None:
 def _set_failure(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> None:
     ctx._time = p.monotonic() - ctx._start
     ctx._exception = exc
-    ctx._result = None
     ctx._state = _FAIL
 
 
@@ -113,9 +140,9 @@ def _set_interrupted(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> 
     """Cancellation goes to COMPLETED, any other BaseException to ERROR; returns whom to notify."""
     ctx._time = p.monotonic() - ctx._start
     ctx._exception = exc
-    ctx._result = None
     if _is_cancellation(exc):
-        ctx._cancelled = True
+        ctx._rare = rare = ctx._rare or _Rare()
+        rare.cancelled = True
         ctx._state = _DONE
         return p.completed
     ctx._state = _ERROR
@@ -124,8 +151,8 @@ def _set_interrupted(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> 
 
 def _recover(ctx: ExecutionContext, value: Any, by: str) -> None:
     ctx._value = value
-    ctx._recovered_by = by
-    ctx._result = None
+    ctx._rare = rare = ctx._rare or _Rare()
+    rare.recovered_by = by
     ctx._state = _DONE
 
 
@@ -141,48 +168,64 @@ def _raise_decided(decision: Any, exc: BaseException) -> None:
 
 
 def make_sync(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
+    current = owner._current  # a one-item list: cheaper to read per call than an attribute
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        p = owner._pipeline
-        if p is None or _guard():
+        p = current[0]
+        if p is None:
             return func(*args, **kwargs)
-        ctx = ExecutionContext(info, args, kwargs, p.time_source)
-        if p.pre:
-            ctx._state = _PRE
-            _notify(p.pre, ctx)
-            ctx._start = p.monotonic()
-        if not p.simple:
-            return _attempts(func, p, ctx, args, kwargs)
-        ctx._state = _EXEC
-        ctx._attempt = 1
-        try:
-            value = func(*args, **kwargs)
-        except Exception as exc:
-            ctx._time = p.monotonic() - ctx._start
-            ctx._exception = exc
-            ctx._state = _FAIL
-            if p.failure:
-                _notify(p.failure, ctx)
-            ctx._state = _DONE
-            if p.completed:
-                _notify(p.completed, ctx)
-            raise
-        except BaseException as exc:
-            regs = _set_interrupted(p, ctx, exc)
-            if regs:
-                _notify(regs, ctx)
-            raise
-        ctx._time = p.monotonic() - ctx._start
-        ctx._value = value
-        if p.success:
-            ctx._state = _OK
-            _notify(p.success, ctx)
-        ctx._state = _DONE
-        if p.completed:
-            _notify(p.completed, ctx)
-        return value
+        g = _guard()
+        if g is not None and g[0] and g[0] == _ident():
+            return func(*args, **kwargs)
+        return p.run(func, info, args, kwargs, g)
 
     return wrapper
+
+
+def _simple_failed(
+    p: Pipeline, info: Any, args: Any, kwargs: Any, start: float, exc: Exception, ctx: Any
+) -> None:
+    """The compiled fast path's failure branch: POST_FAILURE then COMPLETED (caller re-raises)."""
+    if not (p.failure or p.completed):
+        return
+    if ctx is None:
+        ctx = new_context(info, args, kwargs, p.time_source, start)
+        ctx._attempt = 1
+    ctx._time = p.monotonic() - start
+    ctx._exception = exc
+    ctx._state = _FAIL
+    if p.failure:
+        _notify(p.failure, ctx)
+    ctx._state = _DONE
+    if p.completed:
+        _notify(p.completed, ctx)
+
+
+def _simple_interrupted(
+    p: Pipeline, info: Any, args: Any, kwargs: Any, start: float, exc: BaseException, ctx: Any
+) -> None:
+    if not (p.completed or p.error):
+        return
+    if ctx is None:
+        ctx = new_context(info, args, kwargs, p.time_source, start)
+        ctx._attempt = 1
+    regs = _set_interrupted(p, ctx, exc)
+    if regs:
+        _notify(regs, ctx)
+
+
+def run_attempts(
+    p: Pipeline, func: Callable[..., Any], info: Any, args: Any, kwargs: Any, g: Any = None
+) -> Any:
+    """The sync path for pipelines with error handlers or variable extraction."""
+    __tracebackhide__ = True
+    ctx = new_context(info, args, kwargs, p.time_source, p.monotonic())
+    if p.pre:
+        ctx._state = _PRE
+        _notify(p.pre, ctx)
+        ctx._start = p.monotonic()
+    return _attempts(func, p, ctx, args, kwargs)
 
 
 def _attempts(
@@ -205,7 +248,7 @@ def _attempts(
                 value = func(*args, **kwargs)
         except Exception as exc:
             if capture is not None:
-                ctx._locals = capture.finish()
+                _set_locals(ctx, capture.finish())
             _set_failure(p, ctx, exc)
             if p.failure:
                 _notify(p.failure, ctx)
@@ -234,13 +277,13 @@ def _attempts(
             raise
         except BaseException as exc:
             if capture is not None:
-                ctx._locals = capture.finish()
+                _set_locals(ctx, capture.finish())
             regs = _set_interrupted(p, ctx, exc)
             if regs:
                 _notify(regs, ctx)
             raise
         if capture is not None:
-            ctx._locals = capture.finish()
+            _set_locals(ctx, capture.finish())
         _set_success(p, ctx, value)
         if p.success:
             _notify(p.success, ctx)
@@ -254,12 +297,14 @@ def _attempts(
 
 
 def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
+    current = owner._current
+
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        p = owner._pipeline
-        if p is None or _guard():
+        p = current[0]
+        if p is None or in_observer():
             return await func(*args, **kwargs)
-        ctx = ExecutionContext(info, args, kwargs, p.time_source)
+        ctx = new_context(info, args, kwargs, p.time_source, p.monotonic())
         notify = p.anotify
         if p.pre:
             ctx._state = _PRE
@@ -285,7 +330,7 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
                     value = await func(*args, **kwargs)
             except Exception as exc:
                 if capture is not None:
-                    ctx._locals = capture.finish()
+                    _set_locals(ctx, capture.finish())
                 _set_failure(p, ctx, exc)
                 if p.failure:
                     await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
@@ -314,13 +359,13 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
                 raise
             except BaseException as exc:
                 if capture is not None:
-                    ctx._locals = capture.finish()
+                    _set_locals(ctx, capture.finish())
                 regs = _set_interrupted(p, ctx, exc)
                 if regs:
                     await _anotify(regs, ctx) if notify else _notify(regs, ctx)
                 raise
             if capture is not None:
-                ctx._locals = capture.finish()
+                _set_locals(ctx, capture.finish())
             _set_success(p, ctx, value)
             if p.success:
                 await _anotify(p.success, ctx) if notify else _notify(p.success, ctx)
@@ -338,12 +383,14 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
 
 
 def make_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
+    current = owner._current
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        p = owner._pipeline
-        if p is None or _guard():
+        p = current[0]
+        if p is None or in_observer():
             return (yield from func(*args, **kwargs))
-        ctx = ExecutionContext(info, args, kwargs, p.time_source)
+        ctx = new_context(info, args, kwargs, p.time_source, p.monotonic())
         if p.pre:
             ctx._state = _PRE
             _notify(p.pre, ctx)
@@ -358,7 +405,7 @@ def make_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[
             value = yield from func(*args, **kwargs)
         except Exception as exc:
             if capture is not None:
-                ctx._locals = capture.finish()
+                _set_locals(ctx, capture.finish())
             _set_failure(p, ctx, exc)
             if p.failure:
                 _notify(p.failure, ctx)
@@ -378,13 +425,13 @@ def make_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[
             raise
         except BaseException as exc:
             if capture is not None:
-                ctx._locals = capture.finish()
+                _set_locals(ctx, capture.finish())
             regs = _set_interrupted(p, ctx, exc)
             if regs:
                 _notify(regs, ctx)
             raise
         if capture is not None:
-            ctx._locals = capture.finish()
+            _set_locals(ctx, capture.finish())
         _set_success(p, ctx, value)
         if p.success:
             _notify(p.success, ctx)
@@ -399,11 +446,13 @@ def make_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[
 def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
     # The relay loop is written out twice on purpose: an inner async generator cannot forward
     # asend/athrow/aclose, so the yield has to stay in this frame.
+    current = owner._current
+
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        p = owner._pipeline
+        p = current[0]
         agen = func(*args, **kwargs)
-        if p is None or _guard():
+        if p is None or in_observer():
             try:
                 item = await agen.__anext__()
                 while True:
@@ -418,7 +467,7 @@ def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Cal
                         item = await agen.asend(sent)
             except StopAsyncIteration:
                 return
-        ctx = ExecutionContext(info, args, kwargs, p.time_source)
+        ctx = new_context(info, args, kwargs, p.time_source, p.monotonic())
         notify = p.anotify
         if p.pre:
             ctx._state = _PRE
@@ -448,7 +497,7 @@ def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Cal
             pass  # exhausted: success
         except Exception as exc:
             if capture is not None:
-                ctx._locals = capture.finish()
+                _set_locals(ctx, capture.finish())
             _set_failure(p, ctx, exc)
             if p.failure:
                 await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
@@ -471,13 +520,13 @@ def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Cal
             raise
         except BaseException as exc:
             if capture is not None:
-                ctx._locals = capture.finish()
+                _set_locals(ctx, capture.finish())
             regs = _set_interrupted(p, ctx, exc)
             if regs:
                 await _anotify(regs, ctx) if notify else _notify(regs, ctx)
             raise
         if capture is not None:
-            ctx._locals = capture.finish()
+            _set_locals(ctx, capture.finish())
         _set_success(p, ctx, None)
         if p.success:
             await _anotify(p.success, ctx) if notify else _notify(p.success, ctx)

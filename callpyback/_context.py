@@ -13,7 +13,13 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .states import ExecutionState
 
-__all__ = ["ExecutionContext", "ExecutionFailure", "ExecutionResult", "FunctionInfo"]
+__all__ = [
+    "ExecutionContext",
+    "ExecutionFailure",
+    "ExecutionResult",
+    "FunctionInfo",
+    "RecoveredResult",
+]
 
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
@@ -54,27 +60,50 @@ class FunctionInfo:
 class ExecutionResult:
     """A successful (or recovered) outcome: the value and the time the call took."""
 
-    __slots__ = ("execution_time", "recovered", "recovered_by", "value")
+    __slots__ = ("execution_time", "value")
 
-    def __init__(
-        self,
+    # Class-level defaults, overridden by RecoveredResult: the fast path sets just two slots.
+    recovered: bool = False
+    recovered_by: Optional[str] = None
+    success = True
+
+    def __new__(
+        cls,
         value: Any,
         execution_time: float,
         recovered: bool = False,
         recovered_by: Optional[str] = None,
-    ) -> None:
-        self.value = value
-        self.execution_time = execution_time
-        self.recovered = recovered
-        self.recovered_by = recovered_by
-
-    @property
-    def success(self) -> bool:
-        return True
+    ) -> ExecutionResult:
+        if recovered or recovered_by is not None:
+            obj: ExecutionResult = object.__new__(RecoveredResult)
+            obj.recovered_by = recovered_by  # type: ignore[misc]
+        else:
+            obj = object.__new__(cls)
+        obj.value = value
+        obj.execution_time = execution_time
+        return obj
 
     def __repr__(self) -> str:
         extra = f", recovered_by={self.recovered_by!r}" if self.recovered else ""
         return f"ExecutionResult(value={self.value!r}, execution_time={self.execution_time!r}{extra})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionResult):
+            return NotImplemented
+        return (self.value, self.execution_time, self.recovered_by) == (
+            other.value,
+            other.execution_time,
+            other.recovered_by,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class RecoveredResult(ExecutionResult):
+    """A value an error handler returned in place of an exception."""
+
+    __slots__ = ("recovered_by",)  # type: ignore[assignment]
+    recovered = True
 
 
 class ExecutionFailure:
@@ -86,9 +115,7 @@ class ExecutionFailure:
         self.exception = exception
         self.execution_time = execution_time
 
-    @property
-    def success(self) -> bool:
-        return False
+    success = False
 
     @property
     def exception_type(self) -> type:
@@ -102,28 +129,37 @@ class ExecutionFailure:
         return f"ExecutionFailure(exception={self.exception!r}, execution_time={self.execution_time!r})"
 
 
+class _Rare:
+    """Per-call fields most calls never touch, allocated on first use."""
+
+    __slots__ = ("arguments", "cancelled", "handler_state", "locals", "metadata", "recovered_by", "timestamp")
+
+    def __init__(self) -> None:
+        self.arguments: Optional[Mapping[str, Any]] = None
+        self.metadata: Optional[Dict[str, Any]] = None
+        self.handler_state: Optional[Dict[str, Any]] = None
+        self.locals: Optional[Mapping[str, Any]] = None
+        self.timestamp: Optional[float] = None
+        self.recovered_by: Optional[str] = None
+        self.cancelled = False
+
+
 class ExecutionContext:
     """Everything about one call, as observers see it.  Read-only from an observer's side.
 
-    The wrapper writes the private slots directly; the public surface is properties, so an
-    observer cannot change what another observer (or the caller) sees, except through the
-    deliberately writable :attr:`metadata` scratch space.
+    The wrapper writes the private slots directly (and skips ``__init__``: see :func:`new_context`);
+    the public surface is properties, so an observer cannot change what another observer (or the
+    caller) sees, except through the deliberately writable :attr:`metadata` scratch space.
+    Fields few calls need live in a lazily allocated ``_rare`` record.
     """
 
     __slots__ = (
-        "_arguments",
         "_attempt",
-        "_cancelled",
         "_exception",
-        "_handler_state",
-        "_locals",
-        "_metadata",
-        "_recovered_by",
-        "_result",
+        "_rare",
         "_start",
         "_state",
         "_time",
-        "_timestamp",
         "_value",
         "args",
         "function_info",
@@ -148,14 +184,13 @@ class ExecutionContext:
         self._time: Optional[float] = None
         self._value: Any = None
         self._exception: Optional[BaseException] = None
-        self._result: Any = None
-        self._recovered_by: Optional[str] = None
-        self._cancelled = False
-        self._arguments: Optional[Mapping[str, Any]] = None
-        self._metadata: Optional[Dict[str, Any]] = None
-        self._handler_state: Optional[Dict[str, Any]] = None
-        self._locals: Optional[Mapping[str, Any]] = None
-        self._timestamp: Optional[float] = None
+        self._rare: Optional[_Rare] = None
+
+    def _more(self) -> _Rare:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
 
     # --- identity of the call -------------------------------------------------------------
     @property
@@ -178,18 +213,20 @@ class ExecutionContext:
     @property
     def arguments(self) -> Mapping[str, Any]:
         """Parameter name to value, defaults applied; bound on first access only."""
-        if self._arguments is None:
-            self._arguments = _bind(self.function_info, self.args, self.kwargs)
-        return self._arguments
+        rare = self._more()
+        if rare.arguments is None:
+            rare.arguments = _bind(self.function_info, self.args, self.kwargs)
+        return rare.arguments
 
     @property
     def timestamp(self) -> float:
         """Wall-clock start of the call, seconds since the epoch, from the time source."""
-        if self._timestamp is None:
+        rare = self._more()
+        if rare.timestamp is None:
             # Derived on demand from the monotonic start rather than read on every call.
             ts = self.time_source
-            self._timestamp = ts.now() - (ts.monotonic() - self._start)
-        return self._timestamp
+            rare.timestamp = ts.now() - (ts.monotonic() - self._start)
+        return rare.timestamp
 
     @property
     def execution_time(self) -> Optional[float]:
@@ -199,18 +236,22 @@ class ExecutionContext:
     # --- outcome ----------------------------------------------------------------------------
     @property
     def result(self) -> Any:
-        """An :class:`ExecutionResult`, an :class:`ExecutionFailure`, or None before the outcome."""
-        result = self._result
-        if result is None and self._time is not None:
-            if self._exception is not None and self._recovered_by is None:
-                result = ExecutionFailure(self._exception, self._time)
-            elif self._state is not ExecutionState.ERROR and not self._cancelled:
-                recovered = self._recovered_by is not None
-                result = ExecutionResult(self._value, self._time, recovered, self._recovered_by)
-            else:
-                result = ExecutionFailure(self._exception, self._time)  # type: ignore[arg-type]
-            self._result = result
-        return result
+        """An :class:`ExecutionResult`, an :class:`ExecutionFailure`, or None before the outcome.
+
+        Built on access from the context's fields (cheap, and only for observers that ask).
+        """
+        if self._time is None:
+            return None
+        rare = self._rare
+        exc = self._exception
+        if rare is not None:
+            if rare.recovered_by is not None:
+                return ExecutionResult(self._value, self._time, True, rare.recovered_by)
+            if rare.cancelled:
+                return ExecutionFailure(exc, self._time)  # type: ignore[arg-type]
+        if exc is None:
+            return ExecutionResult(self._value, self._time)
+        return ExecutionFailure(exc, self._time)
 
     @property
     def value(self) -> Any:
@@ -224,56 +265,63 @@ class ExecutionContext:
 
     @property
     def succeeded(self) -> bool:
-        return self._time is not None and self._exception is None and not self._cancelled
+        return self._time is not None and self._exception is None and not self.cancelled
 
     @property
     def recovered(self) -> bool:
-        return self._recovered_by is not None
+        return self._rare is not None and self._rare.recovered_by is not None
 
     @property
     def recovered_by(self) -> Optional[str]:
-        return self._recovered_by
+        return None if self._rare is None else self._rare.recovered_by
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled
+        return self._rare is not None and self._rare.cancelled
 
     @property
     def local_variables(self) -> Mapping[str, Any]:
-        return self._locals if self._locals is not None else _EMPTY
+        rare = self._rare
+        return rare.locals if rare is not None and rare.locals is not None else _EMPTY
 
     @property
     def metadata(self) -> Dict[str, Any]:
         """Per-call scratch space observers may write (e.g. a span opened before the call)."""
-        md = self._metadata
-        if md is None:
-            md = self._metadata = {}
-        return md
+        rare = self._more()
+        if rare.metadata is None:
+            rare.metadata = {}
+        return rare.metadata
 
     @property
     def handler_state(self) -> Mapping[str, Any]:
         """What error handlers recorded about this call (attempts, delays, breaker state...)."""
-        hs = self._handler_state
-        return types.MappingProxyType(hs) if hs is not None else _EMPTY
+        rare = self._rare
+        if rare is None or rare.handler_state is None:
+            return _EMPTY
+        return types.MappingProxyType(rare.handler_state)
 
     def note(self, key: str, value: Any) -> None:
         """For error handlers: record a fact about this call in :attr:`handler_state`."""
-        hs = self._handler_state
-        if hs is None:
-            hs = self._handler_state = {}
-        hs[key] = value
+        rare = self._more()
+        if rare.handler_state is None:
+            rare.handler_state = {}
+        rare.handler_state[key] = value
 
     def snapshot(self) -> ExecutionContext:
         """A frozen copy of this context as it is now (for observers that run later)."""
         copy = ExecutionContext.__new__(ExecutionContext)
         for slot in ExecutionContext.__slots__:
             object.__setattr__(copy, slot, getattr(self, slot))
-        copy._result = self.result
-        copy._timestamp = self.timestamp
-        if self._metadata is not None:
-            copy._metadata = dict(self._metadata)
-        if self._handler_state is not None:
-            copy._handler_state = dict(self._handler_state)
+        rare = copy._rare = _Rare()
+        old = self._rare
+        if old is not None:
+            for slot in _Rare.__slots__:
+                setattr(rare, slot, getattr(old, slot))
+            if old.metadata is not None:
+                rare.metadata = dict(old.metadata)
+            if old.handler_state is not None:
+                rare.handler_state = dict(old.handler_state)
+        rare.timestamp = self.timestamp
         return copy
 
     def __repr__(self) -> str:
@@ -281,6 +329,29 @@ class ExecutionContext:
             f"<ExecutionContext {self.function_info.target} state={self._state.name} "
             f"attempt={self._attempt} result={self.result!r}>"
         )
+
+
+_new = object.__new__
+_INITIALIZED = ExecutionState.INITIALIZED
+
+
+def new_context(
+    info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any], time_source: Any, start: float
+) -> ExecutionContext:
+    """The wrappers' constructor: skips ``__init__``'s call overhead (this is per call)."""
+    c = _new(ExecutionContext)
+    c.function_info = info
+    c.args = args
+    c.kwargs = kwargs
+    c.time_source = time_source
+    c._start = start
+    c._state = _INITIALIZED
+    c._attempt = 0
+    c._time = None
+    c._value = None
+    c._exception = None
+    c._rare = None
+    return c
 
 
 def _bind(info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Mapping[str, Any]:

@@ -137,7 +137,8 @@ class CallPyBack:
         self._lock = threading.Lock()  # guards changes, never calls
         self._registrations: Tuple[Registration, ...] = ()
         self._has_sync = False
-        self._pipeline: Optional[Pipeline] = None
+        # The wrappers read the current pipeline from this one-item list (see _call.make_sync).
+        self._current: List[Optional[Pipeline]] = [None]
         for obs in observers or ():
             self.add_observer(obs)
         self._rebuild()
@@ -244,6 +245,9 @@ class CallPyBack:
             states=frozenset(wanted) if wanted is not None else None,
             is_async=is_async,
             background=bg,
+            guard=bool(getattr(observer, "reentrancy_guard", True)),
+            injection=getattr(observer, "injection", None),
+            callback=getattr(observer, "callback", None),
         )
         with self._lock:
             if is_async and self._has_sync:
@@ -330,12 +334,16 @@ class CallPyBack:
             self.variable_names,
         )
         # None is the wrapper's one-branch passthrough signal.
-        self._pipeline = None if pipeline.empty else pipeline
+        self._current[0] = None if pipeline.empty else pipeline
 
     @property
     def pipeline(self) -> Optional[Pipeline]:
         """The compiled pipeline calls use now (None: nothing to do, calls pass straight through)."""
-        return self._pipeline
+        return self._current[0]
+
+    @property
+    def _pipeline(self) -> Optional[Pipeline]:
+        return self._current[0]
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""

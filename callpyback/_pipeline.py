@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, FrozenSet, Optional, Tuple
 
+from ._call import run_attempts
 from ._handling import HandlerChain
 from .states import ExecutionState
 
@@ -17,9 +19,13 @@ class Registration:
 
     __slots__ = (
         "background",
+        "callback",
+        "direct",
         "disabled",
         "failures",
         "fn",
+        "guard",
+        "injection",
         "is_async",
         "name",
         "observer",
@@ -44,6 +50,9 @@ class Registration:
         states: Optional[FrozenSet[ExecutionState]],
         is_async: bool,
         background: bool,
+        guard: bool = True,
+        injection: Any = None,
+        callback: Any = None,
     ) -> None:
         self.owner = owner
         self.observer = observer  # None when held weakly; see ``ref``
@@ -55,6 +64,11 @@ class Registration:
         self.states = states
         self.is_async = is_async
         self.background = background
+        self.guard = guard
+        #: For callback observers: how to call ``callback`` directly (see ``_codegen``).
+        self.injection = injection
+        self.callback = callback
+        self.direct = injection is not None and callback is not None and ref is None and not background
         self.failures = 0  # consecutive; reset by a success
         self.total_failures = 0
         self.disabled = False
@@ -92,6 +106,7 @@ class Pipeline:
         "failure",
         "monotonic",
         "pre",
+        "run",
         "simple",
         "sleep",
         "success",
@@ -126,6 +141,18 @@ class Pipeline:
         self.variable_names = variable_names
         self.simple = not chain and extractor is None
         self.anotify = any(r.is_async for r in live)
+        # ``run(func, info, args, kwargs)`` is the sync path; the fast one is compiled on first
+        # use, so a burst of add_observer() calls compiles once, not once per call.
+        self.run: Callable[..., Any] = (
+            self._compile_then_run if self.simple else functools.partial(run_attempts, self)
+        )
+
+    def _compile_then_run(self, func: Any, info: Any, args: Any, kwargs: Any, g: Any) -> Any:
+        __tracebackhide__ = True
+        from ._codegen import compile_run
+
+        self.run = compile_run(self)
+        return self.run(func, info, args, kwargs, g)
 
     @property
     def empty(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable, Collection, FrozenSet, Iterable, Optional, Union
+from typing import Any, Callable, Collection, FrozenSet, Iterable, Optional, Tuple, Union
 
 from ..errors import ConfigurationError
 from ..states import NOTIFIED_STATES, PHASE_STATES, ExecutionState, Phase
@@ -113,6 +113,10 @@ class BaseObserver:
     name: Optional[str] = None
     states: Optional[FrozenSet[ExecutionState]] = None
     background: bool = False
+    #: Set False only on observers that never run user code (they then skip the re-entrancy
+    #: guard, which saves a little per call).  Anything that may call a wrapped function,
+    #: directly or not, must keep it.
+    reentrancy_guard: bool = True
 
     def __init__(
         self,
@@ -148,18 +152,20 @@ def _describe(callback: Callable[..., Any]) -> str:
     return name
 
 
-def _compile_injector(callback: Callable[..., Any], owner: str) -> Callable[[Any], Any]:
-    """Build ``update(context)`` that calls ``callback`` with its parameters injected by name.
+#: One injected argument: (keyword name, or None for positional; source name from INJECTABLE).
+Injection = Tuple[Tuple[Optional[str], str], ...]
 
-    The mapping is resolved here, once; the generated function is straight-line attribute reads,
-    so a callback costs one extra call per notification and nothing else.
+
+def resolve_injection(callback: Callable[..., Any], owner: str) -> Optional[Injection]:
+    """Map ``callback``'s parameters to injectable sources, once, at observer creation.
+
+    None means the callback has no introspectable signature: it gets the context positionally.
     """
     try:
         sig = inspect.signature(callback)
     except (TypeError, ValueError):
-        return callback  # no introspectable signature: it gets the context positionally
-    positional: list[str] = []
-    keyword: list[str] = []
+        return None
+    out: list[Tuple[Optional[str], str]] = []
     can_positional = True
     var_kw = False
     for p in sig.parameters.values():
@@ -169,8 +175,7 @@ def _compile_injector(callback: Callable[..., Any], owner: str) -> Callable[[Any
         if p.kind is p.VAR_KEYWORD:
             var_kw = True
             continue
-        expr = INJECTABLE.get(p.name)
-        if expr is None:
+        if p.name not in INJECTABLE:
             if p.default is not p.empty:
                 can_positional = False  # keep its default (the ``lambda i=i:`` idiom)
                 continue
@@ -187,16 +192,29 @@ def _compile_injector(callback: Callable[..., Any], owner: str) -> Callable[[Any
                     f"{owner} callback {_describe(callback)}: positional-only parameter {p.name!r} "
                     "follows a parameter CallPyBack cannot fill; reorder or make it keyword"
                 )
-            positional.append(expr)
+            out.append((None, p.name))
         elif p.kind is p.POSITIONAL_OR_KEYWORD and can_positional:
-            positional.append(expr)
+            out.append((None, p.name))
         else:
-            keyword.append(f"{p.name}={expr}")
+            out.append((p.name, p.name))
     if var_kw:
         named = set(sig.parameters)
-        keyword.extend(f"{k}={v}" for k, v in INJECTABLE.items() if k not in named)
-    call_args = ", ".join([*positional, *keyword])
-    source = f"def update(c):\n    return _cb({call_args})\n"
+        out.extend((k, k) for k in INJECTABLE if k not in named)
+    return tuple(out)
+
+
+def _compile_injector(
+    callback: Callable[..., Any], injection: Optional[Injection], owner: str
+) -> Callable[[Any], Any]:
+    """Build ``update(context)`` calling ``callback`` with its injected arguments.
+
+    Straight-line attribute reads, so a callback costs one extra call per notification.  (The
+    sync fast path does better still: it calls the callback directly, see ``_codegen``.)
+    """
+    if injection is None:
+        return callback
+    parts = [INJECTABLE[src] if kw is None else f"{kw}={INJECTABLE[src]}" for kw, src in injection]
+    source = f"def update(c):\n    return _cb({', '.join(parts)})\n"
     namespace: dict[str, Any] = {"_cb": callback}
     exec(compile(source, f"<callpyback injector for {owner}>", "exec"), namespace)
     update: Callable[[Any], Any] = namespace["update"]
@@ -229,8 +247,11 @@ class CallbackObserver(BaseObserver):
         )
         self.callback = callback
         self.is_async = inspect.iscoroutinefunction(callback)
+        self.injection = resolve_injection(callback, self.name or "observer")
         # An instance attribute, not a method: the dispatcher calls a plain function.
-        self.update = _compile_injector(callback, self.name or "observer")  # type: ignore[method-assign]
+        self.update = _compile_injector(  # type: ignore[method-assign]
+            callback, self.injection, self.name or "observer"
+        )
 
 
 def create_callback_observer(
