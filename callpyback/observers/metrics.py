@@ -1,0 +1,226 @@
+"""``MetricsObserver``: exact per-function call counts plus a bounded latency histogram."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from .._histogram import Histogram, quantile_key
+from ..errors import ConfigurationError
+from ..states import ExecutionState
+from ._base import BaseObserver
+
+__all__ = ["FunctionStats", "MetricsObserver"]
+
+_PRE = ExecutionState.PRE_EXECUTION
+_DONE = ExecutionState.COMPLETED
+_ERROR = ExecutionState.ERROR
+
+_COUNTERS = ("calls", "successes", "failures", "recoveries", "cancelled", "interrupted", "retries")
+
+
+class FunctionStats:
+    """Counters and latency of one function.  Every change happens under ``lock``."""
+
+    __slots__ = ("lock", "target", "histogram", "in_flight", "max_in_flight", *_COUNTERS)
+
+    def __init__(self, target: str, relative_accuracy: float) -> None:
+        self.lock = threading.Lock()
+        self.target = target
+        self.histogram = Histogram(relative_accuracy)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.calls = self.successes = self.failures = self.recoveries = 0
+        self.cancelled = self.interrupted = self.retries = 0
+
+    def reset(self) -> None:
+        with self.lock:
+            self.histogram = Histogram(self.histogram.relative_accuracy)
+            # in_flight is live state, not a statistic: calls still running will complete.
+            self.max_in_flight = self.in_flight
+            self.calls = self.successes = self.failures = self.recoveries = 0
+            self.cancelled = self.interrupted = self.retries = 0
+
+    def snapshot(self, quantiles: Tuple[float, ...]) -> Dict[str, Any]:
+        with self.lock:
+            counts = {name: getattr(self, name) for name in _COUNTERS}
+            in_flight, max_in_flight = self.in_flight, self.max_in_flight
+            histogram = self.histogram.copy()
+        # The quantile walk happens outside the lock, on the copy, so callers never wait on it.
+        return {
+            **counts,
+            "in_flight": in_flight,
+            "max_in_flight": max_in_flight,
+            "latency": histogram.summary(quantiles),
+        }
+
+
+class MetricsObserver(BaseObserver):
+    """Per-function calls, successes, failures, recoveries, in-flight count and latency.
+
+    A call is counted once, when it ends: ``successes`` + ``failures`` + ``recoveries`` +
+    ``cancelled`` + ``interrupted`` == ``calls``.  ``retries`` counts extra attempts.  Latency
+    (``execution_time`` from the decorator's time source) goes into a streaming histogram whose
+    quantiles are within ``relative_accuracy`` of an observed value and whose memory is bounded.
+    Counts are exact under threads: each function's numbers change under its own lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        track_in_flight: bool = True,
+        quantiles: Iterable[float] = (0.5, 0.9, 0.99),
+        relative_accuracy: float = 0.01,
+        priority: int = 0,
+        name: Optional[str] = None,
+        background: bool = False,
+    ) -> None:
+        super().__init__(priority=priority, name=name, background=background)
+        qs = tuple(quantiles)
+        for q in qs:
+            if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+                raise ConfigurationError(
+                    f"{self.name}: quantiles must be numbers in (0, 1], got {q!r} in {qs!r}; "
+                    "for example (0.5, 0.9, 0.99)"
+                )
+        self.quantiles = qs
+        Histogram(relative_accuracy)  # validates the accuracy now, not at the first call
+        self.relative_accuracy = float(relative_accuracy)
+        self.track_in_flight = bool(track_in_flight)
+        # Only the states we use: without in-flight tracking a call costs one notification.
+        wanted = [_DONE, _ERROR] + ([_PRE] if self.track_in_flight else [])
+        self.states = frozenset(wanted)
+        self._lock = threading.Lock()  # guards the two maps below (creation only)
+        self._by_info: Dict[Any, FunctionStats] = {}
+        self._by_target: Dict[str, FunctionStats] = {}
+
+    def _stats_for(self, info: Any) -> FunctionStats:
+        with self._lock:
+            stats = self._by_info.get(info)
+            if stats is None:
+                target = info.target
+                stats = self._by_target.get(target)
+                if stats is None:
+                    stats = self._by_target[target] = FunctionStats(target, self.relative_accuracy)
+                self._by_info[info] = stats
+            return stats
+
+    def update(self, context: Any) -> None:
+        # Hot path: one dict lookup keyed by the FunctionInfo object, then a short locked section.
+        # _state/_time/_exception/_attempt are the core slots the callback injector reads too;
+        # rarer facts go through the public properties.
+        stats = self._by_info.get(context.function_info)
+        if stats is None:
+            stats = self._stats_for(context.function_info)
+        state = context._state
+        if state is _PRE:
+            with stats.lock:
+                stats.in_flight += 1
+                if stats.in_flight > stats.max_in_flight:
+                    stats.max_in_flight = stats.in_flight
+            return
+        elapsed = context._time
+        with stats.lock:
+            stats.calls += 1
+            if state is _ERROR:
+                stats.interrupted += 1
+            elif context._exception is None:
+                stats.successes += 1
+            elif context.cancelled:
+                stats.cancelled += 1
+            elif context.recovered:
+                stats.recoveries += 1
+            else:
+                stats.failures += 1
+            attempt = context._attempt
+            if attempt > 1:
+                stats.retries += attempt - 1
+            # An observer added while a call was running saw no PRE_EXECUTION for it.
+            if stats.in_flight > 0 and self.track_in_flight:
+                stats.in_flight -= 1
+            if elapsed is not None:
+                stats.histogram.add(elapsed)
+
+    # --- reading --------------------------------------------------------------------------
+    def get_metrics(self, function: Optional[str] = None) -> Dict[str, Any]:
+        """``{"module:qualname": {counts..., "latency": {...}}}``; each entry is consistent.
+
+        With ``function`` (a ``module:qualname`` target), only that function's entry (an empty
+        dict if it was never called).
+        """
+        if function is not None:
+            stats = self._by_target.get(function)
+            return stats.snapshot(self.quantiles) if stats is not None else {}
+        with self._lock:
+            items = list(self._by_target.items())
+        return {target: stats.snapshot(self.quantiles) for target, stats in sorted(items)}
+
+    def reset_metrics(self, function: Optional[str] = None) -> None:
+        """Zero the statistics (of one ``module:qualname`` target, or of all)."""
+        with self._lock:
+            items = list(self._by_target.values())
+        for stats in items:
+            if function is None or stats.target == function:
+                stats.reset()
+
+    def histogram(self, function: str) -> Optional[Histogram]:
+        """A copy of one function's latency histogram (None if it was never called)."""
+        stats = self._by_target.get(function)
+        if stats is None:
+            return None
+        with stats.lock:
+            return stats.histogram.copy()
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The same as :meth:`get_metrics`: plain, JSON-serialisable data."""
+        return self.get_metrics()
+
+    def to_prometheus(self, prefix: str = "callpyback") -> str:
+        """Prometheus text exposition (format 0.0.4) of every function's metrics.
+
+        Counters per outcome, in-flight gauges, and latency as a ``summary`` whose quantiles
+        come from the histogram (they are within ``relative_accuracy``).
+        """
+        if not prefix.replace("_", "a").isalnum() or prefix[0].isdigit():
+            raise ConfigurationError(
+                f"prefix must be a Prometheus metric name ([a-zA-Z_][a-zA-Z0-9_]*), got {prefix!r}"
+            )
+        metrics = self.get_metrics()
+        lines: List[str] = []
+        calls = f"{prefix}_calls_total"
+        lines += [f"# HELP {calls} Completed calls by outcome.", f"# TYPE {calls} counter"]
+        for target, m in metrics.items():
+            fn = _label(target)
+            for outcome, key in (("success", "successes"), ("failure", "failures"),
+                                 ("recovered", "recoveries"), ("cancelled", "cancelled"),
+                                 ("interrupted", "interrupted")):
+                lines.append(f'{calls}{{function="{fn}",outcome="{outcome}"}} {m[key]}')
+        retries = f"{prefix}_retries_total"
+        lines += [f"# HELP {retries} Extra attempts made by retrying error handlers.",
+                  f"# TYPE {retries} counter"]
+        lines += [f'{retries}{{function="{_label(t)}"}} {m["retries"]}' for t, m in metrics.items()]
+        for key, help_text in (("in_flight", "Calls running now."),
+                               ("max_in_flight", "Most calls seen running at once.")):
+            gauge = f"{prefix}_{key}"
+            lines += [f"# HELP {gauge} {help_text}", f"# TYPE {gauge} gauge"]
+            lines += [f'{gauge}{{function="{_label(t)}"}} {m[key]}' for t, m in metrics.items()]
+        duration = f"{prefix}_call_duration_seconds"
+        lines += [f"# HELP {duration} Call duration in seconds.", f"# TYPE {duration} summary"]
+        for target, m in metrics.items():
+            fn = _label(target)
+            lat = m["latency"]
+            for q in self.quantiles:
+                value = lat[quantile_key(q)]
+                lines.append(f'{duration}{{function="{fn}",quantile="{q:g}"}} {_num(value)}')
+            lines.append(f'{duration}_sum{{function="{fn}"}} {_num(lat["sum"])}')
+            lines.append(f'{duration}_count{{function="{fn}"}} {lat["count"]}')
+        return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    # Label values escape backslash, double quote and newline (exposition format spec).
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: Optional[float]) -> str:
+    return "NaN" if value is None else repr(float(value))
