@@ -1,0 +1,260 @@
+"""Background observers: a bounded queue served by one lazily started worker thread.
+
+The caller's thread only takes a snapshot of the context and appends it to a deque; the worker
+runs the observer (awaiting it on a private event loop if it is ``async def``).  Nothing starts
+at import: the thread is created by the first submission, restarted in a forked child, flushed
+at exit, and may be stopped with :func:`shutdown` (the next submission starts it again).
+
+Overflow policy (see :func:`configure`): ``"drop"`` (default) discards the *new* item and counts
+it, so a slow observer never slows the caller; ``"block"`` waits up to ``block_timeout`` for room
+and then drops and counts.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
+
+from .errors import ConfigurationError
+
+__all__ = ["background_update", "configure", "flush", "shutdown", "stats"]
+
+_Item = Tuple[Callable[[Any], Any], Any, str, bool]
+
+
+class _Marker:
+    """Put in the queue by flush()/shutdown(): set once everything before it has run."""
+
+    __slots__ = ("event", "stop")
+
+    def __init__(self, stop: bool = False) -> None:
+        self.event = threading.Event()
+        self.stop = stop
+
+
+class _Dispatcher:
+    def __init__(self) -> None:
+        self.maxsize = 10_000
+        self.overflow = "drop"
+        self.block_timeout = 0.1
+        self.exit_timeout = 5.0
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        # Also the fork handler: the child gets fresh locks, an empty queue and no thread (the
+        # parent's items are the parent's to run; running them here too would duplicate them).
+        self.queue: Deque[Any] = deque()
+        self.wakeup = threading.Event()
+        self.space = threading.Condition(threading.Lock())
+        self.start_lock = threading.Lock()
+        self.thread: Optional[threading.Thread] = None
+        self.count_lock = threading.Lock()
+        self.idle = False
+        self.processed = 0
+        self.dropped = 0
+        self.failed = 0
+        self.failures: Dict[str, int] = {}
+        self.atexit_registered = getattr(self, "atexit_registered", False)
+
+    # --- caller side ------------------------------------------------------------------------
+    def submit(self, item: _Item) -> None:
+        queue = self.queue
+        if len(queue) >= self.maxsize and not self._make_room():
+            with self.count_lock:  # the rare path may lock; += from many threads loses counts
+                self.dropped += 1
+            return
+        queue.append(item)
+        if self.thread is None:
+            self._start()
+        elif self.idle:
+            self.wakeup.set()
+
+    def _make_room(self) -> bool:
+        if self.overflow != "block" or threading.current_thread() is self.thread:
+            return False
+        with self.space:
+            return self.space.wait_for(lambda: len(self.queue) < self.maxsize, self.block_timeout)
+
+    def _start(self) -> None:
+        with self.start_lock:
+            if self.thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="callpyback-background", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down: nothing can run these any more
+                with self.count_lock:
+                    self.dropped += len(self.queue)
+                self.queue.clear()
+                return
+            self.thread = thread
+            if not self.atexit_registered:
+                import atexit
+
+                atexit.register(_at_exit)
+                self.atexit_registered = True
+
+    # --- worker side ------------------------------------------------------------------------
+    def _run(self) -> None:
+        from ._call import _IN_OBSERVER
+
+        # Functions a background observer calls are not observed again (no feedback loops): the
+        # core's re-entrancy guard is a per-context cell holding the dispatching thread's ident.
+        _IN_OBSERVER.set([threading.get_ident()])
+        loop: Any = None
+        queue = self.queue
+        wakeup = self.wakeup
+        try:
+            while True:
+                try:
+                    item = queue.popleft()
+                except IndexError:
+                    self.idle = True
+                    # Re-check after announcing idleness: a producer that appended before it saw
+                    # idle=True did not set the event.
+                    if not queue:
+                        wakeup.wait(0.5)
+                    wakeup.clear()
+                    self.idle = False
+                    continue
+                if type(item) is _Marker:
+                    item.event.set()
+                    if item.stop:
+                        return
+                    continue
+                fn, context, name, is_async = item
+                try:
+                    result = fn(context)
+                    if is_async or (result is not None and hasattr(result, "__await__")):
+                        if loop is None:
+                            import asyncio
+
+                            loop = asyncio.new_event_loop()
+                        loop.run_until_complete(_await(result))
+                except Exception as exc:
+                    self._failed(name, exc)
+                finally:
+                    self.processed += 1
+                    if self.overflow == "block":
+                        with self.space:
+                            self.space.notify_all()
+        finally:
+            if loop is not None:
+                loop.close()
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        self.failed += 1
+        count = self.failures.get(name, 0) + 1
+        self.failures[name] = count
+        if count == 1:
+            import logging
+
+            logging.getLogger("callpyback").error(
+                "background observer %r raised %r; the observed calls are unaffected (further "
+                "failures are counted in callpyback._background.stats())", name, exc, exc_info=exc
+            )
+
+    # --- control ----------------------------------------------------------------------------
+    def wait_marker(self, stop: bool, timeout: Optional[float]) -> bool:
+        thread = self.thread
+        if thread is None:
+            return True
+        if threading.current_thread() is thread:
+            return False  # an observer flushing its own queue would wait for itself
+        marker = _Marker(stop)
+        self.queue.append(marker)
+        self.wakeup.set()
+        done = marker.event.wait(timeout)
+        if stop and done:
+            thread.join(timeout)
+            with self.start_lock:
+                if self.thread is thread:
+                    self.thread = None
+        return done
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+_DISPATCHER = _Dispatcher()
+
+
+def background_update(fn: Callable[[Any], Any], name: str, is_async: bool) -> Callable[[Any], None]:
+    """What the pipeline calls instead of ``fn``: snapshot the context and queue it for ``fn``."""
+    submit = _DISPATCHER.submit
+
+    def enqueue(context: Any) -> None:
+        submit((fn, context.snapshot(), name, is_async))
+
+    enqueue.__qualname__ = f"background({name})"
+    return enqueue
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Wait until every background observation queued so far has run; False on timeout."""
+    return _DISPATCHER.wait_marker(False, timeout)
+
+
+def shutdown(timeout: Optional[float] = 5.0) -> bool:
+    """Run what is queued, then stop the worker (a later submission starts a new one)."""
+    return _DISPATCHER.wait_marker(True, timeout)
+
+
+def configure(
+    *,
+    maxsize: Optional[int] = None,
+    overflow: Optional[str] = None,
+    block_timeout: Optional[float] = None,
+    exit_timeout: Optional[float] = None,
+) -> None:
+    """Set the queue bound, the overflow policy (``"drop"`` or ``"block"``) and the timeouts."""
+    d = _DISPATCHER
+    if maxsize is not None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ConfigurationError(f"background maxsize must be a positive int, got {maxsize!r}")
+        d.maxsize = maxsize
+    if overflow is not None:
+        if overflow not in ("drop", "block"):
+            raise ConfigurationError(
+                f"background overflow policy must be 'drop' (discard new items and count them) "
+                f"or 'block' (wait up to block_timeout, then drop), got {overflow!r}"
+            )
+        d.overflow = overflow
+    for key, value in (("block_timeout", block_timeout), ("exit_timeout", exit_timeout)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigurationError(
+                    f"background {key} must be a non-negative number of seconds, got {value!r}"
+                )
+            setattr(d, key, float(value))
+
+
+def stats() -> Dict[str, Any]:
+    """Counters: processed, dropped, failed, queued, failures per observer, and the settings."""
+    d = _DISPATCHER
+    queued = sum(1 for item in list(d.queue) if type(item) is not _Marker)
+    return {
+        "processed": d.processed,
+        "dropped": d.dropped,
+        "failed": d.failed,
+        "queued": queued,
+        "failures": dict(d.failures),
+        "running": d.thread is not None and d.thread.is_alive(),
+        "maxsize": d.maxsize,
+        "overflow": d.overflow,
+    }
+
+
+def _at_exit() -> None:
+    _DISPATCHER.wait_marker(True, _DISPATCHER.exit_timeout)
+
+
+def _after_fork_in_child() -> None:
+    _DISPATCHER._reset_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
