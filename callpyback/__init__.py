@@ -58,9 +58,14 @@ _LAZY = {
     "LoggingErrorHandler": "handlers",
     "ConditionalErrorHandler": "handlers",
     "FallbackHandler": "handlers",
+    "CallTimeoutError": "handlers",
+    "ReraiseHandler": "handlers",
     # plugins
     "hookimpl": "hookspecs",
     "register_plugin": "plugins",
+    # auto-instrumentation (import hook)
+    "install": "autoinstrument",
+    "uninstall": "autoinstrument",
     # background observers
     "flush": "_background",
     "shutdown": "_background",

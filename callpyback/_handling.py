@@ -1,4 +1,4 @@
-"""The error-handler chain: decisions, the chain compiled once per pipeline, and the default handler.
+"""The error-handler chain: decisions, the chain compiled once per pipeline, the default handler.
 
 A handler's ``handle(exception, context)`` returns a :class:`Decision` or None ("pass to the next
 handler").  Handlers may also define optional hooks, discovered once when the chain is built so a
@@ -18,8 +18,7 @@ coroutine and async-generator paths.
 from __future__ import annotations
 
 import inspect
-import logging
-from typing import Any, Callable, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Sequence, Tuple, Type
 
 from .errors import ConfigurationError
 
@@ -32,9 +31,9 @@ __all__ = [
     "Retry",
 ]
 
-log = logging.getLogger("callpyback.handlers")
-
-MISSING: Any = type("MISSING", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False})()
+MISSING: Any = type(
+    "MISSING", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False}
+)()
 
 
 class Decision:
@@ -121,7 +120,7 @@ class DefaultErrorHandler:
         exception_classes: Any = (Exception,),
         *,
         call: bool = False,
-        name: Optional[str] = None,
+        name: str | None = None,
     ) -> None:
         self.exception_classes = check_exception_classes(exception_classes, "DefaultErrorHandler")
         if call and not callable(default):
@@ -132,7 +131,7 @@ class DefaultErrorHandler:
         self.call = call
         self.name = name or "default"
 
-    def handle(self, exception: BaseException, context: Any) -> Optional[Decision]:
+    def handle(self, exception: BaseException, context: Any) -> Decision | None:
         if isinstance(exception, self.exception_classes):
             return Recover(self.default(context) if self.call else self.default)
         return None
@@ -149,7 +148,7 @@ class _CallableHandler:
         self.func = func
         self.name = getattr(func, "__qualname__", repr(func))
         if inspect.iscoroutinefunction(func):
-            self.handle = self._ahandle
+            self.handle = self._ahandle  # type: ignore[method-assign]
 
     def handle(self, exception: BaseException, context: Any) -> Any:
         return self.func(exception, context)
@@ -200,12 +199,15 @@ class HandlerChain:
         self.before_attempt = hooks("before_attempt")
         self.after_success = hooks("after_success")
         self.record_failure = hooks("record_failure")
-        self.call_sync = hooks("call_sync")
-        self.call_async = hooks("call_async")
+        # The core calls only the first call hook, so several (two timeouts, a timeout and a
+        # custom wrapper) are composed here into one, in chain order (the first is outermost).
+        self.call_sync = _compose(hooks("call_sync"), is_async=False)
+        self.call_async = _compose(hooks("call_async"), is_async=True)
         self.is_async_only = [
             handler_name(h)
             for h in self.handlers
-            if _is_async(getattr(h, "handle", None)) or _is_async(getattr(h, "before_attempt", None))
+            if _is_async(getattr(h, "handle", None))
+            or _is_async(getattr(h, "before_attempt", None))
         ]
 
     def __bool__(self) -> bool:
@@ -213,7 +215,7 @@ class HandlerChain:
 
     def decide(
         self, exception: BaseException, context: Any, allow_retry: bool = True
-    ) -> Tuple[Optional[Decision], str]:
+    ) -> Tuple[Decision | None, str]:
         """Run the chain synchronously; (None, "") means nobody handled it.
 
         With ``allow_retry=False`` (generators) a Retry decision is skipped and the chain goes on.
@@ -232,7 +234,7 @@ class HandlerChain:
 
     async def adecide(
         self, exception: BaseException, context: Any, allow_retry: bool = True
-    ) -> Tuple[Optional[Decision], str]:
+    ) -> Tuple[Decision | None, str]:
         for h in self.handlers:
             try:
                 decision = h.handle(exception, context)
@@ -248,6 +250,36 @@ class HandlerChain:
         return None, ""
 
 
+def _compose(calls: Tuple[Any, ...], *, is_async: bool) -> Tuple[Any, ...]:
+    """Fold several ``call_*(func, args, kwargs, context)`` hooks into one (a 0/1-tuple)."""
+    if len(calls) <= 1:
+        return calls
+    composed = calls[-1]
+    for outer in reversed(calls[:-1]):
+        composed = _nest_async(outer, composed) if is_async else _nest_sync(outer, composed)
+    return (composed,)
+
+
+def _nest_sync(outer: Any, inner: Any) -> Any:
+    def call(func: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        def attempt(*a: Any, **kw: Any) -> Any:
+            return inner(func, a, kw, context)
+
+        return outer(attempt, args, kwargs, context)
+
+    return call
+
+
+def _nest_async(outer: Any, inner: Any) -> Any:
+    async def call(func: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        def attempt(*a: Any, **kw: Any) -> Any:
+            return inner(func, a, kw, context)  # an awaitable, as ``func(...)`` would be
+
+        return await outer(attempt, args, kwargs, context)
+
+    return call
+
+
 def _check(decision: Any, handler: Any) -> Decision:
     if isinstance(decision, Decision):
         return decision
@@ -258,7 +290,9 @@ def _check(decision: Any, handler: Any) -> Decision:
 
 
 def _log_handler_error(handler: Any, raised: BaseException, original: BaseException) -> None:
-    log.error(
+    import logging  # lazily: ``import callpyback`` must not pay for logging
+
+    logging.getLogger("callpyback.handlers").error(
         "error handler %s raised %r while handling %r; raising it, chained to the original",
         handler_name(handler),
         raised,

@@ -1,0 +1,112 @@
+"""TimeoutHandler: bound how long one attempt may take.
+
+Coroutines get real cancellation (``asyncio.wait_for`` semantics).  A synchronous function runs
+in a worker thread while the caller waits at most ``seconds``; Python cannot stop a thread, so a
+function that overruns keeps running in the background after the caller got
+:class:`CallTimeoutError`.  That is the honest limit: make such functions idempotent, or give
+them their own timeouts (sockets, database drivers) as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import CallPyBackError
+from ._base import ErrorHandler, number
+
+__all__ = ["CallTimeoutError", "TimeoutHandler"]
+
+
+class CallTimeoutError(CallPyBackError, TimeoutError):
+    """An attempt took longer than its :class:`TimeoutHandler` allowed.  Also a ``TimeoutError``."""
+
+    def __init__(self, target: str, seconds: float, cancelled: bool) -> None:
+        self.target = target
+        self.seconds = seconds
+        self.cancelled = cancelled
+        what = (
+            "it was cancelled"
+            if cancelled
+            else "it may still be running in its worker thread (Python cannot stop a thread)"
+        )
+        super().__init__(f"{target} did not finish within {seconds:g}s; {what}")
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.target, self.seconds, self.cancelled))
+
+
+class _InnerTimeout(Exception):
+    """Carries a TimeoutError raised *by the function* past ``wait_for``'s own."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.exc = exc
+
+
+class TimeoutHandler(ErrorHandler):
+    """Fail an attempt with :class:`CallTimeoutError` after ``seconds`` (real time).
+
+    It decides nothing itself: the timeout is an ordinary failure the rest of the chain sees, so
+    a retry, a breaker or a fallback can act on it.  Coroutines are cancelled; synchronous
+    functions run in a daemon worker thread that is abandoned, not stopped, on timeout.
+    Generators are not timed.
+    """
+
+    def __init__(self, seconds: float, *, name: str | None = None) -> None:
+        super().__init__(name=name or "timeout")
+        self.seconds = float(number(seconds, "TimeoutHandler", "seconds", inclusive=False))
+
+    def call_sync(self, func: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        import concurrent.futures
+        import contextvars
+        import threading
+
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        variables = contextvars.copy_context()
+
+        def work() -> None:
+            try:
+                result = variables.run(func, *args, **kwargs)
+            except BaseException as exc:  # handed to the waiting caller, who re-raises it
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        # A daemon thread, not an executor: an overrunning function must not block exit.
+        worker = threading.Thread(
+            target=work, name=f"callpyback-timeout {context.function_info.qualname}", daemon=True
+        )
+        worker.start()
+        try:
+            return future.result(self.seconds)
+        except concurrent.futures.TimeoutError:
+            if future.done():  # the function's own TimeoutError, or it finished just now
+                return future.result()
+        context.note("timed_out_after", self.seconds)
+        raise CallTimeoutError(context.function_info.target, self.seconds, cancelled=False)
+
+    async def call_async(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, context: Any
+    ) -> Any:
+        import asyncio
+
+        async def attempt() -> Any:
+            try:
+                return await func(*args, **kwargs)
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                raise _InnerTimeout(exc) from None
+
+        inner: BaseException | None = None
+        try:
+            return await asyncio.wait_for(attempt(), self.seconds)
+        except _InnerTimeout as carrier:
+            inner = carrier.exc
+        except asyncio.TimeoutError:
+            pass
+        if inner is not None:
+            raise inner  # raised outside the except block so the carrier is not its context
+        context.note("timed_out_after", self.seconds)
+        raise CallTimeoutError(context.function_info.target, self.seconds, cancelled=True)
+
+    def __repr__(self) -> str:
+        return f"TimeoutHandler(seconds={self.seconds!r}, name={self.name!r})"
