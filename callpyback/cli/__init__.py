@@ -12,7 +12,7 @@ import sys
 from typing import Optional, Sequence
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo"]
+COMMANDS = ["demo", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:

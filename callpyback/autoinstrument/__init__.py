@@ -1,0 +1,127 @@
+"""Auto-instrumentation: apply ``callpyback.toml`` pipelines to functions as their modules import.
+
+``install(config=None)`` puts a finder at the front of ``sys.meta_path`` and retrofits matching
+modules that were already imported; ``uninstall()`` removes it and restores every function and
+method we replaced (and only ours).  ``report()`` says what was wrapped, skipped, failed, and
+which aliases were patched or reported.  ``CALLPYBACK_DISABLED=1`` turns it all off.
+
+See ``docs/auto-instrumentation.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Optional
+
+from ._instrument import Event, InstrumentationWarning
+from ._selector import Selector
+from ._state import Installation, Report, UninstallResult
+
+__all__ = [
+    "DISABLE_ENV",
+    "AUTOINSTALL_ENV",
+    "CONFIG_ENV",
+    "Event",
+    "InstrumentationWarning",
+    "Report",
+    "Selector",
+    "UninstallResult",
+    "disabled",
+    "explain",
+    "install",
+    "is_installed",
+    "report",
+    "uninstall",
+]
+
+#: ``CALLPYBACK_DISABLED=1``: the kill switch.  Nothing is installed, nothing is wrapped.
+DISABLE_ENV = "CALLPYBACK_DISABLED"
+#: ``CALLPYBACK_AUTOINSTALL=1``: the ``.pth`` bootstrap installs the hook at interpreter start.
+AUTOINSTALL_ENV = "CALLPYBACK_AUTOINSTALL"
+#: ``CALLPYBACK_CONFIG=path``: the config file the bootstrap (and ``install()``) loads.
+CONFIG_ENV = "CALLPYBACK_CONFIG"
+
+_lock = threading.Lock()  # guards install/uninstall only; never held while modules import
+_installation: Optional[Installation] = None
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def disabled() -> bool:
+    """True when the kill switch ``CALLPYBACK_DISABLED`` is set."""
+    return _flag(DISABLE_ENV)
+
+
+def _current() -> Optional[Installation]:
+    return _installation
+
+
+def install(config: Any = None) -> Optional[Report]:
+    """Install the import hook; returns the report of the retrofit, or None if disabled.
+
+    ``config``: None (``$CALLPYBACK_CONFIG``, else ``callpyback.toml`` discovery), a path, or a
+    loaded config (anything with ``may_match_module``, ``wrapper_for``, ``explain`` and
+    ``settings``).  Installing again replaces the previous installation (uninstalling it first).
+    A config that fails to validate raises its ``ConfigurationError`` and installs nothing.
+    """
+    global _installation
+    if disabled():
+        _log().info("callpyback: %s is set; the import hook is not installed", DISABLE_ENV)
+        return None
+    from ._selector import discover_plugin_packages, resolve_selector, set_plugin_packages
+
+    if config is None and os.environ.get(CONFIG_ENV):
+        config = os.environ[CONFIG_ENV]
+    selector = resolve_selector(config)
+    settings = getattr(selector, "settings", None)
+    if settings is not None and getattr(settings, "enabled", True) is False:
+        _log().info("callpyback: settings.enabled is false in %s; nothing installed",
+                    getattr(selector, "source", None))
+        uninstall()
+        return None
+    set_plugin_packages(discover_plugin_packages())
+    with _lock:
+        previous, _installation = _installation, None
+    if previous is not None:
+        previous.deactivate()
+    installation = Installation(selector)
+    with _lock:
+        _installation = installation
+    installation.activate()  # outside the lock: retrofit may touch user objects
+    return installation.report()
+
+
+def uninstall() -> UninstallResult:
+    """Remove the hook and restore the originals we replaced (layers others stacked on ours stay)."""
+    global _installation
+    with _lock:
+        installation, _installation = _installation, None
+    if installation is None:
+        return UninstallResult(0, ())
+    return installation.deactivate()
+
+
+def is_installed() -> bool:
+    return _installation is not None and _installation.active
+
+
+def report() -> Report:
+    """What the current installation wrapped, skipped, failed and which aliases it handled."""
+    installation = _installation
+    if installation is None:
+        return Report(None, False)
+    return installation.report()
+
+
+def explain(target: str) -> str:
+    """What the import hook did with ``module:qualname`` (for ``callpyback explain``)."""
+    return report().explain(target)
+
+
+def _log() -> Any:
+    import logging
+
+    return logging.getLogger("callpyback.autoinstrument")

@@ -1,0 +1,305 @@
+"""Wrap what the config selects in one module's namespace, keep a record of every layer, undo it.
+
+The namespace is read through ``module.__dict__`` and ``cls.__dict__`` only: ``getattr`` would run
+a module-level ``__getattr__``, trigger lazy modules and turn descriptors into bound objects.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import types
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import CallPyBackWarning
+
+__all__ = ["Event", "InstrumentationWarning", "Ledger", "Patch", "instrument_names", "instrument_namespace"]
+
+
+class InstrumentationWarning(CallPyBackWarning):
+    """A function could not be instrumented; the original was kept and the import went on."""
+
+
+#: The actions an :class:`Event` records.
+WRAPPED = "wrapped"
+SKIPPED = "skipped"
+FAILED = "failed"
+ALIAS_PATCHED = "alias patched"
+ALIAS_REPORTED = "alias reported"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing the hook did or declined to do, for ``report()`` and ``callpyback explain``."""
+
+    target: str  # module:qualname
+    action: str
+    reason: str = ""
+    late: bool = False  # True: done by retrofit at install(), after the module was imported
+    where: str = ""  # for aliases: the module:name holding the alias
+
+    def __str__(self) -> str:
+        text = f"{self.target}: {self.action}"
+        if self.where:
+            text += f" in {self.where}"
+        if self.reason:
+            text += f" ({self.reason})"
+        if self.late:
+            text += " [retrofit]"
+        return text
+
+
+class Patch:
+    """One layer we installed: ``owner.__dict__[key]`` went from ``original`` to ``installed``."""
+
+    __slots__ = ("installed", "key", "original", "owner", "target")
+
+    def __init__(self, owner: Any, key: str, original: Any, installed: Any, target: str) -> None:
+        self.owner = owner  # a module or a class
+        self.key = key
+        self.original = original
+        self.installed = installed
+        self.target = target
+
+    def is_current(self) -> bool:
+        return self.owner.__dict__.get(self.key, _ABSENT) is self.installed
+
+    def restore(self) -> bool:
+        """Put the original back if our layer is still the top one; False if someone stacked on it."""
+        if not self.is_current():
+            return False
+        _assign(self.owner, self.key, self.original)
+        return True
+
+
+_ABSENT = object()
+
+
+def _assign(owner: Any, key: str, value: Any) -> None:
+    if isinstance(owner, type):
+        setattr(owner, key, value)  # a class __dict__ is a read-only proxy
+    else:
+        owner.__dict__[key] = value  # never the module's __setattr__ (lazy-module proxies)
+
+
+class Ledger:
+    """Every patch and event of one installation.  The lock guards the lists, never user code."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.patches: List[Patch] = []
+        self.events: List[Event] = []
+        #: id(original function) -> wrapper, so an alias of an instrumented function gets the same one
+        self.wrappers: Dict[int, Tuple[Any, Any]] = {}
+        self.modules_seen = 0
+        self.unmatched = 0
+
+    def commit(self, patches: Sequence[Patch], events: Sequence[Event], unmatched: int) -> None:
+        with self._lock:
+            self.patches.extend(patches)
+            self.events.extend(events)
+            for p in patches:
+                if p.original is not p.installed:
+                    self.wrappers[id(_function_of(p.original))] = (
+                        _function_of(p.original),
+                        _function_of(p.installed),
+                    )
+            self.modules_seen += 1
+            self.unmatched += unmatched
+
+    def wrapper_of(self, func: Any) -> Optional[Any]:
+        entry = self.wrappers.get(id(func))
+        return entry[1] if entry is not None and entry[0] is func else None
+
+    def forget_stale(self, module: Any) -> None:
+        """Drop the layers of a reloaded module that its re-execution already replaced."""
+        with self._lock:
+            self.patches = [p for p in self.patches if p.owner is not module or p.is_current()]
+
+    def snapshot(self) -> Tuple[List[Patch], List[Event]]:
+        with self._lock:
+            return list(self.patches), list(self.events)
+
+
+def _function_of(member: Any) -> Any:
+    return member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+
+
+# --- wrapping ----------------------------------------------------------------------------------
+
+
+def _warn(message: str) -> None:
+    import logging
+
+    logging.getLogger("callpyback.autoinstrument").warning(message)
+    try:
+        warnings.warn(message, InstrumentationWarning, stacklevel=3)
+    except Exception:  # warnings promoted to errors must not break the import
+        pass
+
+
+def _is_ours(func: Any) -> bool:
+    return "__callpyback__" in getattr(func, "__dict__", ())
+
+
+_SKIP_REASONS = (
+    (property, "a property: its accessors are not wrapped; decorate fget/fset explicitly"),
+    (functools.cached_property, "a cached_property: attribute access is not a call"),
+    (functools.partial, "a functools.partial: the function it calls is instrumented in its own module"),
+    (functools.partialmethod, "a functools.partialmethod: its function is instrumented where defined"),
+    (functools.singledispatchmethod, "a singledispatchmethod: decorate its implementations explicitly"),
+)
+
+
+def _skip_reason(value: Any) -> Optional[str]:
+    for kind, reason in _SKIP_REASONS:
+        if isinstance(value, kind):
+            return reason
+    return None
+
+
+class _Walk:
+    """State of one namespace walk: what to match against, and what it has done so far."""
+
+    def __init__(self, selector: Any, defining: str, names: Sequence[str], ledger: Ledger, late: bool):
+        self.selector = selector
+        self.defining = defining  # the __module__ value of functions defined here
+        self.names = tuple(names)  # the module names patterns are matched against
+        self.ledger = ledger
+        self.late = late
+        self.patches: List[Patch] = []
+        self.events: List[Event] = []
+        self.unmatched = 0
+        self.done: Dict[int, Any] = {}  # id(original) -> wrapper, within this walk
+        self.classes: set[int] = set()
+
+    def target(self, qualname: str) -> str:
+        return f"{self.names[0]}:{qualname}"
+
+    def decorator_for(self, qualname: str) -> Any:
+        for name in self.names:
+            decorator = self.selector.wrapper_for(name, qualname)
+            if decorator is not None:
+                return decorator
+        return None
+
+    def wrap(self, func: types.FunctionType) -> Optional[Any]:
+        """The wrapper for ``func``, or None to keep it (not selected, or instrumenting failed)."""
+        known = self.done.get(id(func))
+        if known is not None:
+            return known
+        known = self.ledger.wrapper_of(func)
+        if known is not None:  # already wrapped, e.g. through another alias before a reload
+            return known
+        if func.__module__ != self.defining or _is_ours(func):
+            return None  # imported from elsewhere (instrumented there), or already decorated
+        qualname = func.__qualname__
+        if func.__name__ == "<lambda>":
+            return None
+        try:
+            decorator = self.decorator_for(qualname)
+        except Exception as exc:
+            self.fail(qualname, f"selecting its pipeline raised {exc!r}")
+            return None
+        if decorator is None:
+            self.unmatched += 1
+            return None
+        try:
+            wrapper = decorator(func)
+        except Exception as exc:
+            self.fail(qualname, f"{type(exc).__name__}: {exc}")
+            return None
+        self.done[id(func)] = wrapper
+        self.events.append(Event(self.target(qualname), WRAPPED, late=self.late))
+        return wrapper
+
+    def fail(self, qualname: str, reason: str) -> None:
+        self.events.append(Event(self.target(qualname), FAILED, reason, self.late))
+        _warn(
+            f"callpyback could not instrument {self.target(qualname)}: {reason}; the original "
+            "function is kept and the import goes on"
+        )
+
+    def skip(self, qualname: str, reason: str) -> None:
+        try:
+            wanted = self.decorator_for(qualname) is not None
+        except Exception:
+            wanted = False
+        if wanted:  # only worth telling about when a pattern asked for it
+            self.events.append(Event(self.target(qualname), SKIPPED, reason, self.late))
+
+    def install(self, owner: Any, key: str, original: Any, wrapper: Any) -> None:
+        try:
+            _assign(owner, key, wrapper)
+        except Exception as exc:
+            self.fail(f"{getattr(owner, '__qualname__', '')}.{key}".lstrip("."), f"cannot assign: {exc!r}")
+            return
+        self.patches.append(Patch(owner, key, original, wrapper, self.target(_qual_of(owner, key))))
+
+    # --- members --------------------------------------------------------------------------
+    def member(self, owner: Any, key: str, value: Any, prefix: str) -> None:
+        kind = type(value)
+        if kind is types.FunctionType:
+            wrapper = self.wrap(value)
+            if wrapper is not None:
+                self.install(owner, key, value, wrapper)
+        elif kind is staticmethod or kind is classmethod:
+            func = value.__func__
+            if type(func) is types.FunctionType:
+                wrapper = self.wrap(func)
+                if wrapper is not None:
+                    self.install(owner, key, value, kind(wrapper))
+        elif isinstance(value, type):
+            qual = f"{prefix}{key}"
+            if (
+                value.__dict__.get("__module__") == self.defining
+                and value.__qualname__ == qual
+                and id(value) not in self.classes
+            ):
+                self.classes.add(id(value))
+                for name, attr in list(value.__dict__.items()):
+                    self.member(value, name, attr, f"{qual}.")
+        else:
+            reason = _skip_reason(value)
+            if reason is not None:
+                self.skip(f"{prefix}{key}", reason)
+
+
+def _qual_of(owner: Any, key: str) -> str:
+    if isinstance(owner, type):
+        return f"{owner.__qualname__}.{key}"
+    return key
+
+
+def instrument_namespace(
+    module: types.ModuleType,
+    selector: Any,
+    ledger: Ledger,
+    *,
+    names: Optional[Sequence[str]] = None,
+    late: bool = False,
+    keys: Optional[Sequence[str]] = None,
+) -> int:
+    """Wrap the selected functions, methods and classes of ``module``; returns how many were wrapped.
+
+    ``names``: the module names patterns are matched against (default: ``__name__``); ``keys``:
+    only these entries of the namespace (the ``__main__`` hook instruments each definition as
+    it runs).  Never raises: a failure is an event and one warning.
+    """
+    ns = module.__dict__
+    defining = ns.get("__name__")
+    if not isinstance(defining, str):
+        return 0
+    walk = _Walk(selector, defining, names or (defining,), ledger, late)
+    items = list(ns.items()) if keys is None else [(k, ns[k]) for k in keys if k in ns]
+    for key, value in items:
+        if not isinstance(key, str):
+            continue
+        try:
+            walk.member(module, key, value, "")
+        except Exception as exc:  # a bug of ours, or a hostile object: never break the import
+            walk.fail(key, f"internal error {exc!r}")
+    ledger.commit(walk.patches, walk.events, walk.unmatched)
+    return len(walk.done)

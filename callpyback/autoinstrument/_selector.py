@@ -1,0 +1,149 @@
+"""What the hook asks of a config, and which modules it refuses to touch whatever the config says."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, FrozenSet, Optional
+
+from typing_extensions import Protocol, runtime_checkable
+
+__all__ = ["Selector", "is_protected", "resolve_selector"]
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """The part of :class:`callpyback.config.Config` the import hook uses.
+
+    ``may_match_module`` is the cheap precheck run for every import (False: leave the module
+    alone); ``wrapper_for`` returns the ``CallPyBack`` decorator to apply to one function, or
+    None.  ``settings.enabled`` False turns the hook off; ``source`` names where the selection
+    came from (a file path, or any label); ``explain(target)`` says why a target is selected.
+    """
+
+    source: Any
+    settings: Any
+
+    def may_match_module(self, module: str) -> bool: ...
+
+    def wrapper_for(self, module: str, qualname: str) -> Any: ...
+
+    def explain(self, target: str) -> str: ...
+
+
+def resolve_selector(config: Any) -> Selector:
+    """``None`` (discover ``callpyback.toml``), a path, or an object already shaped like a Config."""
+    if config is None or isinstance(config, (str, os.PathLike)):
+        from ..config import load_config  # lazily: pydantic and tomllib load only here
+
+        path = None if config is None else os.fspath(config)
+        selector: Any = load_config(path)
+    else:
+        selector = config
+    missing = [
+        name
+        for name in ("may_match_module", "wrapper_for", "explain")
+        if not callable(getattr(selector, name, None))
+    ]
+    if missing or not hasattr(selector, "settings"):
+        from ..errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"install(config=...) needs None, a path to a callpyback.toml, or a config object "
+            f"with may_match_module(), wrapper_for(), explain() and settings; got "
+            f"{config!r}, which lacks {missing or ['settings']}"
+        )
+    return selector  # type: ignore[no-any-return]
+
+
+# --- modules that are never instrumented unless named explicitly ---------------------------------
+
+_OWN = ("callpyback",)
+#: Top-level names of plugin packages (entry-point group ``callpyback``), filled at install().
+_plugin_tops: FrozenSet[str] = frozenset()
+_stdlib: Optional[FrozenSet[str]] = None
+#: top-level name -> protected?  A dict lookup per import keeps the no-match path cheap.
+_cache: Dict[str, bool] = {}
+
+
+def _stdlib_names() -> FrozenSet[str]:
+    global _stdlib
+    if _stdlib is None:
+        names = getattr(sys, "stdlib_module_names", None)
+        if names is None:  # Python 3.9: list the stdlib directory once
+            import sysconfig
+
+            found = set(sys.builtin_module_names)
+            for path in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}:
+                try:
+                    entries = os.listdir(path)
+                except OSError:
+                    continue
+                for entry in entries:
+                    if entry in ("site-packages", "dist-packages"):
+                        continue
+                    stem = entry.split(".", 1)[0]
+                    if stem.isidentifier():
+                        found.add(stem)
+            lib_dynload = os.path.join(sysconfig.get_paths()["platstdlib"], "lib-dynload")
+            if os.path.isdir(lib_dynload):
+                found.update(e.split(".", 1)[0] for e in os.listdir(lib_dynload))
+            names = found
+        _stdlib = frozenset(names) | {"__future__", "_pytest", "pytest", "pluggy", "_virtualenv"}
+    return _stdlib
+
+
+def set_plugin_packages(tops: FrozenSet[str]) -> None:
+    global _plugin_tops
+    _plugin_tops = tops
+    _cache.clear()
+
+
+def discover_plugin_packages() -> FrozenSet[str]:
+    """Top-level package of every ``callpyback`` entry point (scanned once, at install)."""
+    try:
+        from importlib.metadata import entry_points
+    except ImportError:  # pragma: no cover - 3.9 without the stdlib selectable API
+        return frozenset()
+    try:
+        eps: Any = entry_points()
+        group = eps.select(group="callpyback") if hasattr(eps, "select") else eps.get("callpyback", ())
+        return frozenset(ep.value.split(":", 1)[0].split(".", 1)[0].strip() for ep in group)
+    except Exception:  # a broken distribution must not stop install()
+        return frozenset()
+
+
+def protection(module: str) -> Optional[str]:
+    """Why ``module`` is never instrumented by a wildcard (None: it may be)."""
+    top = module.partition(".")[0]
+    if top in _OWN or top.startswith("callpyback_"):
+        return "callpyback itself"
+    if top in _plugin_tops:
+        return "a callpyback plugin"
+    if top in _stdlib_names():
+        return "the standard library or the test/plugin machinery"
+    return None
+
+
+def is_protected(module: str, selector: Selector) -> bool:
+    """True if the hook must leave ``module`` alone even though a pattern may match it.
+
+    callpyback and its plugins are never instrumented.  The standard library is only when a
+    pattern names it explicitly: a selector that offers ``names_module_explicitly(module)`` is
+    asked; otherwise a config whose patterns match an invented module name (a catch-all such
+    as ``*``) is taken as not naming anything explicitly.
+    """
+    top = module.partition(".")[0]
+    cached = _cache.get(top)
+    if cached is None:
+        reason = protection(top)
+        cached = _cache[top] = reason is not None
+    if not cached:
+        return False
+    reason = protection(top)
+    if reason != "the standard library or the test/plugin machinery":
+        return True
+    explicit = getattr(selector, "names_module_explicitly", None)
+    if callable(explicit):
+        return not explicit(module)
+    return bool(selector.may_match_module("callpyback_probe_no_such_module_zz"))
