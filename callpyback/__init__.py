@@ -69,6 +69,11 @@ _LAZY = {
     # background observers
     "flush": "_background",
     "shutdown": "_background",
+    # declarative configuration
+    "Config": "config",
+    "ConfigError": "config",
+    "configure": "config",
+    "load_config": "config",
 }
 
 __all__ = sorted(
