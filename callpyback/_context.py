@@ -7,9 +7,11 @@ a call whose observers read little pays little.
 
 from __future__ import annotations
 
-import inspect
 import types
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:
+    import inspect
 
 from .states import ExecutionState
 
@@ -35,13 +37,15 @@ class FunctionInfo:
         self.name: str = getattr(function, "__name__", type(function).__name__)
         self.qualname: str = getattr(function, "__qualname__", self.name)
         self.module: Optional[str] = getattr(function, "__module__", None)
-        self.code: Optional[types.CodeType] = getattr(inspect.unwrap(function), "__code__", None)
+        self.code: Optional[types.CodeType] = _code_of(function)
         self._signature: Optional[inspect.Signature] = None
 
     @property
     def signature(self) -> Optional[inspect.Signature]:
         # Lazy: the import hook wraps thousands of functions and most are never asked.
         if self._signature is None:
+            import inspect
+
             try:
                 self._signature = inspect.signature(self.function)
             except (TypeError, ValueError):
@@ -55,6 +59,16 @@ class FunctionInfo:
 
     def __repr__(self) -> str:
         return f"<FunctionInfo {self.target} ({self.kind})>"
+
+
+def _code_of(function: Any) -> Optional[types.CodeType]:
+    seen = 0
+    while hasattr(function, "__wrapped__") and seen < 100:  # as inspect.unwrap, without inspect
+        function = function.__wrapped__
+        seen += 1
+    function = getattr(function, "__func__", function)
+    code = getattr(function, "__code__", None)
+    return code if isinstance(code, types.CodeType) else None
 
 
 class ExecutionResult:

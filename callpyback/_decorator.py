@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import threading
+import types
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
@@ -42,19 +42,36 @@ def _describe(obj: Any) -> str:
     return getattr(obj, "__qualname__", None) or repr(obj)
 
 
+# Code-object flags (as in the ``inspect`` module, which is not imported just for these).
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
+
+
+def _code_flags(obj: Any) -> int:
+    for _ in range(100):  # peel partials, bound methods and callable objects
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif isinstance(obj, (types.MethodType, classmethod, staticmethod)):
+            obj = obj.__func__
+        else:
+            break
+    code = getattr(obj, "__code__", None)
+    if isinstance(code, types.CodeType):
+        return code.co_flags
+    call = getattr(type(obj), "__call__", None)
+    if call is not None and not isinstance(obj, type) and isinstance(call, types.FunctionType):
+        return call.__code__.co_flags
+    return 0
+
+
 def _kind_of(func: Any) -> str:
-    target = func
-    if not (inspect.isfunction(func) or inspect.ismethod(func)) and not isinstance(func, type):
-        call = getattr(type(func), "__call__", None)
-        if call is not None and not isinstance(func, functools.partial):
-            target = call
-    if isinstance(target, functools.partial):
-        target = target.func
-    if inspect.isasyncgenfunction(target):
+    flags = _code_flags(func)
+    if flags & _CO_ASYNC_GENERATOR:
         return "async_generator"
-    if inspect.iscoroutinefunction(target):
+    if flags & _CO_COROUTINE:
         return "coroutine"
-    if inspect.isgeneratorfunction(target):
+    if flags & _CO_GENERATOR:
         return "generator"
     return "function"
 
@@ -68,7 +85,7 @@ def _looks_like_decoration_target(obj: Any) -> bool:
         return True
     if isinstance(obj, (list, tuple, set, frozenset)) or _is_observer_like(obj):
         return False
-    return inspect.isroutine(obj) or isinstance(obj, type) or callable(obj)
+    return callable(obj)
 
 
 class CallPyBack:
@@ -213,7 +230,9 @@ class CallPyBack:
         if not isinstance(prio, int) or isinstance(prio, bool):
             raise ConfigurationError(f"observer {name!r}: priority must be an int, got {prio!r}")
         update = observer.update
-        is_async = bool(getattr(observer, "is_async", False)) or inspect.iscoroutinefunction(update)
+        is_async = bool(getattr(observer, "is_async", False)) or bool(
+            _code_flags(update) & _CO_COROUTINE
+        )
         bg = self.enable_async_observers or bool(
             getattr(observer, "background", False) if background is None else background
         )

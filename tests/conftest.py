@@ -23,7 +23,7 @@ class Recorder:
         self.events.append((context.state.name, context))  # type: ignore[attr-defined]
 
     @property
-    def states(self) -> list[str]:
+    def seen(self) -> list[str]:
         return [s for s, _ in self.events]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from typing import Any, Callable, Collection, FrozenSet, Iterable, Optional, Tuple, Union
 
 from ..errors import ConfigurationError
@@ -94,6 +92,8 @@ def _to_state(spec: Any, owner: str) -> ExecutionState:
         if key in ExecutionState.__members__:
             return _to_state(ExecutionState[key], owner)
         allowed = sorted(Phase.__members__) + sorted(s.name for s in NOTIFIED_STATES)
+        import difflib
+
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigurationError(f"{owner}: unknown state or phase {spec!r}; allowed: {allowed}{hint}")
@@ -146,6 +146,8 @@ class BaseObserver:
 
 def _describe(callback: Callable[..., Any]) -> str:
     name = getattr(callback, "__qualname__", None) or repr(callback)
+    import inspect
+
     code = getattr(inspect.unwrap(callback), "__code__", None)
     if code is not None:
         return f"{name} ({code.co_filename}:{code.co_firstlineno})"
@@ -161,6 +163,8 @@ def resolve_injection(callback: Callable[..., Any], owner: str) -> Optional[Inje
 
     None means the callback has no introspectable signature: it gets the context positionally.
     """
+    import inspect  # at observer creation only, never per call
+
     try:
         sig = inspect.signature(callback)
     except (TypeError, ValueError):
@@ -179,6 +183,8 @@ def resolve_injection(callback: Callable[..., Any], owner: str) -> Optional[Inje
             if p.default is not p.empty:
                 can_positional = False  # keep its default (the ``lambda i=i:`` idiom)
                 continue
+            import difflib
+
             close = difflib.get_close_matches(p.name, INJECTABLE, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigurationError(
@@ -221,6 +227,14 @@ def _compile_injector(
     return update
 
 
+def _is_coroutine_function(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(type(fn), "__call__", None)
+    )
+
+
 class CallbackObserver(BaseObserver):
     """An observer made from a plain callable, its parameters injected by name."""
 
@@ -246,7 +260,7 @@ class CallbackObserver(BaseObserver):
             background=background,
         )
         self.callback = callback
-        self.is_async = inspect.iscoroutinefunction(callback)
+        self.is_async = _is_coroutine_function(callback)
         self.injection = resolve_injection(callback, self.name or "observer")
         # An instance attribute, not a method: the dispatcher calls a plain function.
         self.update = _compile_injector(  # type: ignore[method-assign]

@@ -1,0 +1,30 @@
+"""``import callpyback`` stays cheap: heavy dependencies are imported lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_import_does_not_pull_heavy_modules() -> None:
+    """pydantic, pluggy, tomllib, concurrent.futures, asyncio and logging are not imported."""
+    code = (
+        "import sys, callpyback\n"
+        "heavy = ['pydantic', 'pluggy', 'tomllib', 'tomli', 'concurrent.futures', 'asyncio',"
+        " 'logging', 'importlib.metadata']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_decorating_and_calling_stays_light() -> None:
+    """Using the decorator with callbacks still imports none of them."""
+    code = (
+        "import sys, callpyback as c\n"
+        "f = c.CallPyBack(observers=[c.on_success(lambda value: None)])(lambda x: x)\n"
+        "f(1)\n"
+        "print(','.join(m for m in ['pydantic', 'pluggy', 'asyncio', 'logging'] if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
