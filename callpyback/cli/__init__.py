@@ -12,7 +12,7 @@ import sys
 from typing import Optional, Sequence
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo", "run"]
+COMMANDS = ["demo", "run", "check", "explain", "plugins_cmd", "config_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
