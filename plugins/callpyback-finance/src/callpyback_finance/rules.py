@@ -1,0 +1,230 @@
+"""``finance.limits`` and ``finance.velocity``: transaction rules that block or flag.
+
+Observers cannot stop a call, so the rules are *error handlers* used for their
+``before_attempt(context)`` hook, which runs before the function and may raise:
+
+* ``mode="block"`` raises :class:`LimitExceededError` / :class:`VelocityExceededError` (both
+  :class:`TransactionBlockedError`) before the function runs.  The rule's ``handle`` re-raises
+  its own exception, so when the rule is first in the chain no later handler can retry it or
+  recover it with a default value.
+* ``mode="flag"`` lets the transaction through, appends a message to
+  ``context.metadata["finance.flags"]`` (which ``finance.audit`` records) and logs a warning on
+  ``callpyback.finance``.
+
+Only the first attempt of a call is checked: a retry is the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from decimal import Decimal, InvalidOperation
+from typing import Any, Deque, Dict, Mapping, Optional
+
+from callpyback import Raise
+
+from .audit import FLAGS_KEY
+
+__all__ = [
+    "LimitExceededError",
+    "LimitGuard",
+    "TransactionBlockedError",
+    "VelocityExceededError",
+    "VelocityGuard",
+]
+
+log = logging.getLogger("callpyback.finance")
+MODES = ("block", "flag")
+
+
+class TransactionBlockedError(Exception):
+    """A rule refused a transaction before it ran.  ``rule``, ``target`` and details attached."""
+
+    def __init__(self, message: str, *, rule: str, target: str, **details: Any) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.target = target
+        self.details = details
+
+
+class LimitExceededError(TransactionBlockedError):
+    """The amount is over the limit (or could not be read, which is treated the same)."""
+
+
+class VelocityExceededError(TransactionBlockedError):
+    """The account made too many transactions in the window."""
+
+
+def _amount(value: Any) -> Optional[Decimal]:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() else None
+
+
+class _Rule:
+    error: type = TransactionBlockedError
+
+    def __init__(self, mode: str, name: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"{name}: mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.name = name
+
+    def handle(self, exception: BaseException, context: Any) -> Optional[Raise]:
+        # Our own refusal is final: nothing after us in the chain may retry or recover it.
+        if isinstance(exception, self.error) and getattr(exception, "rule", None) == self.name:
+            return Raise(exception)
+        return None
+
+    def _violation(self, context: Any, message: str, **details: Any) -> None:
+        target = context.function_info.target
+        if self.mode == "block":
+            raise self.error(f"{self.name}: {message} ({target})", rule=self.name, target=target,
+                             **details)
+        context.metadata.setdefault(FLAGS_KEY, []).append(f"{self.name}: {message}")
+        log.warning("%s flagged %s: %s", self.name, target, message)
+
+
+class LimitGuard(_Rule):
+    """Blocks or flags a transaction whose amount is over ``max_amount``.
+
+    ``per_currency`` overrides the limit for the currency named by the ``currency_field``
+    argument.  An amount that is missing or not a number is treated as over the limit: a limit
+    that cannot be checked must not pass silently.
+    """
+
+    error = LimitExceededError
+
+    def __init__(
+        self,
+        max_amount: Any,
+        *,
+        amount_field: str = "amount",
+        currency_field: Optional[str] = "currency",
+        per_currency: Optional[Mapping[str, Any]] = None,
+        mode: str = "block",
+        name: str = "finance.limits",
+    ) -> None:
+        super().__init__(mode, name)
+        limit = _amount(max_amount)
+        if limit is None or limit <= 0:
+            raise ValueError(f"{name}: max_amount must be a positive number, got {max_amount!r}")
+        self.max_amount = limit
+        self.amount_field = amount_field
+        self.currency_field = currency_field
+        self.per_currency: Dict[str, Decimal] = {}
+        for currency, value in (per_currency or {}).items():
+            parsed = _amount(value)
+            if parsed is None or parsed <= 0:
+                raise ValueError(
+                    f"{name}: per_currency[{currency!r}] must be a positive number, got {value!r}"
+                )
+            self.per_currency[currency.upper()] = parsed
+
+    def before_attempt(self, context: Any) -> None:
+        if context.attempt > 1:
+            return
+        arguments = context.arguments
+        raw = arguments.get(self.amount_field)
+        amount = _amount(raw)
+        if amount is None:
+            self._violation(
+                context, f"cannot check the limit: argument {self.amount_field!r} is {raw!r}",
+                amount=raw, limit=None,
+            )
+            return
+        limit = self.max_amount
+        currency = arguments.get(self.currency_field) if self.currency_field else None
+        if isinstance(currency, str) and currency.upper() in self.per_currency:
+            limit = self.per_currency[currency.upper()]
+        if amount > limit:
+            unit = f" {currency}" if isinstance(currency, str) else ""
+            self._violation(
+                context, f"amount {amount}{unit} is over the limit {limit}{unit}",
+                amount=amount, limit=limit, currency=currency,
+            )
+
+    def __repr__(self) -> str:
+        return f"LimitGuard(max_amount={self.max_amount}, mode={self.mode!r})"
+
+
+class VelocityGuard(_Rule):
+    """Blocks or flags an account's transaction beyond ``max_transactions`` per ``window`` seconds.
+
+    The window slides over the time source's monotonic clock.  Admitted transactions count
+    (blocked ones do not, so a blocked account regains its allowance as the window moves).
+    """
+
+    error = VelocityExceededError
+
+    def __init__(
+        self,
+        max_transactions: int,
+        window: float,
+        *,
+        account_field: str = "account",
+        mode: str = "block",
+        name: str = "finance.velocity",
+        max_accounts: int = 100_000,
+    ) -> None:
+        super().__init__(mode, name)
+        if not isinstance(max_transactions, int) or max_transactions < 1:
+            raise ValueError(
+                f"{name}: max_transactions must be a positive int, got {max_transactions!r}"
+            )
+        if not isinstance(window, (int, float)) or window <= 0:
+            raise ValueError(f"{name}: window must be a positive number of seconds, got {window!r}")
+        self.max_transactions = max_transactions
+        self.window = float(window)
+        self.account_field = account_field
+        self.max_accounts = max_accounts
+        self._events: Dict[Any, Deque[float]] = {}
+        self._lock = threading.Lock()  # held for the bookkeeping only, never around the call
+
+    def before_attempt(self, context: Any) -> None:
+        if context.attempt > 1:
+            return
+        account = context.arguments.get(self.account_field)
+        if account is None:
+            self._violation(
+                context, f"cannot check velocity: argument {self.account_field!r} is missing",
+                account=None,
+            )
+            return
+        now = context.time_source.monotonic()
+        with self._lock:
+            events = self._events.get(account)
+            if events is None:
+                if len(self._events) >= self.max_accounts:
+                    self._sweep(now)
+                events = self._events[account] = deque()
+            while events and events[0] <= now - self.window:
+                events.popleft()
+            over = len(events) >= self.max_transactions
+            if not over or self.mode == "flag":
+                events.append(now)
+            seen = len(events)
+        if over:
+            self._violation(
+                context,
+                f"account {account!r} made {seen if self.mode == 'flag' else seen + 1} "
+                f"transactions within {self.window:g}s (at most {self.max_transactions} allowed)",
+                account=account, window=self.window, max_transactions=self.max_transactions,
+            )
+
+    def _sweep(self, now: float) -> None:
+        # Bounded memory: forget accounts with nothing left in their window.
+        horizon = now - self.window
+        for key in [k for k, ev in self._events.items() if not ev or ev[-1] <= horizon]:
+            del self._events[key]
+
+    def __repr__(self) -> str:
+        return (
+            f"VelocityGuard(max_transactions={self.max_transactions}, window={self.window:g}, "
+            f"mode={self.mode!r})"
+        )
