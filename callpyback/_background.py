@@ -153,7 +153,10 @@ class _Dispatcher:
 
             logging.getLogger("callpyback").error(
                 "background observer %r raised %r; the observed calls are unaffected (further "
-                "failures are counted in callpyback._background.stats())", name, exc, exc_info=exc
+                "failures are counted in callpyback._background.stats())",
+                name,
+                exc,
+                exc_info=exc,
             )
 
     # --- control ----------------------------------------------------------------------------

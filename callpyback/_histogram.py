@@ -27,8 +27,17 @@ _floor = math.floor
 class Histogram:
     """Counts, sum, min, max and geometric buckets of non-negative values (seconds)."""
 
-    __slots__ = ("_buckets", "_inv_log_gamma", "_zero", "count", "gamma", "max", "min",
-                 "relative_accuracy", "sum")
+    __slots__ = (
+        "_buckets",
+        "_inv_log_gamma",
+        "_zero",
+        "count",
+        "gamma",
+        "max",
+        "min",
+        "relative_accuracy",
+        "sum",
+    )
 
     def __init__(self, relative_accuracy: float = 0.01) -> None:
         if not isinstance(relative_accuracy, (int, float)) or not 0 < relative_accuracy < 0.5:
@@ -141,7 +150,9 @@ class Histogram:
         out.extend((self.gamma ** (k + 1), self._buckets[k]) for k in sorted(self._buckets))
         return out
 
-    def summary(self, quantiles: Tuple[float, ...] = (0.5, 0.9, 0.99)) -> Dict[str, Optional[float]]:
+    def summary(
+        self, quantiles: Tuple[float, ...] = (0.5, 0.9, 0.99)
+    ) -> Dict[str, Optional[float]]:
         """count, sum, mean, min, max and ``p50``-style keys for ``quantiles``."""
         values = self.quantiles(quantiles)
         out: Dict[str, Optional[float]] = {
@@ -156,7 +167,10 @@ class Histogram:
         return out
 
     def __repr__(self) -> str:
-        return f"<Histogram count={self.count} buckets={self.bucket_count} accuracy={self.relative_accuracy}>"
+        return (
+            f"<Histogram count={self.count} buckets={self.bucket_count} "
+            f"accuracy={self.relative_accuracy}>"
+        )
 
 
 def quantile_key(q: float) -> str:

@@ -147,7 +147,7 @@ class _Slot:
         if pending:
             pending.append(cap)
             return True
-        prev = sys.getprofile()
+        prev: Any = sys.getprofile()  # typeshed says callable; cProfile's object is not
         if prev is None or callable(prev):
             self.setter = sys.setprofile
             hook = self._make_profile_hook(prev)
@@ -155,7 +155,7 @@ class _Slot:
             # cProfile's C profiler cannot be called from Python: leave it in place and use the
             # trace slot for the instant it takes to reach the target frame.
             prev = sys.gettrace()
-            if prev is not None and not callable(prev):
+            if prev is not None and not callable(prev):  # pragma: no cover - no such tracer known
                 return False
             self.setter = sys.settrace
             hook = self._make_trace_hook(prev)

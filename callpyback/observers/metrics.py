@@ -191,16 +191,24 @@ class MetricsObserver(BaseObserver):
         lines += [f"# HELP {calls} Completed calls by outcome.", f"# TYPE {calls} counter"]
         for target, m in metrics.items():
             fn = _label(target)
-            for outcome, key in (("success", "successes"), ("failure", "failures"),
-                                 ("recovered", "recoveries"), ("cancelled", "cancelled"),
-                                 ("interrupted", "interrupted")):
+            for outcome, key in (
+                ("success", "successes"),
+                ("failure", "failures"),
+                ("recovered", "recoveries"),
+                ("cancelled", "cancelled"),
+                ("interrupted", "interrupted"),
+            ):
                 lines.append(f'{calls}{{function="{fn}",outcome="{outcome}"}} {m[key]}')
         retries = f"{prefix}_retries_total"
-        lines += [f"# HELP {retries} Extra attempts made by retrying error handlers.",
-                  f"# TYPE {retries} counter"]
+        lines += [
+            f"# HELP {retries} Extra attempts made by retrying error handlers.",
+            f"# TYPE {retries} counter",
+        ]
         lines += [f'{retries}{{function="{_label(t)}"}} {m["retries"]}' for t, m in metrics.items()]
-        for key, help_text in (("in_flight", "Calls running now."),
-                               ("max_in_flight", "Most calls seen running at once.")):
+        for key, help_text in (
+            ("in_flight", "Calls running now."),
+            ("max_in_flight", "Most calls seen running at once."),
+        ):
             gauge = f"{prefix}_{key}"
             lines += [f"# HELP {gauge} {help_text}", f"# TYPE {gauge} gauge"]
             lines += [f'{gauge}{{function="{_label(t)}"}} {m[key]}' for t, m in metrics.items()]

@@ -1,0 +1,165 @@
+"""``LoggingObserver``: one stdlib ``logging`` record per call, with structured ``extra`` fields."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional, Union
+
+from ..errors import ConfigurationError
+from ..states import ExecutionState
+from ._base import BaseObserver
+from .redaction import Redactor
+
+__all__ = ["LoggingObserver"]
+
+_PRE = ExecutionState.PRE_EXECUTION
+_DONE = ExecutionState.COMPLETED
+_ERROR = ExecutionState.ERROR
+
+Level = Union[int, str, None]
+
+_VERBS = {
+    "call": "called",
+    "success": "succeeded",
+    "failure": "failed",
+    "recovered": "recovered",
+    "cancelled": "was cancelled",
+    "interrupted": "was interrupted",
+}
+
+
+def _level(value: Level, what: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigurationError(
+            f"LoggingObserver {what} must be a logging level or None, got {value!r}"
+        )
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        number = logging.getLevelName(value.strip().upper())
+        if isinstance(number, int):
+            return number
+    names = ", ".join(n for n in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+    raise ConfigurationError(
+        f"LoggingObserver {what}={value!r} is not a logging level; use an int, one of {names}, "
+        "or None to not log that outcome"
+    )
+
+
+class LoggingObserver(BaseObserver):
+    """Log each call's outcome through ``logger`` at a level chosen per outcome.
+
+    Each record carries ``extra`` fields: ``function`` (``module:qualname``), ``state``,
+    ``outcome``, ``duration`` (seconds), ``attempt`` and ``exception`` (its repr, or None); plus
+    ``arguments`` and ``result`` when asked for, passed through ``redactor`` first.  A level of
+    None turns that outcome off.  When the logger is disabled for the level, the observer
+    returns after one cached level check.
+    """
+
+    def __init__(
+        self,
+        logger: Union[str, logging.Logger, None] = None,
+        *,
+        call_level: Level = None,
+        success_level: Level = logging.INFO,
+        failure_level: Level = logging.ERROR,
+        recovered_level: Level = logging.WARNING,
+        cancelled_level: Level = logging.INFO,
+        interrupted_level: Level = logging.ERROR,
+        include_arguments: bool = False,
+        include_result: bool = False,
+        exc_info: bool = True,
+        redactor: Optional[Redactor] = None,
+        priority: int = 0,
+        name: Optional[str] = None,
+        background: bool = False,
+    ) -> None:
+        super().__init__(priority=priority, name=name, background=background)
+        if logger is None:
+            logger = logging.getLogger("callpyback.calls")
+        elif isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        elif not isinstance(logger, logging.Logger):
+            raise ConfigurationError(
+                f"LoggingObserver logger must be a logger name or a logging.Logger, got {logger!r}"
+            )
+        self.logger = logger
+        self.levels: Dict[str, Optional[int]] = {
+            "call": _level(call_level, "call_level"),
+            "success": _level(success_level, "success_level"),
+            "failure": _level(failure_level, "failure_level"),
+            "recovered": _level(recovered_level, "recovered_level"),
+            "cancelled": _level(cancelled_level, "cancelled_level"),
+            "interrupted": _level(interrupted_level, "interrupted_level"),
+        }
+        if redactor is not None and not isinstance(redactor, Redactor):
+            raise ConfigurationError(
+                f"LoggingObserver redactor must be a Redactor, got {redactor!r}"
+            )
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.include_arguments = bool(include_arguments)
+        self.include_result = bool(include_result)
+        self.exc_info = bool(exc_info)
+        self._success = self.levels["success"]
+        wanted = {_DONE, _ERROR} if self.levels["call"] is None else {_PRE, _DONE, _ERROR}
+        self.states = frozenset(wanted)
+
+    def update(self, context: Any) -> None:
+        state = context._state
+        if state is _DONE and context._exception is None:
+            # The common case first: a success whose level is off costs two attribute reads and
+            # logging's own per-level cache lookup.
+            level = self._success
+            if level is None or not self.logger.isEnabledFor(level):
+                return
+            outcome = "success"
+        else:
+            if state is _PRE:
+                outcome = "call"
+            elif state is _ERROR:
+                outcome = "interrupted"
+            elif context.cancelled:
+                outcome = "cancelled"
+            elif context.recovered:
+                outcome = "recovered"
+            else:
+                outcome = "failure"
+            level = self.levels[outcome]
+            if level is None or not self.logger.isEnabledFor(level):
+                return
+        self._emit(context, level, outcome)
+
+    def _emit(self, context: Any, level: int, outcome: str) -> None:
+        info = context.function_info
+        target = info.target
+        duration = context.execution_time
+        exc = context.exception if outcome != "success" and outcome != "call" else None
+        extra: Dict[str, Any] = {
+            "function": target,
+            "state": context.state.name,
+            "outcome": outcome,
+            "duration": duration,
+            "attempt": context.attempt,
+            "exception": repr(exc) if exc is not None else None,
+        }
+        if self.include_arguments:
+            extra["arguments"] = self.redactor.redact_mapping(context.arguments)
+        if self.include_result and outcome in ("success", "recovered"):
+            extra["result"] = self.redactor.redact(context.value)
+        if duration is not None:
+            message = "%s %s in %.6f s"
+            args: tuple[Any, ...] = (target, _VERBS[outcome], duration)
+        else:
+            message = "%s %s"
+            args = (target, _VERBS[outcome])
+        if exc is not None:
+            message += ": %s"
+            args += (self.redactor.redact_text(f"{type(exc).__name__}: {exc}"),)
+        exc_info = (
+            exc
+            if (self.exc_info and exc is not None and outcome in ("failure", "interrupted"))
+            else None
+        )
+        self.logger.log(level, message, *args, extra=extra, exc_info=exc_info)

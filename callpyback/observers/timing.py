@@ -1,0 +1,225 @@
+"""``TimingObserver``: latency percentiles per function and slow-call detection."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from .._histogram import Histogram
+from ..errors import ConfigurationError
+from ..states import ExecutionState
+from ._base import BaseObserver
+from ._patterns import matches
+
+__all__ = ["SlowCall", "TimingObserver"]
+
+
+@dataclass(frozen=True)
+class SlowCall:
+    """One call that took at least its threshold."""
+
+    function: str  # module:qualname
+    duration: float  # seconds
+    threshold: float
+    timestamp: float  # wall-clock start, seconds since the epoch
+    outcome: str  # "success", "failure", "recovered" or "cancelled"
+    thread: str
+    attempt: int
+
+
+class _Timing:
+    __slots__ = ("histogram", "lock", "slow", "threshold")
+
+    def __init__(self, threshold: Optional[float], accuracy: float) -> None:
+        self.lock = threading.Lock()
+        self.histogram = Histogram(accuracy)
+        self.threshold = threshold
+        self.slow = 0
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigurationError(
+            f"TimingObserver {what} must be a non-negative number of seconds, got {value!r}"
+        )
+    return float(value)
+
+
+class TimingObserver(BaseObserver):
+    """Latency per function, and calls slower than a threshold.
+
+    ``threshold`` (seconds) applies to every function; ``thresholds`` maps patterns (a glob over
+    ``module:qualname``, or over the qualname when the pattern has no ``:``) to their own
+    threshold, the first match winning.  A slow call is kept in a bounded list
+    (:meth:`slow_calls`), passed to ``on_slow`` if given, and otherwise logged as a warning on
+    the ``callpyback.timing`` logger.
+    """
+
+    def __init__(
+        self,
+        threshold: Optional[float] = None,
+        *,
+        thresholds: Optional[Mapping[str, float]] = None,
+        on_slow: Optional[Callable[[SlowCall], Any]] = None,
+        keep: int = 100,
+        quantiles: Iterable[float] = (0.5, 0.9, 0.99),
+        relative_accuracy: float = 0.01,
+        priority: int = 0,
+        name: Optional[str] = None,
+        background: bool = False,
+    ) -> None:
+        super().__init__(priority=priority, name=name, background=background)
+        self.threshold = None if threshold is None else _seconds(threshold, "threshold")
+        pairs: List[Tuple[str, float]] = []
+        for pattern, value in (thresholds or {}).items():
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigurationError(
+                    f"TimingObserver thresholds keys must be patterns, got {pattern!r}"
+                )
+            pairs.append((pattern, _seconds(value, f"thresholds[{pattern!r}]")))
+        self.thresholds = tuple(pairs)
+        if on_slow is not None and not callable(on_slow):
+            raise ConfigurationError(f"TimingObserver on_slow must be callable, got {on_slow!r}")
+        self.on_slow = on_slow
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ConfigurationError(
+                f"TimingObserver keep must be a non-negative int, got {keep!r}"
+            )
+        self.quantiles = tuple(quantiles)
+        for q in self.quantiles:
+            if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+                raise ConfigurationError(f"TimingObserver quantiles must be in (0, 1], got {q!r}")
+        Histogram(relative_accuracy)  # validate now
+        self.relative_accuracy = float(relative_accuracy)
+        self._recent: Deque[SlowCall] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+        self._by_info: Dict[Any, _Timing] = {}
+        self._by_target: Dict[str, _Timing] = {}
+        self.callback_failures = 0
+        self.states = frozenset({ExecutionState.COMPLETED})
+
+    def threshold_for(self, info: Any) -> Optional[float]:
+        """The threshold that applies to the function described by ``info`` (a FunctionInfo)."""
+        for pattern, value in self.thresholds:
+            if matches(pattern, info):
+                return value
+        return self.threshold
+
+    def _timing_for(self, info: Any) -> _Timing:
+        with self._lock:
+            timing = self._by_info.get(info)
+            if timing is None:
+                target = info.target
+                timing = self._by_target.get(target)
+                if timing is None:
+                    timing = _Timing(self.threshold_for(info), self.relative_accuracy)
+                    self._by_target[target] = timing
+                self._by_info[info] = timing
+            return timing
+
+    def update(self, context: Any) -> None:
+        timing = self._by_info.get(context.function_info)
+        if timing is None:
+            timing = self._timing_for(context.function_info)
+        elapsed = context._time
+        if elapsed is None:
+            return
+        with timing.lock:
+            timing.histogram.add(elapsed)
+        threshold = timing.threshold
+        if threshold is not None and elapsed >= threshold:
+            self._slow(context, timing, elapsed, threshold)
+
+    def _slow(self, context: Any, timing: _Timing, elapsed: float, threshold: float) -> None:
+        if context._exception is None:
+            outcome = "success"
+        elif context.cancelled:
+            outcome = "cancelled"
+        elif context.recovered:
+            outcome = "recovered"
+        else:
+            outcome = "failure"
+        record = SlowCall(
+            function=context.function_info.target,
+            duration=elapsed,
+            threshold=threshold,
+            timestamp=context.timestamp,
+            outcome=outcome,
+            thread=threading.current_thread().name,
+            attempt=context.attempt,
+        )
+        with timing.lock:
+            timing.slow += 1
+        self._recent.append(record)  # deque.append is atomic; maxlen bounds memory
+        if self.on_slow is None:
+            import logging
+
+            logging.getLogger("callpyback.timing").warning(
+                "slow call: %s took %.6f s (threshold %.6f s)",
+                record.function,
+                elapsed,
+                threshold,
+                extra={
+                    "function": record.function,
+                    "duration": elapsed,
+                    "threshold": threshold,
+                    "outcome": outcome,
+                },
+            )
+            return
+        try:
+            self.on_slow(record)
+        except Exception as exc:
+            # The callback is the user's; its failure must not stop timing from being recorded.
+            self.callback_failures += 1
+            if self.callback_failures == 1:
+                import logging
+
+                logging.getLogger("callpyback.timing").error(
+                    "TimingObserver on_slow callback raised %r (further failures are counted in "
+                    "callback_failures)",
+                    exc,
+                    exc_info=exc,
+                )
+
+    # --- reading --------------------------------------------------------------------------
+    def slow_calls(self) -> List[SlowCall]:
+        """The most recent slow calls, oldest first (at most ``keep``)."""
+        return list(self._recent)
+
+    def percentiles(self, function: str) -> Dict[str, Optional[float]]:
+        """count, mean, min, max and the configured quantiles of one ``module:qualname``."""
+        timing = self._by_target.get(function)
+        if timing is None:
+            return {}
+        with timing.lock:
+            histogram = timing.histogram.copy()
+        return histogram.summary(self.quantiles)
+
+    def get_stats(self) -> Dict[str, Dict[str, Any]]:
+        """Per ``module:qualname``: the percentiles, the threshold and the number of slow calls."""
+        with self._lock:
+            items = sorted(self._by_target.items())
+        out: Dict[str, Dict[str, Any]] = {}
+        for target, timing in items:
+            with timing.lock:
+                histogram = timing.histogram.copy()
+                slow = timing.slow
+            out[target] = {
+                **histogram.summary(self.quantiles),
+                "threshold": timing.threshold,
+                "slow_calls": slow,
+            }
+        return out
+
+    def reset(self) -> None:
+        """Forget every measurement and slow call (thresholds stay)."""
+        with self._lock:
+            timings = list(self._by_target.values())
+        for timing in timings:
+            with timing.lock:
+                timing.histogram = Histogram(self.relative_accuracy)
+                timing.slow = 0
+        self._recent.clear()
