@@ -31,9 +31,22 @@ __all__ = [
     "Retry",
 ]
 
-MISSING: Any = type(
-    "MISSING", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False}
-)()
+class _Missing:
+    """"No value given" (None is a valid default); pickles as the one module-level instance."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 
 
 class Decision:

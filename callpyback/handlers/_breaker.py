@@ -198,6 +198,7 @@ class CircuitBreaker:
     def on_success(self, token: int, clock: Any) -> None:
         events: List[BreakerEvent] = []
         with self._lock:
+            self._clock = clock
             self._successes += 1
             if token == self._generation:
                 state = self._state
@@ -216,6 +217,7 @@ class CircuitBreaker:
     def on_failure(self, token: int, exception: BaseException, clock: Any) -> None:
         events: List[BreakerEvent] = []
         with self._lock:
+            self._clock = clock
             self._total_failures += 1
             self._last_failure = repr(exception)
             if token == self._generation:
