@@ -210,7 +210,8 @@ class _Builder:
                 ), file)
             else:
                 self.add(base + loc, Problem(
-                    err.get("msg", "invalid value"), given=err.get("input")
+                    err.get("msg", "invalid value"), given=err.get("input"),
+                    allowed=_allowed(kind, err.get("ctx") or {}),
                 ), file)
 
     # --- components -------------------------------------------------------------------------
@@ -481,6 +482,32 @@ class _Builder:
             value = getattr(settings, key)
             out[key] = None if value is None else self.reference(key, value, ("settings", key))
         return out
+
+
+_ALLOWED = {
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "list_type": "an array, e.g. [\"a\", \"b\"]",
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+
+
+def _allowed(kind: str, ctx: Mapping[str, Any]) -> Optional[str]:
+    for key, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if key in ctx:
+            return f"a number {sign} {ctx[key]}"
+    if kind == "too_short" and "min_length" in ctx:
+        return f"at least {ctx['min_length']} item(s)"
+    if kind in ("literal_error", "enum") and "expected" in ctx:
+        return str(ctx["expected"])
+    return _ALLOWED.get(kind)
 
 
 def _pipe_label(items: List[Optional[Dict[str, Any]]], i: int) -> str:
