@@ -21,7 +21,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import Case, async_passthrough, atarget, passthrough, run_pair, target  # noqa: E402
+from _harness import Case, async_passthrough, atarget, direct, passthrough, run_pair, target  # noqa: E402
 
 
 def load_cases() -> list[Case]:
@@ -34,10 +34,8 @@ def load_cases() -> list[Case]:
 
 def baseline_op(kind: str) -> Any:
     if kind == "async":
-        wrapped = async_passthrough(atarget)
-        return lambda: wrapped(1)
-    wrapped = passthrough(target)
-    return lambda: wrapped(1)
+        return direct(async_passthrough(atarget), 1, kind="async")
+    return direct(passthrough(target), 1)
 
 
 def main(argv: list[str] | None = None) -> int:

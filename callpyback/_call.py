@@ -302,8 +302,13 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         p = current[0]
-        if p is None or in_observer():
+        if p is None:
             return await func(*args, **kwargs)
+        g = _guard()
+        if g is not None and g[0] and g[0] == _ident():
+            return await func(*args, **kwargs)
+        if p.arun is not None:
+            return await p.arun(func, info, args, kwargs, g)
         ctx = new_context(info, args, kwargs, p.time_source, p.monotonic())
         notify = p.anotify
         if p.pre:

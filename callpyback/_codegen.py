@@ -12,6 +12,9 @@ generated ``run``:
 * builds one ``ExecutionResult`` per notification state, shared by the observers that ask;
 * handles failures through the shared slow path (failures are not the fast path).
 
+Coroutine functions get an ``async def`` twin when every observer is synchronous (sync observers
+never await, so the guard cell logic is the same).
+
 Only pipelines without error handlers or variable extraction come here (``Pipeline.simple``).
 """
 
@@ -59,7 +62,7 @@ def _expr(src: str, phase: str) -> str:
     }[src]
 
 
-def compile_run(p: Pipeline) -> Run:
+def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     """The specialised ``run(func, info, args, kwargs, g)`` for pipeline ``p``.
 
     ``g`` is the re-entrancy guard cell the wrapper already read (or None).
@@ -99,7 +102,8 @@ def compile_run(p: Pipeline) -> Run:
             ns[f"_cb{i}"] = reg.callback
         return i
 
-    lines: List[str] = ["def run(func, info, args, kwargs, g):", "    __tracebackhide__ = True"]
+    head = "async def run" if asynchronous else "def run"
+    lines: List[str] = [f"{head}(func, info, args, kwargs, g):", "    __tracebackhide__ = True"]
     w = lines.append
     if use_ctx:
         w("    c = _new(_Ctx); c.function_info = info; c.args = args; c.kwargs = kwargs")
@@ -115,7 +119,7 @@ def compile_run(p: Pipeline) -> Run:
     if use_ctx:
         w("    c._start = start; c._state = _S_EXEC; c._attempt = 1")
     w("    try:")
-    w("        value = func(*args, **kwargs)")
+    w("        value = await func(*args, **kwargs)" if asynchronous else "        value = func(*args, **kwargs)")
     w("    except Exception as exc:")
     w("        _failed(_p, info, args, kwargs, start, exc, c)")
     w("        raise")

@@ -98,6 +98,7 @@ class Pipeline:
 
     __slots__ = (
         "anotify",
+        "arun",
         "asleep",
         "chain",
         "completed",
@@ -146,6 +147,10 @@ class Pipeline:
         self.run: Callable[..., Any] = (
             self._compile_then_run if self.simple else functools.partial(run_attempts, self)
         )
+        #: The coroutine twin of the fast path (None: use the general async path).
+        self.arun: Optional[Callable[..., Any]] = (
+            self._compile_then_arun if self.simple and not self.anotify else None
+        )
 
     def _compile_then_run(self, func: Any, info: Any, args: Any, kwargs: Any, g: Any) -> Any:
         __tracebackhide__ = True
@@ -153,6 +158,13 @@ class Pipeline:
 
         self.run = compile_run(self)
         return self.run(func, info, args, kwargs, g)
+
+    async def _compile_then_arun(self, func: Any, info: Any, args: Any, kwargs: Any, g: Any) -> Any:
+        __tracebackhide__ = True
+        from ._codegen import compile_run
+
+        self.arun = compile_run(self, asynchronous=True)
+        return await self.arun(func, info, args, kwargs, g)
 
     @property
     def empty(self) -> bool:
