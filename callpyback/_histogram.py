@@ -99,8 +99,17 @@ class Histogram:
         # Nearest rank: the smallest value with at least ceil(q * n) values at or below it.
         ranks = sorted((max(1, math.ceil(q * self.count)), i) for i, q in enumerate(wanted))
         out: List[Optional[float]] = [None] * len(wanted)
-        seen = self._zero
         pending = 0
+        # The extremes are known exactly; only ranks in between need the buckets.
+        while pending < len(ranks) and ranks[pending][0] <= 1:
+            out[ranks[pending][1]] = self.min
+            pending += 1
+        tail = len(ranks)
+        while tail > pending and ranks[tail - 1][0] >= self.count:
+            out[ranks[tail - 1][1]] = self.max
+            tail -= 1
+        ranks = ranks[:tail]
+        seen = self._zero
         while pending < len(ranks) and ranks[pending][0] <= seen:
             out[ranks[pending][1]] = self._clamp(0.0)
             pending += 1
