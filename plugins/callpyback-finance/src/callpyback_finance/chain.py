@@ -275,7 +275,7 @@ def verify_file(
                         if seq == expect_seq + 1
                         else f"records seq {expect_seq} to {seq - 1} are missing"
                     )
-                    return broken(f"{missing} (found seq {seq}): records were removed")
+                    return broken(f"{missing} (found seq {seq}): records were removed or reordered")
                 return broken(
                     f"expected seq {expect_seq}, found {seq!r}: records were duplicated or "
                     "reordered"

@@ -1,0 +1,142 @@
+"""verify: the first broken or missing record, by line; the console script's exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from callpyback_finance import AuditTrail, verify_file
+from callpyback_finance.chain import canonical, record_hash
+
+
+@pytest.fixture
+def chain(trail: Path) -> Path:
+    writer = AuditTrail(trail, durability="flush")
+    for i in range(1, 6):
+        writer.append({"amounts": {"amount": str(i * 100)}, "parties": {"account": f"A{i}"}})
+    writer.close()
+    return trail
+
+
+def lines(path: Path) -> List[str]:
+    return path.read_text(encoding="ascii").splitlines(keepends=True)
+
+
+def write(path: Path, new: List[str]) -> None:
+    path.write_text("".join(new), encoding="ascii")
+
+
+def test_intact_chain(chain: Path) -> None:
+    result = verify_file(chain)
+    assert result.ok and result.records == 5 and result.line is None
+    assert result.head == json.loads(lines(chain)[-1])["hash"]
+    assert str(result).startswith("OK: 5 records, chain intact, head ")
+
+
+def test_empty_file_is_an_intact_empty_chain(trail: Path) -> None:
+    trail.parent.mkdir(parents=True)
+    trail.touch()
+    assert verify_file(trail).ok
+
+
+def test_modified_record(chain: Path) -> None:
+    new = lines(chain)
+    new[2] = new[2].replace('"amount":"300"', '"amount":"3"')
+    write(chain, new)
+    result = verify_file(chain)
+    assert not result.ok and result.line == 3 and result.records == 2
+    assert result.problem == "line 3: record seq 3 does not match its hash: it was modified"
+
+
+def test_modified_record_with_a_recomputed_hash(chain: Path) -> None:
+    """Re-hashing a forged record breaks the link to it from the next line."""
+    new = lines(chain)
+    forged = json.loads(new[2])
+    forged["amounts"]["amount"] = "3"
+    forged["hash"] = record_hash(forged)
+    new[2] = canonical(forged) + "\n"
+    write(chain, new)
+    result = verify_file(chain)
+    assert result.line == 4
+    assert "does not chain to line 3" in (result.problem or "")
+
+
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [([1], "line 2: record seq 2 is missing (found seq 3)"),
+     ([1, 2, 3], "line 2: records seq 2 to 4 are missing (found seq 5)"),
+     ([0], "line 1: record seq 1 is missing (found seq 2)")],
+)
+def test_removed_records(chain: Path, drop: List[int], message: str) -> None:
+    write(chain, [line for i, line in enumerate(lines(chain)) if i not in drop])
+    assert (verify_file(chain).problem or "").startswith(message)
+
+
+def test_reordered_records(chain: Path) -> None:
+    new = lines(chain)
+    new[1], new[2] = new[2], new[1]
+    write(chain, new)
+    result = verify_file(chain)
+    assert result.problem == (
+        "line 2: record seq 2 is missing (found seq 3): records were removed or reordered"
+    )
+    new = lines(chain)
+    new[1], new[2] = new[2], new[1]
+    new.insert(3, new[1])  # a replayed record
+    write(chain, new)
+    assert verify_file(chain).problem == (
+        "line 4: expected seq 4, found 2: records were duplicated or reordered"
+    )
+
+
+@pytest.mark.parametrize(
+    ("garbage", "message"),
+    [("\n", "empty line"), ("{oops\n", "not a JSON record"), ('{"seq": 3}\n', "not an audit record")],
+)
+def test_garbage_lines(chain: Path, garbage: str, message: str) -> None:
+    new = lines(chain)
+    new.insert(2, garbage)
+    write(chain, new)
+    result = verify_file(chain)
+    assert result.line == 3 and message in (result.problem or "")
+
+
+def test_truncated_last_record(chain: Path) -> None:
+    data = chain.read_bytes()
+    chain.write_bytes(data[:-20])
+    result = verify_file(chain)
+    assert result.line == 5 and "incomplete record" in (result.problem or "")
+
+
+def test_records_cut_off_the_end_need_an_anchor(chain: Path) -> None:
+    """Dropping whole records from the end keeps a valid chain; the earlier head or count shows it."""
+    head = verify_file(chain).head
+    write(chain, lines(chain)[:3])
+    assert verify_file(chain).ok
+    assert "expected at least 5 records, found 3" in (verify_file(chain, expected_count=5).problem or "")
+    cut = verify_file(chain, expected_head=head)
+    assert not cut.ok and "is not in the file" in (cut.problem or "")
+    first_head = json.loads(lines(chain)[0])["hash"]
+    assert verify_file(chain, expected_head=first_head).ok  # the file grew since: fine
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["callpyback-finance", *args], capture_output=True, text=True)
+
+
+def test_console_script_exit_status(chain: Path) -> None:
+    ok = run_cli("verify", str(chain))
+    assert ok.returncode == 0 and "OK: 5 records" in ok.stdout
+    new = lines(chain)
+    del new[3]
+    write(chain, new)
+    bad = run_cli("verify", str(chain))
+    assert bad.returncode == 1
+    assert "BROKEN: line 4: record seq 4 is missing (found seq 5)" in bad.stderr
+    missing = run_cli("verify", str(chain.with_name("nope.jsonl")))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    assert run_cli("verify", str(chain), "--count", "5").returncode == 1
