@@ -82,14 +82,16 @@ class _Dispatcher:
             if self.thread is not None:
                 return
             thread = threading.Thread(target=self._run, name="callpyback-background", daemon=True)
+            # Published before it runs, so its own observers can tell they are on the worker.
+            self.thread = thread
             try:
                 thread.start()
             except RuntimeError:  # interpreter shutting down: nothing can run these any more
+                self.thread = None
                 with self.count_lock:
                     self.dropped += len(self.queue)
                 self.queue.clear()
                 return
-            self.thread = thread
             if not self.atexit_registered:
                 import atexit
 
