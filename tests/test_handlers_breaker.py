@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import pickle
@@ -49,8 +50,9 @@ class Rec:
         self.events: list[tuple] = []
 
     def update(self, ctx) -> None:
-        self.events.append((ctx.state.name, ctx.attempt, ctx.exception, dict(ctx.handler_state),
-                            ctx.recovered_by))
+        self.events.append(
+            (ctx.state.name, ctx.attempt, ctx.exception, dict(ctx.handler_state), ctx.recovered_by)
+        )
 
 
 def guarded(handler, clock, func=None, *observers):
@@ -69,7 +71,10 @@ def guarded(handler, clock, func=None, *observers):
         ({"failure_rate": 0}, r"failure_rate=...\) must be > 0"),
         ({"failure_rate": 1.5}, r"failure_rate=...\) must be <= 1"),
         ({"window_size": 0}, r"window_size=...\) must be >= 1"),
-        ({"failure_rate": 0.5, "window_size": 5, "minimum_calls": 6}, r"minimum_calls=...\) must be <= 5"),
+        (
+            {"failure_rate": 0.5, "window_size": 5, "minimum_calls": 6},
+            r"minimum_calls=...\) must be <= 5",
+        ),
         ({"recovery_timeout": 0}, r"recovery_timeout=...\) must be > 0"),
         ({"recovery_timeout": -3}, r"recovery_timeout=...\) must be > 0"),
         ({"half_open_max_calls": 0}, r"half_open_max_calls=...\) must be >= 1"),
@@ -145,15 +150,23 @@ def test_closed_open_half_open_closed_then_open_again(clock):
 
     path = [(e.old, e.new) for e in events]
     assert path == [
-        (CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED),
-        (CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, OPEN),
+        (CLOSED, OPEN),
+        (OPEN, HALF_OPEN),
+        (HALF_OPEN, CLOSED),
+        (CLOSED, OPEN),
+        (OPEN, HALF_OPEN),
+        (HALF_OPEN, OPEN),
     ]
     assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
     assert events[0].reason == "3 consecutive failures"
     assert list(handler.breaker.history) == events
     stats = handler.stats
     assert (stats.state, stats.successes, stats.failures, stats.rejected, stats.times_opened) == (
-        OPEN, 1, 7, 2, 3
+        OPEN,
+        1,
+        7,
+        2,
+        3,
     )
 
 
@@ -190,10 +203,8 @@ def test_failure_rate_window(clock):
     outcomes = [None, OSError(), None]
     for error in outcomes:
         func.error = error
-        try:
+        with contextlib.suppress(OSError):
             f()
-        except OSError:
-            pass
     assert handler.state is CLOSED  # 1 failure in 3 calls, below minimum_calls anyway
     func.error = OSError()
     with pytest.raises(OSError):
@@ -207,10 +218,8 @@ def test_failure_rate_window_slides(clock):
     func, f = guarded(handler, clock)
     for error in [OSError(), None, None, None, None, OSError(), OSError()]:
         func.error = error
-        try:
+        with contextlib.suppress(OSError):
             f()
-        except OSError:
-            pass
     assert handler.state is CLOSED  # window [None, None, F, F]: 0.5 < 0.75
     assert handler.stats.window_failure_rate == 0.5
     func.error = OSError()
@@ -238,7 +247,9 @@ def test_half_open_admits_a_limited_number_of_trials(clock):
     trial = threading.Thread(target=lambda: results.append(f()))
     trial.start()
     assert entered.wait(10)
-    with pytest.raises(CircuitOpenError, match="half_open: .* trial calls are all in flight") as info:
+    with pytest.raises(
+        CircuitOpenError, match=r"half_open: .* trial calls are all in flight"
+    ) as info:
         f()
     assert info.value.state is HALF_OPEN and info.value.retry_after == 0
     release.set()
@@ -249,9 +260,13 @@ def test_half_open_admits_a_limited_number_of_trials(clock):
 
 def test_success_threshold_needs_several_trial_successes(clock):
     handler = CircuitBreakerHandler(
-        unique(), failure_threshold=1, recovery_timeout=1, half_open_max_calls=2, success_threshold=2
+        unique(),
+        failure_threshold=1,
+        recovery_timeout=1,
+        half_open_max_calls=2,
+        success_threshold=2,
     )
-    func, f = guarded(handler, clock)
+    _func, f = guarded(handler, clock)
     handler.breaker.open(clock)
     clock.advance(1)
     f()
@@ -317,7 +332,7 @@ def test_fallback_value_while_open(clock):
     with pytest.raises(OSError):
         f()  # the failure that trips it is not masked
     assert f() == "cached"
-    state, attempt, exc, hs, by = rec.events[-1]
+    state, _attempt, exc, hs, by = rec.events[-1]
     assert (state, by, hs["breaker_state"]) == ("COMPLETED", handler.name, "open")
     assert isinstance(exc, CircuitOpenError)
 
@@ -411,7 +426,7 @@ def test_a_failing_listener_is_logged_and_ignored(clock, caplog):
 
 def test_manual_control_and_reset(clock):
     handler = CircuitBreakerHandler(unique(), failure_threshold=1)
-    func, f = guarded(handler, clock)
+    _func, f = guarded(handler, clock)
     f()
     handler.breaker.open(clock)
     with pytest.raises(CircuitOpenError):
@@ -466,7 +481,9 @@ def test_async_state_machine(clock):
     assert asyncio.run(scenario()) == "ok"
     assert len(calls) == 3
     assert [(e.old, e.new) for e in handler.breaker.history] == [
-        (CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)
+        (CLOSED, OPEN),
+        (OPEN, HALF_OPEN),
+        (HALF_OPEN, CLOSED),
     ]
 
 
@@ -548,7 +565,7 @@ def test_a_slow_call_does_not_block_other_threads(clock):
 
 
 def test_eight_threads_hammering_keep_transitions_consistent(clock):
-    """Random outcomes from 8 threads: every transition follows the previous one, counters add up."""
+    """Random outcomes from 8 threads: transitions follow one another, counters add up."""
     events = []
     events_lock = threading.Lock()
 
@@ -557,7 +574,10 @@ def test_eight_threads_hammering_keep_transitions_consistent(clock):
             events.append(event)
 
     handler = CircuitBreakerHandler(
-        unique("hammer"), failure_threshold=3, recovery_timeout=0.05, half_open_max_calls=2,
+        unique("hammer"),
+        failure_threshold=3,
+        recovery_timeout=0.05,
+        half_open_max_calls=2,
         listeners=[listener],
     )
     ran = itertools.count()

@@ -21,8 +21,14 @@ class Rec:
 
     def update(self, ctx: cpb.ExecutionContext) -> None:
         self.events.append(
-            (ctx.state.name, ctx.attempt, ctx.exception, ctx.value, ctx.recovered_by,
-             dict(ctx.handler_state))
+            (
+                ctx.state.name,
+                ctx.attempt,
+                ctx.exception,
+                ctx.value,
+                ctx.recovered_by,
+                dict(ctx.handler_state),
+            )
         )
 
     @property
@@ -78,7 +84,9 @@ def wrap(func, handlers, clock, *observers):
 )
 def test_bad_options_fail_at_construction(kwargs, fragment):
     """Nonsense options raise ConfigurationError (a ValueError) naming the problem."""
-    with pytest.raises(cpb.ConfigurationError, match=fragment.replace("(", r"\(").replace(")", r"\)")) as info:
+    with pytest.raises(
+        cpb.ConfigurationError, match=fragment.replace("(", r"\(").replace(")", r"\)")
+    ) as info:
         RetryHandler(**kwargs)
     assert isinstance(info.value, ValueError)
 
@@ -143,7 +151,11 @@ def test_exhausted_reraises_the_last_original_exception(clock):
     assert info.value is flaky.raised[-1]
     assert flaky.calls == 3
     assert [s for s, _ in rec.seen] == [
-        "PRE_EXECUTION", "POST_FAILURE", "POST_FAILURE", "POST_FAILURE", "COMPLETED"
+        "PRE_EXECUTION",
+        "POST_FAILURE",
+        "POST_FAILURE",
+        "POST_FAILURE",
+        "COMPLETED",
     ]
     done = rec.events[-1]
     assert done[1] == 3
@@ -176,10 +188,12 @@ def test_predicate_filters_retries(clock, with_context):
     """The predicate may take (exception) or (exception, context)."""
     seen = []
     if with_context:
+
         def predicate(exc, ctx):
             seen.append(ctx.attempt)
             return "transient" in str(exc)
     else:
+
         def predicate(exc):
             seen.append(None)
             return "transient" in str(exc)
@@ -195,13 +209,17 @@ def test_predicate_filters_retries(clock, with_context):
 
 
 def test_circuit_open_error_is_not_retried_by_default(clock):
-    flaky = Flaky(1, exc_factory=lambda: CircuitOpenError("db", cpb.handlers.BreakerState.OPEN, 5.0))
+    flaky = Flaky(
+        1, exc_factory=lambda: CircuitOpenError("db", cpb.handlers.BreakerState.OPEN, 5.0)
+    )
     f = wrap(flaky, [RetryHandler(3)], clock)
     with pytest.raises(CircuitOpenError):
         f()
     assert flaky.calls == 1
 
-    flaky2 = Flaky(1, exc_factory=lambda: CircuitOpenError("db", cpb.handlers.BreakerState.OPEN, 5.0))
+    flaky2 = Flaky(
+        1, exc_factory=lambda: CircuitOpenError("db", cpb.handlers.BreakerState.OPEN, 5.0)
+    )
     assert wrap(flaky2, [RetryHandler(3, exclude=())], clock)() == "ok"
 
 
@@ -238,7 +256,7 @@ def test_retry_after_hint_from_a_callable(clock):
 
 
 def test_max_time_stops_before_a_retry_would_overrun(clock):
-    """Delays 1, 2, 4: the third retry would start at t=7 > max_time=5, so it stops at 3 attempts."""
+    """Delays 1, 2, 4: a third retry would start at t=7 > max_time=5, so 3 attempts."""
     flaky = Flaky(10)
     rec = Rec()
     f = wrap(flaky, [RetryHandler(max_time=5, backoff=1, jitter="none")], clock, rec)
@@ -374,8 +392,11 @@ def test_state_path_of_a_retried_call_is_legal(clock):
     """POST_FAILURE -> EXECUTING is the retry edge of the transition table."""
     seen: list[S] = []
     flaky = Flaky(2)
-    f = cpb.CallPyBack([lambda context: seen.append(context.state)],
-                       error_handlers=[RetryHandler(3)], time_source=clock)(flaky)
+    f = cpb.CallPyBack(
+        [lambda context: seen.append(context.state)],
+        error_handlers=[RetryHandler(3)],
+        time_source=clock,
+    )(flaky)
     f()
     path = [S.INITIALIZED]
     for state in seen:

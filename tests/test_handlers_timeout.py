@@ -1,0 +1,281 @@
+"""TimeoutHandler: worker-thread timeouts for sync functions, real cancellation for coroutines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import pytest
+
+import callpyback as cpb
+from callpyback.handlers import CallTimeoutError, FallbackHandler, RetryHandler, TimeoutHandler
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+@pytest.mark.parametrize("seconds", [0, -1, "5", float("nan"), None])
+def test_bad_seconds(seconds):
+    with pytest.raises(cpb.ConfigurationError, match=r"TimeoutHandler\(seconds=...\)"):
+        TimeoutHandler(seconds)
+
+
+def test_timeout_error_types():
+    err = CallTimeoutError("m:f", 2.0, cancelled=False)
+    assert isinstance(err, TimeoutError) and isinstance(err, cpb.CallPyBackError)
+    assert "m:f did not finish within 2s" in str(err) and "cannot stop a thread" in str(err)
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+def test_sync_call_within_time_returns_its_value():
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(lambda x, *, y: x + y)
+    assert f(1, y=2) == 3
+
+
+def test_sync_exception_is_the_original_object():
+    err = KeyError("k")
+
+    def boom():
+        raise err
+
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(boom)
+    with pytest.raises(KeyError) as info:
+        f()
+    assert info.value is err
+
+
+def test_sync_functions_own_timeout_error_is_not_relabelled():
+    own = TimeoutError("socket timed out")
+
+    def boom():
+        raise own
+
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(boom)
+    with pytest.raises(TimeoutError) as info:
+        f()
+    assert info.value is own
+
+
+def test_sync_overrun_raises_call_timeout_error_and_the_thread_finishes_later():
+    """The caller stops waiting; the function itself keeps running until it returns."""
+    release = threading.Event()
+    finished = threading.Event()
+    seen = []
+
+    def slow():
+        release.wait(30)
+        finished.set()
+        return "late"
+
+    f = cpb.CallPyBack(
+        [
+            lambda context: seen.append(
+                (context.state.name, type(context.exception).__name__, dict(context.handler_state))
+            )
+        ],
+        error_handlers=[TimeoutHandler(0.05)],
+    )(slow)
+    with pytest.raises(CallTimeoutError) as info:
+        f()
+    assert info.value.cancelled is False
+    assert info.value.target.endswith("slow")
+    assert not finished.is_set()  # honest: still running in its worker thread
+    release.set()
+    assert finished.wait(30)
+    assert seen[-2][:2] == ("POST_FAILURE", "CallTimeoutError")
+    assert seen[-1][2]["timed_out_after"] == 0.05
+
+
+def test_sync_worker_sees_the_callers_context_variables():
+    token = REQUEST_ID.set("req-42")
+    try:
+        f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(lambda: REQUEST_ID.get())
+        assert f() == "req-42"
+    finally:
+        REQUEST_ID.reset(token)
+
+
+def test_timeout_then_retry_then_success(clock):
+    """A timed-out attempt is an ordinary failure: the retry handler runs it again."""
+    release = threading.Event()
+    calls = []
+
+    def sometimes_slow():
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(30)
+        return "fast enough"
+
+    attempts = []
+    f = cpb.CallPyBack(
+        [lambda context: attempts.append((context.state.name, context.attempt))],
+        error_handlers=[TimeoutHandler(0.05), RetryHandler(2, exceptions=(TimeoutError,))],
+        time_source=clock,
+    )(sometimes_slow)
+    try:
+        assert f() == "fast enough"
+    finally:
+        release.set()
+    assert attempts[-3:] == [("POST_FAILURE", 1), ("POST_SUCCESS", 2), ("COMPLETED", 2)]
+
+
+def test_timeout_with_fallback():
+    release = threading.Event()
+    f = cpb.CallPyBack(
+        error_handlers=[
+            TimeoutHandler(0.05),
+            FallbackHandler("default", exceptions=CallTimeoutError),
+        ]
+    )(lambda: release.wait(30))
+    try:
+        assert f() == "default"
+    finally:
+        release.set()
+
+
+def test_several_call_hooks_are_composed_in_chain_order():
+    """The first handler's hook wraps the second's, which wraps the function."""
+    order = []
+
+    class Wrap:
+        def __init__(self, label):
+            self.label = label
+
+        def handle(self, exception, context):
+            return None
+
+        def call_sync(self, func, args, kwargs, context):
+            order.append(f"{self.label} in")
+            try:
+                return func(*args, **kwargs)
+            finally:
+                order.append(f"{self.label} out")
+
+    f = cpb.CallPyBack(error_handlers=[Wrap("a"), TimeoutHandler(30), Wrap("b")])(
+        lambda x: order.append(f"call {x}") or x
+    )
+    assert f(5) == 5
+    assert order == ["a in", "b in", "call 5", "b out", "a out"]
+
+
+def test_inner_timeout_of_two_fires():
+    release = threading.Event()
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30), TimeoutHandler(0.05)])(
+        lambda: release.wait(30)
+    )
+    try:
+        with pytest.raises(CallTimeoutError) as info:
+            f()
+        assert info.value.seconds == 0.05
+    finally:
+        release.set()
+
+
+def test_generators_are_not_timed():
+    """Documented: call hooks only wrap plain calls, a generator runs on the caller's thread."""
+    callers = []
+
+    def gen():
+        callers.append(threading.get_ident())
+        yield 1
+
+    g = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(gen)
+    assert list(g()) == [1]
+    assert callers == [threading.get_ident()]
+
+
+# --- async ------------------------------------------------------------------------------------
+
+
+def test_async_overrun_is_cancelled():
+    """Real cancellation: the coroutine sees CancelledError at its await."""
+    cancelled = []
+
+    async def hang():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    seen = []
+    f = cpb.CallPyBack(
+        [lambda context: seen.append(context.state.name)], error_handlers=[TimeoutHandler(0.05)]
+    )(hang)
+    with pytest.raises(CallTimeoutError) as info:
+        asyncio.run(f())
+    assert info.value.cancelled is True
+    assert "it was cancelled" in str(info.value)
+    assert cancelled == [True]
+    assert seen[-2:] == ["POST_FAILURE", "COMPLETED"]
+
+
+def test_async_within_time():
+    async def quick(x):
+        await asyncio.sleep(0)
+        return x * 2
+
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(quick)
+    assert asyncio.run(f(21)) == 42
+
+
+def test_async_functions_own_timeout_error_passes_through():
+    own = TimeoutError("upstream timed out")
+
+    async def boom():
+        raise own
+
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(boom)
+    with pytest.raises(TimeoutError) as info:
+        asyncio.run(f())
+    assert info.value is own
+    assert not isinstance(info.value, CallTimeoutError)
+
+
+def test_async_timeout_then_retry(clock):
+    calls = []
+
+    async def sometimes_hangs():
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.Event().wait()
+        return "second time lucky"
+
+    f = cpb.CallPyBack(
+        error_handlers=[TimeoutHandler(0.05), RetryHandler(3, exceptions=(CallTimeoutError,))],
+        time_source=clock,
+    )(sometimes_hangs)
+    assert asyncio.run(f()) == "second time lucky"
+    assert len(calls) == 2 and len(clock.sleeps) == 1
+
+
+def test_outer_cancellation_still_propagates():
+    """Cancelling the caller is a cancellation, not a timeout."""
+
+    async def hang():
+        await asyncio.Event().wait()
+
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(hang)
+
+    async def main():
+        task = asyncio.ensure_future(f())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_no_unrelated_flag_is_needed():
+    """The original implementation needed enable_async_observers for timeouts; not any more."""
+    deco = cpb.CallPyBack(error_handlers=[TimeoutHandler(0.05)])
+    assert deco.enable_async_observers is False
+
+    async def hang():
+        await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError):
+        asyncio.run(deco(hang)())
