@@ -122,8 +122,9 @@ def measure(op: Callable[[], Any], kind: str, number: int) -> float:
     return time_async(op, number) if kind == "async" else time_sync(op, number)
 
 
-def run_pair(case_op: Callable[[], Any], base_op: Callable[[], Any], kind: str, number: int,
-             repeat: int) -> tuple[float, float, float]:
+def run_pair(
+    case_op: Callable[[], Any], base_op: Callable[[], Any], kind: str, number: int, repeat: int
+) -> tuple[float, float, float]:
     """Interleave case and baseline repeats; return (case median s, baseline median s, ratio)."""
     case_times, base_times, ratios = [], [], []
     measure(case_op, kind, max(1, number // 10))  # warm-up

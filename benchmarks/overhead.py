@@ -39,7 +39,9 @@ def baseline_op(kind: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
     parser.add_argument("-k", dest="select", default="", help="substring of group or case name")
     parser.add_argument("--json", dest="json_path", help="also write results as JSON here")
@@ -63,12 +65,28 @@ def main(argv: list[str] | None = None) -> int:
         print(_format(case_row), flush=True)
 
     print()
-    print(f"Python {platform.python_version()} on {platform.machine()}; medians of {repeat} interleaved repeats")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}; medians of {repeat} interleaved repeats"
+    )
     failed = [r for r in rows if r[0].target is not None and r[3] > r[0].target]
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps([
-            {"group": c.group, "case": c.name, "value_s": v, "baseline_s": b, "ratio": r,
-             "target": c.target, "note": c.note} for c, v, b, r in rows], indent=2))
+        Path(args.json_path).write_text(
+            json.dumps(
+                [
+                    {
+                        "group": c.group,
+                        "case": c.name,
+                        "value_s": v,
+                        "baseline_s": b,
+                        "ratio": r,
+                        "target": c.target,
+                        "note": c.note,
+                    }
+                    for c, v, b, r in rows
+                ],
+                indent=2,
+            )
+        )
     if failed:
         print(f"{len(failed)} case(s) above target: " + ", ".join(r[0].name for r in failed))
     return 0

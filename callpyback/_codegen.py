@@ -119,7 +119,11 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     if use_ctx:
         w("    c._start = start; c._state = _S_EXEC; c._attempt = 1")
     w("    try:")
-    w("        value = await func(*args, **kwargs)" if asynchronous else "        value = func(*args, **kwargs)")
+    w(
+        "        value = await func(*args, **kwargs)"
+        if asynchronous
+        else "        value = func(*args, **kwargs)"
+    )
     w("    except Exception as exc:")
     w("        _failed(_p, info, args, kwargs, start, exc, c)")
     w("        raise")

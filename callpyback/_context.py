@@ -29,7 +29,16 @@ _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 class FunctionInfo:
     """What is known about a wrapped function, computed once per function rather than per call."""
 
-    __slots__ = ("__weakref__", "_signature", "code", "function", "kind", "module", "name", "qualname")
+    __slots__ = (
+        "__weakref__",
+        "_signature",
+        "code",
+        "function",
+        "kind",
+        "module",
+        "name",
+        "qualname",
+    )
 
     def __init__(self, function: Callable[..., Any], kind: str) -> None:
         self.function = function
@@ -75,6 +84,8 @@ class ExecutionResult:
     """A successful (or recovered) outcome: the value and the time the call took."""
 
     __slots__ = ("execution_time", "value")
+    value: Any
+    execution_time: float
 
     # Class-level defaults, overridden by RecoveredResult: the fast path sets just two slots.
     recovered: bool = False
@@ -99,7 +110,9 @@ class ExecutionResult:
 
     def __repr__(self) -> str:
         extra = f", recovered_by={self.recovered_by!r}" if self.recovered else ""
-        return f"ExecutionResult(value={self.value!r}, execution_time={self.execution_time!r}{extra})"
+        return (
+            f"ExecutionResult(value={self.value!r}, execution_time={self.execution_time!r}{extra})"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExecutionResult):
@@ -116,7 +129,7 @@ class ExecutionResult:
 class RecoveredResult(ExecutionResult):
     """A value an error handler returned in place of an exception."""
 
-    __slots__ = ("recovered_by",)  # type: ignore[assignment]
+    __slots__ = ("recovered_by",)
     recovered = True
 
 
@@ -140,13 +153,24 @@ class ExecutionFailure:
         return self.exception.__traceback__
 
     def __repr__(self) -> str:
-        return f"ExecutionFailure(exception={self.exception!r}, execution_time={self.execution_time!r})"
+        return (
+            f"ExecutionFailure(exception={self.exception!r}, "
+            f"execution_time={self.execution_time!r})"
+        )
 
 
 class _Rare:
     """Per-call fields most calls never touch, allocated on first use."""
 
-    __slots__ = ("arguments", "cancelled", "handler_state", "locals", "metadata", "recovered_by", "timestamp")
+    __slots__ = (
+        "arguments",
+        "cancelled",
+        "handler_state",
+        "locals",
+        "metadata",
+        "recovered_by",
+        "timestamp",
+    )
 
     def __init__(self) -> None:
         self.arguments: Optional[Mapping[str, Any]] = None
@@ -350,7 +374,11 @@ _INITIALIZED = ExecutionState.INITIALIZED
 
 
 def new_context(
-    info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any], time_source: Any, start: float
+    info: FunctionInfo,
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    time_source: Any,
+    start: float,
 ) -> ExecutionContext:
     """The wrappers' constructor: skips ``__init__``'s call overhead (this is per call)."""
     c = _new(ExecutionContext)

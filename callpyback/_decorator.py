@@ -59,8 +59,8 @@ def _code_flags(obj: Any) -> int:
     code = getattr(obj, "__code__", None)
     if isinstance(code, types.CodeType):
         return code.co_flags
-    call = getattr(type(obj), "__call__", None)
-    if call is not None and not isinstance(obj, type) and isinstance(call, types.FunctionType):
+    call = type(obj).__dict__.get("__call__") if not isinstance(obj, type) else None
+    if isinstance(call, types.FunctionType):
         return call.__code__.co_flags
     return 0
 
@@ -89,7 +89,7 @@ def _looks_like_decoration_target(obj: Any) -> bool:
 
 
 class CallPyBack:
-    """Observe calls of the decorated function: ``@CallPyBack(observers=[...])`` or bare ``@CallPyBack``.
+    """Observe calls of the decorated function: ``@CallPyBack(observers=[...])`` or ``@CallPyBack``.
 
     One instance may decorate several functions; its observers are shared by all of them, and
     :meth:`add_observer` / :meth:`remove_observer` take effect for calls that start afterwards,
@@ -100,7 +100,7 @@ class CallPyBack:
         # Bare ``@CallPyBack`` passes the function as the only positional argument.
         if len(args) == 1 and not kwargs and _looks_like_decoration_target(args[0]):
             instance = super().__new__(cls)
-            instance.__init__()
+            cls.__init__(instance)
             return instance(args[0])
         return super().__new__(cls)
 
@@ -163,7 +163,7 @@ class CallPyBack:
     # --- decoration ---------------------------------------------------------------------
     def __call__(self, func: F) -> F:
         if isinstance(func, (classmethod, staticmethod)):
-            return type(func)(self(func.__func__))  # type: ignore[return-value]
+            return type(func)(self(func.__func__))
         if not callable(func):
             raise ConfigurationError(
                 f"CallPyBack can only decorate callables, got {func!r} ({type(func).__name__}); "
@@ -217,8 +217,8 @@ class CallPyBack:
                 observer = CallbackObserver(observer)
             else:
                 raise ConfigurationError(
-                    f"{observer!r} is not an observer: give it an update(context) method, or pass a "
-                    "callable (see on_call/on_success/on_failure/on_completion)"
+                    f"{observer!r} is not an observer: give it an update(context) method, or "
+                    "pass a callable (see on_call/on_success/on_failure/on_completion)"
                 )
         name = getattr(observer, "name", None) or type(observer).__name__
         wanted = (
@@ -317,15 +317,15 @@ class CallPyBack:
         if reg.failures == 1:
             # Logged once per streak of failures, with the traceback; the rest are counted.
             _log().error(
-                "observer %r raised %r; the observed call is unaffected", reg.name, exc, exc_info=exc
+                "observer %r raised %r; the observed call is unaffected",
+                reg.name,
+                exc,
+                exc_info=exc,
             )
         limit = self.max_observer_failures
         if limit is not None and reg.failures >= limit and not reg.disabled:
-            with self._lock:
-                if reg.disabled:
-                    return
-                reg.disabled = True
-                self._rebuild_locked()
+            if not self._disable(reg):
+                return  # another thread got there first
             message = (
                 f"observer {reg.name!r} failed {reg.failures} times in a row and was disabled; "
                 "call enable_observer() to re-enable it"
@@ -339,6 +339,14 @@ class CallPyBack:
                 warnings.warn(message, ObserverDisabledWarning, stacklevel=2)
             except Exception:  # warnings turned into errors must not reach the caller
                 pass
+
+    def _disable(self, reg: Registration) -> bool:
+        with self._lock:
+            if reg.disabled:
+                return False
+            reg.disabled = True
+            self._rebuild_locked()
+            return True
 
     def _rebuild(self) -> None:
         with self._lock:
@@ -357,7 +365,7 @@ class CallPyBack:
 
     @property
     def pipeline(self) -> Optional[Pipeline]:
-        """The compiled pipeline calls use now (None: nothing to do, calls pass straight through)."""
+        """The pipeline calls use now (None: nothing to do, calls pass straight through)."""
         return self._current[0]
 
     @property
@@ -366,7 +374,8 @@ class CallPyBack:
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
-        return f"<CallPyBack{label} observers={len(self._registrations)} handlers={len(self.chain.handlers)}>"
+        counts = f"observers={len(self._registrations)} handlers={len(self.chain.handlers)}"
+        return f"<CallPyBack{label} {counts}>"
 
 
 def _weak_update(ref: Any) -> Callable[[Any], Any]:
@@ -408,9 +417,7 @@ def _check_variable_names(names: Any) -> Tuple[str, ...]:
     try:
         out = tuple(names)
     except TypeError:
-        raise ConfigurationError(
-            f"variable_names must be a list of names, got {names!r}"
-        ) from None
+        raise ConfigurationError(f"variable_names must be a list of names, got {names!r}") from None
     for n in out:
         if not isinstance(n, str) or not n.isidentifier():
             raise ConfigurationError(f"variable_names: {n!r} is not a valid Python identifier")

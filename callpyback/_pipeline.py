@@ -68,7 +68,9 @@ class Registration:
         #: For callback observers: how to call ``callback`` directly (see ``_codegen``).
         self.injection = injection
         self.callback = callback
-        self.direct = injection is not None and callback is not None and ref is None and not background
+        self.direct = (
+            injection is not None and callback is not None and ref is None and not background
+        )
         self.failures = 0  # consecutive; reset by a success
         self.total_failures = 0
         self.disabled = False
@@ -82,8 +84,12 @@ class Registration:
     def __repr__(self) -> str:
         flags = "".join(
             f" {flag}"
-            for flag, on in (("weak", self.ref is not None), ("async", self.is_async),
-                             ("background", self.background), ("disabled", self.disabled))
+            for flag, on in (
+                ("weak", self.ref is not None),
+                ("async", self.is_async),
+                ("background", self.background),
+                ("disabled", self.disabled),
+            )
             if on
         )
         return f"<Registration {self.name!r} priority={self.priority}{flags}>"
@@ -123,7 +129,9 @@ class Pipeline:
         extractor: Any,
         variable_names: Tuple[str, ...],
     ) -> None:
-        live = sorted((r for r in registrations if not r.disabled), key=lambda r: (-r.priority, r.seq))
+        live = sorted(
+            (r for r in registrations if not r.disabled), key=lambda r: (-r.priority, r.seq)
+        )
 
         def for_state(state: ExecutionState) -> Tuple[Registration, ...]:
             return tuple(r for r in live if r.wants(state))

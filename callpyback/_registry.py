@@ -128,7 +128,9 @@ class Registry:
             return self._specs[kind][name]
         except KeyError:
             if kind not in self._specs:
-                raise ConfigurationError(f"unknown component kind {kind!r}; kinds are {list(KINDS)}") from None
+                raise ConfigurationError(
+                    f"unknown component kind {kind!r}; kinds are {list(KINDS)}"
+                ) from None
             raise UnknownComponentError(
                 kind, name, list(self._specs[kind]), sorted(self.plugins)
             ) from None

@@ -71,7 +71,7 @@ TRANSITIONS: Dict[ExecutionState, FrozenSet[ExecutionState]] = {
 
 
 def is_valid_path(states: Sequence[ExecutionState] | Iterable[ExecutionState]) -> bool:
-    """Whether ``states`` (starting at ``INITIALIZED``) follows :data:`TRANSITIONS` to a terminal state."""
+    """Whether ``states`` starts at INITIALIZED and follows :data:`TRANSITIONS` to an end."""
     seq = list(states)
     if not seq or seq[0] is not S.INITIALIZED:
         return False

@@ -49,7 +49,9 @@ class MockTimeSource:
 
     def __init__(self, initial: float = 0.0) -> None:
         if not isinstance(initial, (int, float)) or isinstance(initial, bool):
-            raise ConfigurationError(f"MockTimeSource(initial=...) must be a number, got {initial!r}")
+            raise ConfigurationError(
+                f"MockTimeSource(initial=...) must be a number, got {initial!r}"
+            )
         self._lock = threading.Lock()
         self._now = float(initial)
         self._mono = 0.0

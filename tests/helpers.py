@@ -17,13 +17,12 @@ def full_path(notified: Iterable[S]) -> List[S]:
     path = [S.INITIALIZED]
     for state in notified:
         last = path[-1]
-        if state in (S.POST_SUCCESS, S.POST_FAILURE) or (
+        if (state in (S.POST_SUCCESS, S.POST_FAILURE) or (
             state in (S.COMPLETED, S.ERROR) and last in (S.INITIALIZED, S.PRE_EXECUTION)
-        ):
-            if last is not S.EXECUTING:
-                if last is S.INITIALIZED:
-                    path.append(S.PRE_EXECUTION)
-                path.append(S.EXECUTING)
+        )) and last is not S.EXECUTING:
+            if last is S.INITIALIZED:
+                path.append(S.PRE_EXECUTION)
+            path.append(S.EXECUTING)
         path.append(state)
     return path
 

@@ -88,7 +88,7 @@ def test_caller_arguments_are_passed_as_given() -> None:
 
 
 def test_arguments_bound_only_when_read() -> None:
-    """Without an observer reading ``arguments``, no binding happens (a bad call still fails normally)."""
+    """Without an observer reading ``arguments``, nothing is bound (a bad call fails as usual)."""
 
     @CallPyBack(observers=[on_success(lambda value: None)])
     def f(a: int) -> int:

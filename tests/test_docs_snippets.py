@@ -39,7 +39,9 @@ def blocks_of(page: Path) -> list[tuple[int, str]]:
     return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in FENCE.finditer(text)]
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if blocks_of(p)], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if blocks_of(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_page_snippets_run(page: Path, tmp_path: Path) -> None:
     """The page's python blocks run top to bottom without error."""
     proc = subprocess.run(

@@ -8,7 +8,8 @@ from typing import Any, Callable, List, Tuple
 
 import pytest
 
-from callpyback import CallPyBack, ExecutionFailure, ExecutionResult, ExecutionState as S
+from callpyback import CallPyBack, ExecutionFailure, ExecutionResult
+from callpyback import ExecutionState as S
 
 from .helpers import assert_valid
 
@@ -42,12 +43,17 @@ def body(outcome: str, x: int) -> int:
 
 
 def build(shape: str, outcome: str, deco: CallPyBack) -> Callable[[int], Any]:
-    """A zero-surprise driver: returns a function that calls the decorated shape and returns its result."""
+    """A driver calling the decorated shape and returning its result."""
     if shape == "function":
         f = deco(lambda x: body(outcome, x))
         return f
-    if shape in ("method", "classmethod_above", "classmethod_below", "staticmethod_above",
-                 "staticmethod_below"):
+    if shape in (
+        "method",
+        "classmethod_above",
+        "classmethod_below",
+        "staticmethod_above",
+        "staticmethod_below",
+    ):
 
         class K:
             @deco
@@ -295,8 +301,9 @@ def test_coroutine_cancellation_completes_as_cancelled() -> None:
     rec = Recorder()
     flags: list[bool] = []
 
-    @CallPyBack(observers=[rec, lambda context: flags.append(context.cancelled)],
-                default_return="never")
+    @CallPyBack(
+        observers=[rec, lambda context: flags.append(context.cancelled)], default_return="never"
+    )
     async def slow() -> None:
         await asyncio.sleep(10)
 

@@ -14,7 +14,6 @@ from callpyback import (
     CallPyBack,
     ConfigurationError,
     ExecutionResult,
-    ExecutionState as S,
     MockTimeSource,
     ObserverDisabledWarning,
     Phase,
@@ -25,14 +24,33 @@ from callpyback import (
     on_failure,
     on_success,
 )
+from callpyback import (
+    ExecutionState as S,
+)
 
 
 def test_injection_by_parameter_name(clock: MockTimeSource) -> None:
     """Each documented name receives its value; defaults of unknown names are kept."""
     got: dict[str, Any] = {}
 
-    def cb(context, function_signature, arguments, state, result, local_variables, metadata,
-           timestamp, execution_time, exception, value, args, kwargs, function, attempt, i=7):
+    def cb(
+        context,
+        function_signature,
+        arguments,
+        state,
+        result,
+        local_variables,
+        metadata,
+        timestamp,
+        execution_time,
+        exception,
+        value,
+        args,
+        kwargs,
+        function,
+        attempt,
+        i=7,
+    ):
         got.update(locals())
 
     @CallPyBack(observers=[on_success(cb)], time_source=clock)
@@ -68,7 +86,7 @@ def test_kwargs_receives_everything() -> None:
 def test_unknown_parameter_is_rejected_at_creation() -> None:
     """An unknown name without default fails when the observer is made, naming it and the fix."""
 
-    def my_callback(reslt):  # noqa: ANN001
+    def my_callback(reslt):
         pass
 
     with pytest.raises(ConfigurationError) as info:
@@ -110,7 +128,9 @@ def test_factories_subscribe_to_their_state() -> None:
 def test_states_phases_and_names() -> None:
     """States and phases can be given as enums or names; bad ones are explained."""
     seen: list[S] = []
-    obs = create_callback_observer(lambda state: seen.append(state), phases=["before_call", Phase.AFTER_SUCCESS])
+    obs = create_callback_observer(
+        lambda state: seen.append(state), phases=["before_call", Phase.AFTER_SUCCESS]
+    )
     CallPyBack(observers=[obs])(lambda: 1)()
     assert seen == [S.PRE_EXECUTION, S.POST_SUCCESS]
     with pytest.raises(ConfigurationError, match="did you mean 'AFTER_SUCCESS'"):
@@ -152,14 +172,16 @@ def test_priority_then_registration_order() -> None:
 
 
 def test_failing_observer_is_isolated_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    """An observer that raises does not change the call; it is logged once per streak and counted."""
+    """A raising observer does not change the call; it is logged once per streak, and counted."""
     later: list[int] = []
 
     def bad(value: int) -> None:
         raise RuntimeError("observer bug")
 
-    deco = CallPyBack(observers=[on_success(bad, name="bad"), on_success(lambda value: later.append(value))],
-                      max_observer_failures=None)
+    deco = CallPyBack(
+        observers=[on_success(bad, name="bad"), on_success(lambda value: later.append(value))],
+        max_observer_failures=None,
+    )
     f = deco(lambda x: x * 2)
     with caplog.at_level(logging.ERROR, logger="callpyback"):
         assert [f(i) for i in range(3)] == [0, 2, 4]
@@ -318,7 +340,12 @@ def test_async_observers_are_awaited_on_async_paths() -> None:
         await asyncio.sleep(0)
         seen.append(f"async {value}")
 
-    deco = CallPyBack(observers=[on_success(slow, priority=1), on_success(lambda value: seen.append(f"sync {value}"))])
+    deco = CallPyBack(
+        observers=[
+            on_success(slow, priority=1),
+            on_success(lambda value: seen.append(f"sync {value}")),
+        ]
+    )
 
     @deco
     async def f(x: int) -> int:

@@ -11,8 +11,20 @@ from hypothesis import strategies as st
 from callpyback import CallPyBack, create_callback_observer
 
 INJECTABLE_SETS = st.lists(
-    st.sampled_from(["value", "result", "exception", "state", "context", "arguments", "metadata",
-                     "execution_time", "args", "kwargs"]),
+    st.sampled_from(
+        [
+            "value",
+            "result",
+            "exception",
+            "state",
+            "context",
+            "arguments",
+            "metadata",
+            "execution_time",
+            "args",
+            "kwargs",
+        ]
+    ),
     max_size=3,
     unique=True,
 )
@@ -36,16 +48,25 @@ observer_specs = st.lists(
     st.tuples(
         INJECTABLE_SETS,
         st.booleans(),
-        st.lists(st.sampled_from(["before_call", "after_success", "after_failure", "after_completion"]),
-                 max_size=2, unique=True),
+        st.lists(
+            st.sampled_from(["before_call", "after_success", "after_failure", "after_completion"]),
+            max_size=2,
+            unique=True,
+        ),
     ),
     max_size=4,
 )
 
 outcomes = st.one_of(
-    st.tuples(st.just("return"), st.one_of(st.integers(), st.text(max_size=5), st.none(),
-                                          st.lists(st.integers(), max_size=3))),
-    st.tuples(st.just("raise"), st.sampled_from([Failure, ValueError, KeyError, ZeroDivisionError])),
+    st.tuples(
+        st.just("return"),
+        st.one_of(
+            st.integers(), st.text(max_size=5), st.none(), st.lists(st.integers(), max_size=3)
+        ),
+    ),
+    st.tuples(
+        st.just("raise"), st.sampled_from([Failure, ValueError, KeyError, ZeroDivisionError])
+    ),
     st.tuples(st.just("base"), st.sampled_from([KeyboardInterrupt, SystemExit])),
 )
 
@@ -64,14 +85,20 @@ def bare_function(outcome: Any) -> Callable[..., Any]:
 def run(call: Callable[[], Any]) -> tuple[str, Any]:
     try:
         return ("returned", call())
-    except BaseException as exc:  # noqa: BLE001 - the property compares every outcome
+    except BaseException as exc:
         return ("raised", (type(exc), exc.args))
 
 
 @settings(max_examples=150, deadline=None)
-@given(outcome=outcomes, specs=observer_specs, args=st.lists(st.integers(), max_size=3),
-       kwargs=st.dictionaries(st.sampled_from(["a", "b", "self", "func"]), st.integers(), max_size=2))
-def test_sync_transparency(outcome: Any, specs: Any, args: list[int], kwargs: dict[str, int]) -> None:
+@given(
+    outcome=outcomes,
+    specs=observer_specs,
+    args=st.lists(st.integers(), max_size=3),
+    kwargs=st.dictionaries(st.sampled_from(["a", "b", "self", "func"]), st.integers(), max_size=2),
+)
+def test_sync_transparency(
+    outcome: Any, specs: Any, args: list[int], kwargs: dict[str, int]
+) -> None:
     """For any observers (including ones that raise), returns and raises are unchanged."""
     sink: list[Any] = []
     observers = [make_observer(n, r, p, sink) for n, r, p in specs]

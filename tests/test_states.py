@@ -6,9 +6,11 @@ from callpyback.states import (
     NOTIFIED_STATES,
     PHASE_STATES,
     TRANSITIONS,
-    ExecutionState as S,
     Phase,
     is_valid_path,
+)
+from callpyback.states import (
+    ExecutionState as S,
 )
 
 
@@ -31,7 +33,15 @@ def test_valid_and_invalid_paths() -> None:
     ok = [
         [S.INITIALIZED, S.PRE_EXECUTION, S.EXECUTING, S.POST_SUCCESS, S.COMPLETED],
         [S.INITIALIZED, S.PRE_EXECUTION, S.EXECUTING, S.POST_FAILURE, S.COMPLETED],
-        [S.INITIALIZED, S.PRE_EXECUTION, S.EXECUTING, S.POST_FAILURE, S.EXECUTING, S.POST_SUCCESS, S.COMPLETED],
+        [
+            S.INITIALIZED,
+            S.PRE_EXECUTION,
+            S.EXECUTING,
+            S.POST_FAILURE,
+            S.EXECUTING,
+            S.POST_SUCCESS,
+            S.COMPLETED,
+        ],
         [S.INITIALIZED, S.PRE_EXECUTION, S.EXECUTING, S.COMPLETED],
         [S.INITIALIZED, S.PRE_EXECUTION, S.EXECUTING, S.ERROR],
         [S.INITIALIZED, S.PRE_EXECUTION, S.EXECUTING, S.POST_FAILURE, S.ERROR],

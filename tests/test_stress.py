@@ -42,13 +42,15 @@ def test_concurrent_calls_with_churning_observers() -> None:
             start.wait()
             for i in range(CALLS):
                 assert work(offset + i) == offset + i + 1
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     def churn() -> None:
         start.wait()
         while not stop.is_set():
-            obs = deco.add_observer(on_success(lambda: counts.__setitem__("churn", counts["churn"] + 1)))
+            obs = deco.add_observer(
+                on_success(lambda: counts.__setitem__("churn", counts["churn"] + 1))
+            )
             deco.remove_observer(obs)
 
     old = sys.getswitchinterval()
@@ -77,7 +79,9 @@ def test_context_is_per_call_across_threads() -> None:
     deco = CallPyBack(
         observers=[
             on_success(lambda metadata, args: metadata.__setitem__("x", args[0]), priority=1),
-            on_completion(lambda metadata, args: metadata["x"] == args[0] or mismatches.append(args)),
+            on_completion(
+                lambda metadata, args: metadata["x"] == args[0] or mismatches.append(args)
+            ),
         ]
     )
     f = deco(lambda x: x)

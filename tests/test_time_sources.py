@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from callpyback import CallPyBack, ConfigurationError, MockTimeSource, SystemTimeSource, on_completion
+from callpyback import (
+    CallPyBack,
+    ConfigurationError,
+    MockTimeSource,
+    SystemTimeSource,
+    on_completion,
+)
 
 
 def test_system_time_source_uses_real_clocks() -> None:
@@ -64,8 +70,14 @@ def test_all_core_timing_goes_through_the_time_source() -> None:
     clock = MockTimeSource(5000.0)
     seen: list[tuple[float, float]] = []
 
-    @CallPyBack(observers=[on_completion(lambda timestamp, execution_time: seen.append((timestamp, execution_time)))],
-                time_source=clock)
+    @CallPyBack(
+        observers=[
+            on_completion(
+                lambda timestamp, execution_time: seen.append((timestamp, execution_time))
+            )
+        ],
+        time_source=clock,
+    )
     def work() -> None:
         clock.advance(3.0)
 

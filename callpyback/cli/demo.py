@@ -31,7 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     observe = CallPyBack(
         observers=[
-            on_call(lambda arguments, function: print(f"  [   on_call] {function.__qualname__}{dict(arguments)}")),
+            on_call(
+                lambda arguments, function: print(
+                    f"  [   on_call] {function.__qualname__}{dict(arguments)}"
+                )
+            ),
             on_success(show("on_success")),
             on_failure(show("on_failure")),
             on_completion(show("completed")),
@@ -46,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
     def divide(a: float, b: float) -> float:
         return a / b
 
-    safe = CallPyBack(observers=observe.observers, default_return=float("nan"),
-                      exception_classes=[ZeroDivisionError])
+    safe = CallPyBack(
+        observers=observe.observers,
+        default_return=float("nan"),
+        exception_classes=[ZeroDivisionError],
+    )
 
     @safe
     def safe_divide(a: float, b: float) -> float:

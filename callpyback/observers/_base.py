@@ -96,7 +96,9 @@ def _to_state(spec: Any, owner: str) -> ExecutionState:
 
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigurationError(f"{owner}: unknown state or phase {spec!r}; allowed: {allowed}{hint}")
+        raise ConfigurationError(
+            f"{owner}: unknown state or phase {spec!r}; allowed: {allowed}{hint}"
+        )
     raise ConfigurationError(
         f"{owner}: {spec!r} is not a state or phase (use ExecutionState, Phase or their names)"
     )
@@ -141,7 +143,9 @@ class BaseObserver:
 
     def __repr__(self) -> str:
         states = "all" if self.states is None else sorted(s.name for s in self.states)
-        return f"<{type(self).__name__} name={self.name!r} priority={self.priority} states={states}>"
+        return (
+            f"<{type(self).__name__} name={self.name!r} priority={self.priority} states={states}>"
+        )
 
 
 def _describe(callback: Callable[..., Any]) -> str:
@@ -188,9 +192,9 @@ def resolve_injection(callback: Callable[..., Any], owner: str) -> Optional[Inje
             close = difflib.get_close_matches(p.name, INJECTABLE, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigurationError(
-                f"{owner} callback {_describe(callback)} has parameter {p.name!r}, which CallPyBack "
-                f"cannot inject.{hint} Allowed names: {', '.join(INJECTABLE)}; give the parameter "
-                "a default, or take **kwargs to receive everything."
+                f"{owner} callback {_describe(callback)} has parameter {p.name!r}, "
+                f"which CallPyBack cannot inject.{hint} Allowed names: {', '.join(INJECTABLE)}; "
+                "give the parameter a default, or take **kwargs to receive everything."
             )
         if p.kind is p.POSITIONAL_ONLY:
             if not can_positional:
@@ -230,9 +234,8 @@ def _compile_injector(
 def _is_coroutine_function(fn: Any) -> bool:
     import inspect
 
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(type(fn), "__call__", None)
-    )
+    call = vars(type(fn)).get("__call__")
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 class CallbackObserver(BaseObserver):
@@ -250,7 +253,8 @@ class CallbackObserver(BaseObserver):
     ) -> None:
         if not callable(callback):
             raise ConfigurationError(
-                f"an observer callback must be callable, got {callback!r} ({type(callback).__name__})"
+                "an observer callback must be callable, got "
+                f"{callback!r} ({type(callback).__name__})"
             )
         super().__init__(
             priority=priority,
@@ -263,7 +267,7 @@ class CallbackObserver(BaseObserver):
         self.is_async = _is_coroutine_function(callback)
         self.injection = resolve_injection(callback, self.name or "observer")
         # An instance attribute, not a method: the dispatcher calls a plain function.
-        self.update = _compile_injector(  # type: ignore[method-assign]
+        self.update = _compile_injector(  # type: ignore[method-assign,assignment]
             callback, self.injection, self.name or "observer"
         )
 
@@ -310,7 +314,8 @@ on_completion = _factory(
 )
 on_completion.__name__ = on_completion.__qualname__ = "on_completion"
 on_error = _factory(
-    Phase.ON_ERROR, "Observe calls interrupted by a BaseException such as KeyboardInterrupt (ERROR)."
+    Phase.ON_ERROR,
+    "Observe calls interrupted by a BaseException such as KeyboardInterrupt (ERROR).",
 )
 on_error.__name__ = on_error.__qualname__ = "on_error"
 
