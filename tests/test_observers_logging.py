@@ -1,0 +1,164 @@
+"""LoggingObserver: structured records per outcome, redaction, and silence when disabled."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import callpyback as cpb
+from callpyback import ConfigurationError, LoggingObserver, Redactor
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def logger(request):
+    log = logging.getLogger(f"test.logging.{request.node.name}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    handler = ListHandler()
+    log.addHandler(handler)
+    log.records = handler.records  # type: ignore[attr-defined]
+    yield log
+    log.removeHandler(handler)
+
+
+def test_success_and_failure_records_carry_structured_fields(logger, clock):
+    """Each outcome is logged at its level with function, state, duration and exception."""
+    obs = LoggingObserver(logger)
+
+    @cpb.CallPyBack(observers=[obs], time_source=clock)
+    def pay(amount):
+        clock.advance(0.25)
+        if amount < 0:
+            raise ValueError("negative amount")
+        return amount
+
+    pay(10)
+    with pytest.raises(ValueError):
+        pay(-1)
+    ok, bad = logger.records
+    target = f"{__name__}:{pay.__qualname__}"
+    assert ok.levelno == logging.INFO and ok.function == target and ok.outcome == "success"
+    assert ok.state == "COMPLETED" and ok.duration == 0.25 and ok.exception is None
+    assert ok.getMessage() == f"{target} succeeded in 0.250000 s"
+    assert bad.levelno == logging.ERROR and bad.outcome == "failure"
+    assert bad.exception == "ValueError('negative amount')"
+    assert bad.exc_info[0] is ValueError
+    assert "negative amount" in bad.getMessage()
+
+
+def test_levels_per_outcome_and_call_logging(logger):
+    """Levels are configurable per outcome (names or numbers); None turns one off."""
+    obs = LoggingObserver(logger, call_level="DEBUG", success_level=None,
+                          recovered_level="warning")
+
+    @cpb.CallPyBack(observers=[obs], default_return=0)
+    def f(fail):
+        if fail:
+            raise KeyError("k")
+        return 1
+
+    f(False)
+    f(True)
+    got = [(r.outcome, r.levelno) for r in logger.records]
+    assert got == [("call", logging.DEBUG), ("call", logging.DEBUG),
+                   ("recovered", logging.WARNING)]
+
+
+def test_arguments_and_results_only_when_asked_and_redacted(logger):
+    """include_arguments / include_result add redacted copies; the caller's data is untouched."""
+    obs = LoggingObserver(logger, include_arguments=True, include_result=True)
+    payload = {"user": "ann", "password": "hunter2", "card": "4111 1111 1111 1111"}
+
+    @cpb.CallPyBack(observers=[obs])
+    def login(data, api_key="sk-123"):
+        return {"token": "abc", "ok": True}
+
+    login(payload)
+    rec = logger.records[0]
+    assert rec.arguments == {
+        "data": {"user": "ann", "password": "[REDACTED]", "card": "[REDACTED]"},
+        "api_key": "[REDACTED]",
+    }
+    assert rec.result == {"token": "[REDACTED]", "ok": True}
+    assert payload["password"] == "hunter2"  # never mutated
+
+    plain = LoggingObserver(logger)
+    cpb.CallPyBack(observers=[plain])(lambda: 1)()
+    assert not hasattr(logger.records[-1], "arguments")
+
+
+def test_disabled_logger_emits_nothing_and_reads_nothing(logger):
+    """When the level is disabled, no record is made and arguments are never bound."""
+    logger.setLevel(logging.CRITICAL)
+    obs = LoggingObserver(logger, include_arguments=True)
+
+    class Exploding:
+        def __repr__(self):
+            raise AssertionError("arguments were inspected")
+
+    @cpb.CallPyBack(observers=[obs])
+    def f(x):
+        return x
+
+    f(Exploding())
+    assert logger.records == []
+    logger.setLevel(logging.DEBUG)  # logging's own cache is invalidated: records come back
+    f(1)
+    assert len(logger.records) == 1
+
+
+def test_interrupted_and_logger_by_name():
+    """A logger may be given by name; KeyboardInterrupt is logged as interrupted."""
+    handler = ListHandler()
+    log = logging.getLogger("test.logging.byname")
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        @cpb.CallPyBack(observers=[LoggingObserver("test.logging.byname")])
+        def stop():
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            stop()
+    finally:
+        log.removeHandler(handler)
+    (rec,) = handler.records
+    assert rec.outcome == "interrupted" and rec.state == "ERROR"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"success_level": "LOUD"}, "success_level"),
+        ({"failure_level": True}, "failure_level"),
+        ({"logger": 42}, "logger"),
+        ({"redactor": "no"}, "redactor"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    """Bad levels, loggers and redactors are rejected with the option's name."""
+    with pytest.raises(ConfigurationError, match=match):
+        LoggingObserver(**kwargs)
+
+
+def test_custom_redactor(logger):
+    """A custom Redactor decides what is masked."""
+    obs = LoggingObserver(logger, include_arguments=True,
+                          redactor=Redactor(keys=["account"], extend=False, mask="***"))
+
+    @cpb.CallPyBack(observers=[obs])
+    def f(account, password):
+        return None
+
+    f("ACC-1", "pw")
+    assert logger.records[0].arguments == {"account": "***", "password": "pw"}
