@@ -224,28 +224,35 @@ class AuditObserver(BaseObserver):
             self._size += encoded
             self.records_written += 1
         except (OSError, ValueError) as exc:
-            self.write_errors += 1
-            if self.write_errors == 1:
-                import logging
+            self._report_error(exc)
 
-                logging.getLogger("callpyback.audit").error(
-                    "AuditObserver could not write to %r: %s; the observed calls go on, and later "
-                    "write errors are only counted (write_errors)",
-                    str(self.path),
-                    exc,
-                )
+    def _report_error(self, exc: Exception) -> None:
+        self.write_errors += 1
+        if self.write_errors == 1:
+            import logging
+
+            logging.getLogger("callpyback.audit").error(
+                "AuditObserver could not write to %r: %s; the observed calls go on, and later "
+                "write errors are only counted (write_errors)",
+                str(self.path),
+                exc,
+            )
 
     def close(self) -> None:
-        """Flush and close the file; later records count as write errors."""
+        """Flush and close the file; later records count as write errors.  Never raises."""
         with self.lock:
-            if self._file is not None:
+            file, self._file = self._file, None
+            if file is None:
+                return
+            try:
                 try:
-                    self._file.flush()
+                    file.flush()
                     if self.fsync:
-                        os.fsync(self._file.fileno())
+                        os.fsync(file.fileno())
                 finally:
-                    self._file.close()
-                    self._file = None
+                    file.close()  # closes the descriptor even when the final flush fails
+            except OSError as exc:
+                self._report_error(exc)
 
     def __enter__(self) -> AuditObserver:
         return self
