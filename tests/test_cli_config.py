@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from callpyback.cli import main
 from callpyback.cli._fmt import Painter, dump_toml, table, use_color
 
@@ -216,8 +221,6 @@ def test_config_show_redacts_and_shows_origins(project: Path, capsys: pytest.Cap
     assert "max_observer_failures = 8  # from environment CALLPYBACK_MAX_OBSERVER_FAILURES" in out
     assert '"fallback-value"' in out
     # the output is TOML that loads again to the same configuration
-    import tomllib
-
     doc = tomllib.loads(out)
     assert doc["pipelines"][0]["error_handlers"][0] == "zero"
 
@@ -299,8 +302,6 @@ def test_table_aligns_columns() -> None:
 
 def test_dump_toml_round_trips() -> None:
     """The TOML writer produces text tomllib reads back to the same data."""
-    import tomllib
-
     doc = {"version": 1, "settings": {"enabled": True, "redact": ["a"]},
            "observers": {"x y": {"type": "t", "opts": {"k": 1.5}}},
            "pipelines": [{"match": ["a"], "observers": ["x", {"type": "t", "q": "a\"b"}]}]}
