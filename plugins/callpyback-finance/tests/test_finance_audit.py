@@ -65,14 +65,16 @@ def test_record_content(audited: Callable[..., Any], trail: Path, clock: Any) ->
     clock.set_time(1_700_000_500.0)
     transfer("ACC-1", "ACC-2", Decimal("1234.5678"), currency="USD")
     (record,) = read(trail)
-    assert record["ts"] == 1_700_000_500.0
+    assert record["epoch"] == 1_700_000_500.0
+    assert record["timestamp"] == "2023-11-14T22:21:40+00:00"
     assert record["duration"] == 0.25
-    assert record["target"].endswith(":test_record_content.<locals>.transfer")
-    assert record["outcome"] == "success" and record["attempts"] == 1
+    assert record["what"].endswith(":test_record_content.<locals>.transfer")
+    assert record["outcome"] == "success" and record["attempt"] == 1
+    assert record["pid"] == os.getpid() and record["who"]
     assert record["amounts"] == {"amount": "1234.5678"}  # a Decimal keeps every digit
     assert record["currency"] == "USD"
     assert record["parties"] == {"from_account": "ACC-1", "to_account": "ACC-2"}
-    assert "error" not in record and "arguments" not in record
+    assert record["exception"] is None and "arguments" not in record
 
 
 @pytest.mark.parametrize(
@@ -80,19 +82,25 @@ def test_record_content(audited: Callable[..., Any], trail: Path, clock: Any) ->
     [("mask", "************4242"), ("remove", "[REDACTED]")],
 )
 def test_redaction_modes(audited: Callable[..., Any], trail: Path, mode: str, expected: str) -> None:
-    @audited(redaction=mode, include_arguments=True, fields=["card_number"])
-    def charge(account: str, amount: int, card_number: str, cvv: str) -> None:
-        raise ValueError(f"card {card_number} declined")
+    @audited(redaction=mode, include_arguments=True, fields=["card_number"], redact=["memo"])
+    def charge(account: str, amount: int, card_number: str, cvv: str, memo: str) -> None:
+        raise ValueError(f"card {card_number} declined, other card 4111 1111 1111 1111 tried")
 
     with pytest.raises(ValueError, match="4242424242424242"):  # the caller still sees it
-        charge("ACC-1", 20, "4242424242424242", "123")
+        charge("ACC-1", 20, "4242424242424242", "123", "birthday present")
     (record,) = read(trail)
     text = trail.read_text(encoding="ascii")
-    assert "4242424242424242" not in text and '"123"' not in text
+    assert "4242424242424242" not in text and '"123"' not in text and "birthday" not in text
+    assert "4111 1111 1111 1111" not in text  # the core's Luhn-checked pattern, in free text
     assert record["fields"] == {"card_number": expected}
     assert record["arguments"]["card_number"] == expected
     assert record["arguments"]["cvv"] == ("***" if mode == "mask" else "[REDACTED]")
-    assert record["error"] == {"type": "builtins.ValueError", "message": f"card {expected} declined"}
+    assert record["arguments"]["memo"] == ("************sent" if mode == "mask" else "[REDACTED]")
+    assert record["arguments"]["account"] == "ACC-1"
+    assert record["exception"] == {
+        "type": "builtins.ValueError",
+        "message": f"card {expected} declined, other card [REDACTED] tried",
+    }
     assert record["outcome"] == "failure"
 
 
@@ -111,7 +119,7 @@ def test_hash_redaction_is_keyed_and_correlatable(audited: Callable[..., Any], t
         "observer", "finance.audit",
         {"path": str(trail.with_name("b.jsonl")), "redaction": "hash", "redaction_key": "k2"},
     )
-    assert other.redaction.value("DE89370400440532013000") != first["fields"]["iban"]
+    assert other.finance_redactor.value("DE89370400440532013000") != first["fields"]["iban"]
 
 
 def test_outcomes(audited: Callable[..., Any], create: Callable[..., Any], trail: Path) -> None:
@@ -151,8 +159,8 @@ def test_outcomes(audited: Callable[..., Any], create: Callable[..., Any], trail
         "success", "recovered", "failure", "blocked", "interrupted", "cancelled"
     ]
     assert records[1]["recovered_by"] == "default"
-    assert records[3]["error"]["type"] == "callpyback_finance.rules.LimitExceededError"
-    assert records[4]["error"]["type"] == "builtins.KeyboardInterrupt"
+    assert records[3]["exception"]["type"] == "callpyback_finance.rules.LimitExceededError"
+    assert records[4]["exception"]["type"] == "builtins.KeyboardInterrupt"
     assert verify_file(trail).ok
 
 
@@ -292,14 +300,31 @@ def test_long_records_and_tail_reading(trail: Path) -> None:
 
 
 def test_a_failing_trail_never_breaks_the_call(
-    audited: Callable[..., Any], trail: Path, caplog: pytest.LogCaptureFixture
+    create: Callable[..., Any], trail: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """If the trail cannot be written, the observed payment still returns (observer isolation)."""
-    trail.mkdir(parents=True)  # a directory where the file should be
+    """If the trail cannot be written, the payment still returns; the error is logged once."""
+    audit = create("observer", "finance.audit", path=str(trail))
+    trail.unlink()
+    trail.mkdir()  # a directory where the file should be
 
-    @audited()
+    @cpb.CallPyBack(observers=[audit])
     def pay(account: str, amount: int) -> str:
         return "paid"
 
-    assert pay("A", 1) == "paid"
-    assert any("finance.audit" in r.getMessage() for r in caplog.records)
+    assert pay("A", 1) == "paid" and pay("A", 2) == "paid"
+    assert audit.write_errors == 2 and audit.records_written == 0
+    logged = [r for r in caplog.records if "finance.audit could not append" in r.getMessage()]
+    assert len(logged) == 1
+
+
+def test_an_unusable_path_is_a_configuration_error(create: Callable[..., Any], tmp_path: Path) -> None:
+    """The core observer checks the path when the component is built, not at the first call."""
+    (tmp_path / "taken").write_text("a file, not a directory", encoding="ascii")
+    with pytest.raises(cpb.ConfigurationError, match="cannot create the directory"):
+        create("observer", "finance.audit", path=str(tmp_path / "taken" / "trail.jsonl"))
+
+
+def test_rotation_is_refused(create: Callable[..., Any], trail: Path) -> None:
+    audit = create("observer", "finance.audit", path=str(trail))
+    with pytest.raises(NotImplementedError, match="new chain"):
+        audit.rotate()

@@ -6,7 +6,7 @@ Use the components by name in ``callpyback.toml`` (``finance.audit``, ``finance.
 
 from __future__ import annotations
 
-from .audit import FinanceAuditObserver, Redaction
+from .audit import FinanceAuditObserver, FinanceRedactor
 from .chain import GENESIS, AuditTrail, AuditTrailError, VerifyResult, verify_file
 from .rules import (
     LimitExceededError,
@@ -23,9 +23,9 @@ __all__ = [
     "AuditTrail",
     "AuditTrailError",
     "FinanceAuditObserver",
+    "FinanceRedactor",
     "LimitExceededError",
     "LimitGuard",
-    "Redaction",
     "TransactionBlockedError",
     "VelocityExceededError",
     "VelocityGuard",

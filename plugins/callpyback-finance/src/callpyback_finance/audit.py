@@ -1,26 +1,31 @@
 """``finance.audit``: one tamper-evident record per observed transaction.
 
-The observer runs when a call completes (or is interrupted).  :meth:`FinanceAuditObserver.build_record`
-turns the call into a record (outcome, amounts, parties, flags raised by the rules, redacted as
-configured) and :meth:`FinanceAuditObserver.write_record` appends it to the hash-chained trail.
+Built on the core's :class:`callpyback.observers.AuditObserver` through its two seams:
+:meth:`~FinanceAuditObserver.build_record` extends the core record (who, what, when, outcome,
+redacted arguments and exception) with the transaction: amounts, currency, parties and the flags
+the rules raised; :meth:`~FinanceAuditObserver.write_record` appends it to a hash-chained trail
+(:class:`~callpyback_finance.chain.AuditTrail`) instead of the core's plain file, because a chain
+needs the previous record's hash read under a lock shared with other processes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+from decimal import Decimal
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from callpyback import BaseObserver, ExecutionState
+from callpyback import ExecutionState
+from callpyback.observers import AuditObserver, Redactor
 
-from .chain import AuditTrail, jsonable
+from .chain import AuditTrail, AuditTrailError, jsonable
 
 __all__ = [
     "DEFAULT_PARTY_FIELDS",
-    "DEFAULT_REDACT",
     "FLAGS_KEY",
     "FinanceAuditObserver",
-    "Redaction",
+    "FinanceRedactor",
 ]
 
 #: Arguments recorded as the parties of a transaction, when the function has them.
@@ -28,62 +33,75 @@ DEFAULT_PARTY_FIELDS: Tuple[str, ...] = (
     "account", "payer", "payee", "sender", "recipient", "from_account", "to_account",
     "customer", "merchant", "counterparty",
 )
-#: Arguments whose values never reach the trail in clear.
-DEFAULT_REDACT: Tuple[str, ...] = (
-    "card_number", "pan", "cvv", "cvc", "pin", "password", "secret", "token", "iban",
-    "account_number",
-)
+#: Sensitive argument names added to the core Redactor's defaults (passwords, tokens, card
+#: numbers, CVV, PIN, IBAN, ...).
+FINANCE_KEYS: Tuple[str, ...] = ("pan", "account_number", "routing_number", "security_code")
 #: ``context.metadata`` key under which the rules leave the flags they raised.
 FLAGS_KEY = "finance.flags"
 REDACTION_MODES = ("mask", "hash", "remove")
 
 
-class Redaction:
-    """Replaces the values of sensitive fields (matched by name, case-insensitively).
+class FinanceRedactor(Redactor):
+    """The core :class:`~callpyback.observers.Redactor`, with value-aware masks for named fields.
 
     * ``mask``: keep the last four characters (``"************4242"``), enough to tell cards apart;
-    * ``hash``: ``"sha256:<hex>"``, an HMAC with ``key`` so equal values can be correlated
+    * ``hash``: ``"sha256:<hex>"``, an HMAC with ``key``, so equal values can be correlated
       without being recoverable (without a key, short values such as card numbers can be
       brute-forced from a plain hash: set one);
     * ``remove``: ``"[REDACTED]"``.
+
+    Free text (error messages, reprs) is still cleaned by the core's patterns (Luhn-checked card
+    numbers, bearer tokens, ...).
     """
 
     def __init__(
-        self, fields: Iterable[str], mode: str = "mask", key: Optional[str] = None
+        self, keys: Iterable[str] = (), mode: str = "mask", key: Optional[str] = None
     ) -> None:
         if mode not in REDACTION_MODES:
             raise ValueError(f"redaction must be one of {REDACTION_MODES}, got {mode!r}")
-        self.fields = frozenset(f.lower() for f in fields)
+        super().__init__(keys=[*FINANCE_KEYS, *keys])
         self.mode = mode
         self._key = key.encode("utf-8") if key else b""
 
-    def applies(self, name: str) -> bool:
-        return name.lower() in self.fields
-
     def value(self, value: Any) -> str:
+        """The redacted form of one sensitive value."""
         text = str(value)
         if self.mode == "mask":
             keep = text[-4:] if len(text) > 4 else ""
             return "*" * (len(text) - len(keep)) + keep
         if self.mode == "hash":
-            return "sha256:" + hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()
-        return "[REDACTED]"
+            digest = hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+            return "sha256:" + digest
+        return self.mask
 
-    def mapping(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        return {k: self.value(v) if self.applies(k) else v for k, v in values.items()}
+    def redact_mapping(self, mapping: Mapping[str, Any]) -> Dict[str, Any]:
+        return {
+            k: self.value(v) if self.is_sensitive_key(k) else self._plain(v)
+            for k, v in mapping.items()
+        }
+
+    def _plain(self, value: Any) -> Any:
+        # Amounts stay exact: a Decimal is recorded as its digits, not as its repr.
+        return str(value) if isinstance(value, Decimal) else self.redact(value)
 
     def scrub(self, text: str, arguments: Mapping[str, Any]) -> str:
-        """Remove sensitive argument values quoted inside ``text`` (an error message)."""
+        """``text`` with patterns redacted and sensitive argument values quoted in it masked."""
         for name, value in arguments.items():
-            if self.applies(name) and value is not None:
+            if value is not None and self.is_sensitive_key(name):
                 clear = str(value)
                 if len(clear) >= 3 and clear in text:
                     text = text.replace(clear, self.value(value))
-        return text
+        return self.redact_text(text)
 
 
-class FinanceAuditObserver(BaseObserver):
-    """Appends one hash-chained record per completed (or interrupted) call to ``path``."""
+class FinanceAuditObserver(AuditObserver):
+    """Appends one hash-chained record per completed (or interrupted) call to ``path``.
+
+    The record is the core audit record (``timestamp``/``epoch`` from the time source, ``who``,
+    ``what``, ``outcome``, ``duration``, ``attempt``, ``exception``, ``pid``, ``thread``) plus
+    ``amounts``, ``currency``, ``parties``, optional ``fields`` and ``flags``, and the chain's
+    ``seq``, ``prev`` and ``hash``.  ``outcome`` is ``blocked`` when a rule refused the call.
+    """
 
     def __init__(
         self,
@@ -94,85 +112,107 @@ class FinanceAuditObserver(BaseObserver):
         party_fields: Sequence[str] = DEFAULT_PARTY_FIELDS,
         fields: Sequence[str] = (),
         include_arguments: bool = False,
-        redact: Sequence[str] = DEFAULT_REDACT,
+        redact: Sequence[str] = (),
         redaction: str = "mask",
         redaction_key: Optional[str] = None,
         durability: str = "fsync",
         priority: int = 0,
         name: str = "finance.audit",
     ) -> None:
+        redactor = FinanceRedactor(redact, redaction, redaction_key)
         super().__init__(
-            priority=priority, name=name, states=[ExecutionState.COMPLETED, ExecutionState.ERROR]
+            path,
+            include_arguments=include_arguments,
+            redactor=redactor,
+            fsync=durability == "fsync",
+            priority=priority,
+            name=name,
         )
+        # The core observer opened its own plain file (checking that the path is writable);
+        # records go through the chain writer instead, which opens the file per process.
+        AuditObserver.close(self)
         self.trail = AuditTrail(path, durability=durability)
+        self.finance_redactor = redactor
         self.amount_fields = tuple(amount_fields)
         self.currency_field = currency_field
         self.party_fields = tuple(party_fields)
         self.fields = tuple(fields)
-        self.include_arguments = include_arguments
-        self.redaction = Redaction(redact, redaction, redaction_key)
-
-    @property
-    def path(self) -> str:
-        return str(self.trail.path)
-
-    def update(self, context: Any) -> None:
-        self.write_record(self.build_record(context))
 
     def build_record(self, context: Any) -> Dict[str, Any]:
-        """The record for one call, before ``seq``/``prev``/``hash`` are added."""
+        """The core record of the call plus the transaction; before ``seq``/``prev``/``hash``."""
+        record = super().build_record(context)
         arguments = context.arguments
-        red = self.redaction
+        red = self.finance_redactor
 
         def pick(names: Iterable[str]) -> Dict[str, Any]:
-            return {n: arguments[n] for n in names if n in arguments}
+            return red.redact_mapping({n: arguments[n] for n in names if n in arguments})
 
-        record: Dict[str, Any] = {
-            "ts": context.timestamp,
-            "target": context.function_info.target,
-            "outcome": _outcome(context),
-            "attempts": context.attempt,
-            "duration": context.execution_time,
-            "amounts": red.mapping(pick(self.amount_fields)),
-            "parties": red.mapping(pick(self.party_fields)),
-        }
+        record["outcome"] = _outcome(context, record["outcome"])
+        record["amounts"] = pick(self.amount_fields)
+        record["parties"] = pick(self.party_fields)
         if self.currency_field and self.currency_field in arguments:
             record["currency"] = arguments[self.currency_field]
         if self.fields:
-            record["fields"] = red.mapping(pick(self.fields))
-        if self.include_arguments:
-            record["arguments"] = red.mapping(dict(arguments))
+            record["fields"] = pick(self.fields)
         exc = context.exception
         if exc is not None:
-            record["error"] = {
+            record["exception"] = {
                 "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
                 "message": red.scrub(str(exc), arguments),
             }
-        if context.recovered:
-            record["recovered_by"] = context.recovered_by
         flags = context.metadata.get(FLAGS_KEY)
         if flags:
             record["flags"] = list(flags)
         return jsonable(record)  # type: ignore[no-any-return]
 
-    def write_record(self, record: Mapping[str, Any]) -> Dict[str, Any]:
-        """Append ``record`` to the trail; returns it with ``seq``, ``prev`` and ``hash``."""
-        return self.trail.append(record)
+    def write_record(self, record: Dict[str, Any]) -> Optional[Dict[str, Any]]:  # type: ignore[override]
+        """Append ``record`` to the chain; returns it with ``seq``, ``prev`` and ``hash``.
+
+        Like the core observer, an I/O failure never reaches the observed call: it is logged
+        once and counted in :attr:`write_errors`.
+        """
+        try:
+            written = self.trail.append(record)
+        except (OSError, AuditTrailError) as exc:
+            with self.lock:
+                self.write_errors += 1
+                first = self.write_errors == 1
+            if first:
+                logging.getLogger("callpyback.finance").error(
+                    "finance.audit could not append to %r: %s; the observed calls go on, and "
+                    "later write errors are only counted (write_errors)",
+                    self.path_str,
+                    exc,
+                )
+            return None
+        with self.lock:
+            self.records_written += 1
+        return written
+
+    @property
+    def path_str(self) -> str:
+        return str(self.trail.path)
+
+    def rotate(self) -> None:
+        raise NotImplementedError(
+            "finance.audit never rotates: a new file would start a new chain; archive the "
+            "file and its verified head hash instead"
+        )
 
     def close(self) -> None:
         self.trail.close()
 
+    def __repr__(self) -> str:
+        return (
+            f"<FinanceAuditObserver path={self.path_str!r} written={self.records_written} "
+            f"errors={self.write_errors}>"
+        )
 
-def _outcome(context: Any) -> str:
+
+def _outcome(context: Any, core: str) -> str:
     from .rules import TransactionBlockedError
 
-    if context.state is ExecutionState.ERROR:
-        return "interrupted"
-    if context.cancelled:
-        return "cancelled"
-    if context.recovered:
-        return "recovered"
-    exc = context.exception
-    if exc is None:
-        return "success"
-    return "blocked" if isinstance(exc, TransactionBlockedError) else "failure"
+    if context.state is not ExecutionState.ERROR and not context.cancelled:
+        if not context.recovered and isinstance(context.exception, TransactionBlockedError):
+            return "blocked"
+    return core

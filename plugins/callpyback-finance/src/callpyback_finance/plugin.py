@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callpyback import hookimpl
 
-from .audit import DEFAULT_PARTY_FIELDS, DEFAULT_REDACT
+from .audit import DEFAULT_PARTY_FIELDS
 
 #: The callpyback versions this plugin works with; callpyback refuses the plugin otherwise.
 CALLPYBACK_REQUIRES = ">=3,<4"
@@ -33,7 +33,9 @@ class AuditOptions(_Options):
     party_fields: List[str] = Field(default_factory=lambda: list(DEFAULT_PARTY_FIELDS))
     fields: List[str] = Field(default_factory=list, description="Other arguments to record.")
     include_arguments: bool = False
-    redact: List[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
+    redact: List[str] = Field(
+        default_factory=list, description="Argument names to redact, on top of the defaults."
+    )
     redaction: Literal["mask", "hash", "remove"] = "mask"
     redaction_key: Optional[str] = None
     durability: Literal["fsync", "flush"] = "fsync"
