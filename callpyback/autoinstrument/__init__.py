@@ -71,7 +71,12 @@ def install(config: Any = None) -> Optional[Report]:
     if disabled():
         _log().info("callpyback: %s is set; the import hook is not installed", DISABLE_ENV)
         return None
-    from ._selector import discover_plugin_packages, resolve_selector, set_plugin_packages
+    from ._selector import (
+        discover_plugin_packages,
+        resolve_selector,
+        set_machinery,
+        set_plugin_packages,
+    )
 
     if config is None and os.environ.get(CONFIG_ENV):
         config = os.environ[CONFIG_ENV]
@@ -83,6 +88,7 @@ def install(config: Any = None) -> Optional[Report]:
         uninstall()
         return None
     set_plugin_packages(discover_plugin_packages())
+    set_machinery(selector)
     with _lock:
         previous, _installation = _installation, None
     if previous is not None:

@@ -89,13 +89,36 @@ def _stdlib_names() -> FrozenSet[str]:
             if os.path.isdir(lib_dynload):
                 found.update(e.split(".", 1)[0] for e in os.listdir(lib_dynload))
             names = found
-        _stdlib = frozenset(names) | {"__future__", "_pytest", "pytest", "pluggy", "_virtualenv"}
+        _stdlib = frozenset(names) | {"__future__"}
     return _stdlib
+
+
+#: callpyback's own dependencies and the test runner: instrumenting them from a wildcard would
+#: observe the config machinery itself, so, like the stdlib, only an explicit pattern does.
+_DEPENDENCIES = frozenset({
+    "pluggy", "pydantic", "pydantic_core", "typing_extensions", "annotated_types",
+    "typing_inspection", "tomli", "importlib_metadata", "zipp", "_pytest", "pytest",
+})
+#: Modules defining the import machinery in use (meta-path finders, path hooks) and the
+#: selector itself: instrumenting them would make every import, or every lookup, recurse.
+_machinery: FrozenSet[str] = frozenset()
 
 
 def set_plugin_packages(tops: FrozenSet[str]) -> None:
     global _plugin_tops
     _plugin_tops = tops
+    _cache.clear()
+
+
+def set_machinery(selector: Any) -> None:
+    """Record the modules the hook must never touch because imports or selection run through them."""
+    global _machinery
+    mods = {type(selector).__module__, type(getattr(selector, "decorator", None)).__module__}
+    for obj in (*sys.meta_path, *sys.path_hooks):
+        cls = obj if isinstance(obj, type) else type(obj)
+        mods.add(getattr(cls, "__module__", "") or "")
+        mods.add(getattr(obj, "__module__", "") or "")
+    _machinery = frozenset(m for m in mods if m and m != "builtins")
     _cache.clear()
 
 
@@ -120,9 +143,17 @@ def protection(module: str) -> Optional[str]:
         return "callpyback itself"
     if top in _plugin_tops:
         return "a callpyback plugin"
+    if module in _machinery or top in _machinery or top.startswith("__editable__"):
+        return "the import machinery or the selector in use"
     if top in _stdlib_names():
-        return "the standard library or the test/plugin machinery"
+        return STDLIB
+    if top in _DEPENDENCIES:
+        return DEPENDENCY
     return None
+
+
+STDLIB = "the standard library"
+DEPENDENCY = "a dependency of callpyback or the test runner"
 
 
 def is_protected(module: str, selector: Selector) -> bool:
@@ -133,15 +164,12 @@ def is_protected(module: str, selector: Selector) -> bool:
     asked; otherwise a config whose patterns match an invented module name (a catch-all such
     as ``*``) is taken as not naming anything explicitly.
     """
-    top = module.partition(".")[0]
-    cached = _cache.get(top)
+    cached = _cache.get(module)
     if cached is None:
-        reason = protection(top)
-        cached = _cache[top] = reason is not None
+        cached = _cache[module] = protection(module) is not None
     if not cached:
         return False
-    reason = protection(top)
-    if reason != "the standard library or the test/plugin machinery":
+    if protection(module) not in (STDLIB, DEPENDENCY):
         return True
     explicit = getattr(selector, "names_module_explicitly", None)
     if callable(explicit):
