@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ._errors import ConfigError, KeyPath, Problem, format_path
-from ._patterns import Matcher, Pattern
+from ._patterns import Matcher, compile_pattern
 
 if TYPE_CHECKING:
     from .._decorator import CallPyBack
@@ -82,7 +82,6 @@ class PipelineConfig:
     default_return: Any = MISSING
     max_observer_failures: Optional[int] = None
     enable_async_observers: Optional[bool] = None
-    line: Optional[int] = None
 
     @property
     def label(self) -> str:
@@ -133,7 +132,8 @@ class Config:
 
     def __post_init__(self) -> None:
         self._patterns = [
-            (tuple(Pattern(p) for p in pl.match), tuple(Pattern(p) for p in pl.exclude))
+            (tuple(compile_pattern(p) for p in pl.match),
+             tuple(compile_pattern(p) for p in pl.exclude))
             for pl in self.pipelines
         ]
         self._matcher = Matcher(self._patterns)
@@ -299,7 +299,8 @@ class Config:
             lines.append(f"rule:     {RULE}")
             return "\n".join(lines)
         p = found.pipeline
-        where = f", line {p.line}" if p.line is not None else ""
+        line = self._where(("pipelines", p.index))[1]
+        where = f", line {line}" if line is not None else ""
         lines.append(f"pipeline: {p.label} ({format_path(('pipelines', p.index))}{where})")
         lines.append(f"matched:  {found.pattern!r}")
         lines.append(f"rule:     {RULE}")

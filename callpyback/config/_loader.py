@@ -24,7 +24,7 @@ from ._models import (
     PipelineModel,
     SettingsModel,
 )
-from ._patterns import Pattern, PatternError
+from ._patterns import PatternError, compile_pattern
 from ._precedence import CONFIG_ENV, DISABLED_ENV, UNSET, choose, discover, env_name
 from ._toml import Locator, parse_toml
 
@@ -346,7 +346,7 @@ class _Builder:
             if not isinstance(raw, str):
                 continue  # pydantic reports it
             try:
-                Pattern(raw)
+                compile_pattern(raw)
             except PatternError as exc:
                 self.add((*path, i), Problem(
                     str(exc), given=raw,
@@ -633,7 +633,6 @@ def build_config(
                 "default_return is set", given=list(parts["exception_classes"]),
                 allowed="add default_return = VALUE, or use an error handler instead",
             ))
-        line = locator.line(("pipelines", i)) if locator is not None else None
         pipelines.append(PipelineConfig(
             index=i,
             name=raw.get("name"),
@@ -652,7 +651,6 @@ def build_config(
             default_return=parts.get("default_return", MISSING),
             max_observer_failures=parts.get("max_observer_failures"),
             enable_async_observers=parts.get("enable_async_observers"),
-            line=line,
         ))
 
     if builder.problems or settings_model is None:

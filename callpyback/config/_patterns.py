@@ -11,10 +11,11 @@ Rules, for both halves of ``module:qualname``:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["Matcher", "Pattern", "PatternError"]
+__all__ = ["Matcher", "Pattern", "PatternError", "compile_pattern"]
 
 _GLOB_CHARS = frozenset("*?[")
 _MODULE_OK = re.compile(r"[A-Za-z0-9_.*?\[\]!-]+\Z")
@@ -184,6 +185,12 @@ class Pattern:
 
     def __repr__(self) -> str:
         return f"Pattern({self.raw!r})"
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_pattern(raw: str) -> Pattern:
+    """A shared, compiled :class:`Pattern` (they are immutable): validation and matching reuse it."""
+    return Pattern(raw)
 
 
 # (pipeline index, pattern): candidates are tried in pipeline order.

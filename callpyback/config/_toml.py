@@ -51,23 +51,30 @@ class Locator:
     """
 
     def __init__(self, text: str, prefix: KeyPath = ()) -> None:
-        self.lines: Dict[KeyPath, int] = {}
         self._prefix = prefix
         self._text = text
-        self._i = 0
-        self._line = 1
-        self._aot: Dict[KeyPath, int] = {}
-        try:
-            self._document()
-        except Exception:  # a locator bug must never hide the real error message
-            pass
-        del self._text
+        self._scanned: Optional[Dict[KeyPath, int]] = None
+
+    @property
+    def lines(self) -> Dict[KeyPath, int]:
+        """Key path -> line, scanned on first use: a valid config never needs it at load."""
+        if self._scanned is None:
+            self._scanned = {}
+            self._i = 0
+            self._line = 1
+            self._aot: Dict[KeyPath, int] = {}
+            try:
+                self._document()
+            except Exception:  # a locator bug must never hide the real error message
+                pass
+        return self._scanned
 
     def line(self, path: KeyPath) -> Optional[int]:
         """The line of ``path``, or of its nearest ancestor that appears in the file."""
+        lines = self.lines
         full = self._prefix + tuple(path)
         while len(full) >= len(self._prefix):
-            found = self.lines.get(full)
+            found = lines.get(full)
             if found is not None:
                 return found
             if not full:
@@ -97,7 +104,8 @@ class Locator:
                 return
 
     def _record(self, path: KeyPath) -> None:
-        self.lines.setdefault(path, self._line)
+        assert self._scanned is not None
+        self._scanned.setdefault(path, self._line)
 
     def _document(self) -> None:
         path: KeyPath = ()
