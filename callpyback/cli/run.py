@@ -60,10 +60,14 @@ def run(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     if not disabled():
         try:
-            install(os.environ.get(CONFIG_ENV))
+            report = install(os.environ.get(CONFIG_ENV))
         except Exception as exc:  # ConfigurationError and friends: say what, run nothing
             print(f"callpyback run: {exc}", file=sys.stderr)
             return 2
+        source = getattr(report, "source", None)
+        if isinstance(source, str) and os.path.isfile(source):
+            # Children use the very file this process uses, whatever their working directory.
+            os.environ[CONFIG_ENV] = os.path.abspath(source)
         # Python subprocesses of the program install the hook through the .pth bootstrap.
         os.environ[AUTOINSTALL_ENV] = "1"
     filename = os.path.abspath(script) if script is not None else None
@@ -81,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the program's own error: its traceback, status 1, as python does
         if module is not None:
             filename = getattr(sys.modules.get("__main__"), "__file__", None)
-        sys.excepthook(type(exc), exc, trim_traceback(exc, filename))
+        tb = trim_traceback(exc, filename)
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         return 1
     return 0
 
