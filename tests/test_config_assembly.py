@@ -205,10 +205,11 @@ def test_unresolvable_exception_class_at_build() -> None:
     config = load_text('[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
                        'exception_classes = ["no_such_pkg_zz.Error"]\n',
                        file="x.toml", registry=make_registry(), env={})
-    with pytest.raises(ConfigError, match="no_such_pkg_zz.Error"):
+    with pytest.raises(ConfigError, match=r"no_such_pkg_zz\.Error"):
         config.wrapper_for("a", "f")
     ok = load_text('[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
-                   'exception_classes = ["json.JSONDecodeError"]\n', registry=make_registry(), env={})
+                   'exception_classes = ["json.JSONDecodeError"]\n',
+                   registry=make_registry(), env={})
     import json
 
     assert ok.wrapper_for("a", "f").exception_classes == (json.JSONDecodeError,)

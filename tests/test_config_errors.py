@@ -187,7 +187,8 @@ def test_locator_follows_tables_arrays_and_inline_tables() -> None:
 
 def test_locator_under_pyproject_prefix() -> None:
     """In pyproject.toml, paths are relative to [tool.callpyback]."""
-    text = '[project]\nname = "x"\n\n[tool.callpyback]\nversion = 1\n[[tool.callpyback.pipelines]]\nmatch = ["a"]\n'
+    text = ('[project]\nname = "x"\n\n[tool.callpyback]\nversion = 1\n'
+            '[[tool.callpyback.pipelines]]\nmatch = ["a"]\n')
     loc = Locator(text, ("tool", "callpyback"))
     assert loc.line(("version",)) == 5
     assert loc.line(("pipelines", 0, "match")) == 7

@@ -227,7 +227,8 @@ def test_import_callpyback_stays_cheap() -> None:
 def test_real_registry_is_used_by_default(project: Path) -> None:
     """Without registry=, the plugin registry resolves the built-in component types."""
     write(project, '[[pipelines]]\nmatch = ["shop"]\ntime_source = "mock"\n'
-                   'error_handlers = [{type = "default", value = 0, exceptions = ["RuntimeError"]}]\n')
+                   'error_handlers = [{type = "default", value = 0, '
+                   'exceptions = ["RuntimeError"]}]\n')
     config = load_config(env={}, cwd=project)
     assert config.pipelines[0].time_source is not None
     decorator = config.wrapper_for("shop", "f")

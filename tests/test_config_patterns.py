@@ -145,14 +145,20 @@ def test_pipeline_for_module_without_qualname() -> None:
 # --- the indexed matcher agrees with a brute-force scan ------------------------------------
 _segment = st.sampled_from(["a", "b", "ab", "shop", "x1"])
 _module = st.lists(_segment, min_size=1, max_size=4).map(".".join)
-_qual = st.lists(st.sampled_from(["C", "f", "g", "Cart", "add"]), min_size=1, max_size=3).map(".".join)
+_qual = st.lists(st.sampled_from(["C", "f", "g", "Cart", "add"]), min_size=1, max_size=3).map(
+    ".".join
+)
 _glob_segment = st.sampled_from(["a", "b", "ab", "shop", "x1", "*", "a*", "?", "**", "[ab]"])
 _module_glob = st.lists(_glob_segment, min_size=1, max_size=3).map(".".join)
-_qual_glob = st.lists(st.sampled_from(["C", "f", "*", "Cart", "a*"]), min_size=1, max_size=2).map(".".join)
+_qual_glob = st.lists(st.sampled_from(["C", "f", "*", "Cart", "a*"]), min_size=1, max_size=2).map(
+    ".".join
+)
 _pattern = st.one_of(
     _module_glob,
     st.tuples(_module_glob, _qual_glob).map(":".join),
-    st.sampled_from([r"re:a\..*", r"re:shop(\..*)?:.*", r"re:.*:f", r"re:(a|b):C.*", r"re:ab?\.x1:.*"]),
+    st.sampled_from(
+        [r"re:a\..*", r"re:shop(\..*)?:.*", r"re:.*:f", r"re:(a|b):C.*", r"re:ab?\.x1:.*"]
+    ),
 )
 _pipelines = st.lists(
     st.tuples(st.lists(_pattern, min_size=1, max_size=4), st.lists(_pattern, max_size=2)),

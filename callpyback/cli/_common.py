@@ -26,8 +26,10 @@ def print_problems(error: Any, stream: Optional[IO[str]] = None) -> None:
     out = stream or sys.stderr
     paint = painter(out)
     count = len(error.problems)
-    print(paint(f"{count} problem{'s' if count != 1 else ''} in {error.source or 'the configuration'}"
-                "; nothing was applied", "red", "bold"), file=out)
+    where = error.source or "the configuration"
+    plural = "s" if count != 1 else ""
+    print(paint(f"{count} problem{plural} in {where}; nothing was applied", "red", "bold"),
+          file=out)
     for p in error.problems:
         print(f"{paint(p.location(), 'bold')}: {paint(p.key, 'cyan')}", file=out)
         print(f"    {paint('error:', 'red')}   {p.message}", file=out)

@@ -30,7 +30,9 @@ class Painter:
         return f"\x1b[{codes}m{text}\x1b[0m"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], paint: Optional[Painter] = None) -> str:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], paint: Optional[Painter] = None
+) -> str:
     """Left-aligned columns separated by two spaces; the header underlined with dashes."""
     cells = [[str(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]

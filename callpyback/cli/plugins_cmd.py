@@ -31,6 +31,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _options(spec: Any, width: int = 40) -> str:
+    """Option names, cut to ``width`` so the table stays readable (--json has them all)."""
+    text = ", ".join(sorted(getattr(spec.options, "model_fields", {}) or {})) or "-"
+    if len(text) <= width:
+        return text
+    return text[: text.rfind(", ", 0, width - 4)] + ", ..."
+
+
 def run(args: argparse.Namespace) -> int:
     from ..plugins import get_registry, list_plugins
 
@@ -74,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 paint))
     print()
     comp_rows = [
-        (s.kind, s.name, s.plugin, ", ".join(sorted(getattr(s.options, "model_fields", {}) or {}))
-         or "-", s.description.split("\n", 1)[0] or "-")
+        (s.kind, s.name, s.plugin, _options(s), s.description.split("\n", 1)[0] or "-")
         for s in specs
     ]
     print(table(["KIND", "TYPE", "PLUGIN", "OPTIONS", "DESCRIPTION"], comp_rows, paint))

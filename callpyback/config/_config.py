@@ -183,7 +183,7 @@ class Config:
                 if wrapper is None:
                     wrapper = self._build(found.pipeline)
                     self._wrappers[found.index] = wrapper
-        return wrapper  # type: ignore[no-any-return]
+        return wrapper
 
     # --- assembly ---------------------------------------------------------------------------
     def _where(self, path: KeyPath) -> Tuple[Optional[str], Optional[int]]:
@@ -192,7 +192,8 @@ class Config:
 
     def _fail(self, path: KeyPath, message: str, **extra: Any) -> ConfigError:
         file, line = self._where(path)
-        return ConfigError([Problem(message, path=path, file=file, line=line, **extra)], self.source)
+        problem = Problem(message, path=path, file=file, line=line, **extra)
+        return ConfigError([problem], self.source)
 
     def instance(self, ref: ComponentRef) -> Any:
         """Build (or reuse, for a named instance) the component ``ref`` describes."""
@@ -309,7 +310,9 @@ class Config:
         if not p.enabled:
             lines.append("effect:   the pipeline is disabled (enabled = false); not wrapped")
         elif p.is_empty:
-            lines.append("effect:   the pipeline is empty: the function is deliberately not wrapped")
+            lines.append(
+                "effect:   the pipeline is empty: the function is deliberately not wrapped"
+            )
         lines.append("observers (configuration order; a higher priority runs first):")
         lines.extend(_numbered(p.observers))
         lines.append("error handlers (chain order):")

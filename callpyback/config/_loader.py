@@ -279,13 +279,15 @@ class _Builder:
                name: Optional[str] = None) -> Optional[ComponentRef]:
         type_ = decl.get("type")
         if not isinstance(type_, str) or not type_:
-            known = self.registry.names(kind)
-            self.add((*path, "type") if "type" in decl else path, Problem(
-                f"a {kind} needs a 'type' naming a registered {kind} type"
-                if "type" not in decl else f"'type' must be a non-empty string",
-                **({"given": type_} if "type" in decl else {}),
-                allowed=", ".join(known) or f"(no {kind} types are registered)",
-            ))
+            allowed = ", ".join(self.registry.names(kind)) or f"(no {kind} types are registered)"
+            if "type" in decl:
+                problem = Problem("'type' must be a non-empty string", given=type_,
+                                  allowed=allowed)
+                self.add((*path, "type"), problem)
+            else:
+                problem = Problem(f"a {kind} needs a 'type' naming a registered {kind} type",
+                                  allowed=allowed)
+                self.add(path, problem)
             return None
         options = {k: v for k, v in decl.items() if k != "type"}
         if not self.check_type(kind, type_, options, path, (*path, "type")):
@@ -326,7 +328,9 @@ class _Builder:
         ))
         return None
 
-    def references(self, kind: str, values: Any, path: KeyPath) -> Optional[Tuple[ComponentRef, ...]]:
+    def references(
+        self, kind: str, values: Any, path: KeyPath
+    ) -> Optional[Tuple[ComponentRef, ...]]:
         if values is None:
             return None
         if not isinstance(values, list):
@@ -574,7 +578,7 @@ def _settings(
 
 
 def build_config(
-    document: Mapping[str, Any],
+    document: Any,
     *,
     source: str = "<mapping>",
     locator: Optional[Locator] = None,

@@ -189,7 +189,7 @@ class Pattern:
 
 @functools.lru_cache(maxsize=4096)
 def compile_pattern(raw: str) -> Pattern:
-    """A shared, compiled :class:`Pattern` (they are immutable): validation and matching reuse it."""
+    """A shared compiled :class:`Pattern` (immutable), so validation and matching reuse it."""
     return Pattern(raw)
 
 

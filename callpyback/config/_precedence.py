@@ -89,4 +89,4 @@ def _has_tool_table(pyproject: Path) -> bool:
         text = pyproject.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return "tool.callpyback" in text or "[tool]" in text and "callpyback" in text
+    return "tool.callpyback" in text or ("[tool]" in text and "callpyback" in text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -63,10 +64,9 @@ class Locator:
             self._i = 0
             self._line = 1
             self._aot: Dict[KeyPath, int] = {}
-            try:
+            # A locator bug must never hide the real error message: keep what was mapped.
+            with contextlib.suppress(Exception):
                 self._document()
-            except Exception:  # a locator bug must never hide the real error message
-                pass
         return self._scanned
 
     def line(self, path: KeyPath) -> Optional[int]:
@@ -117,7 +117,7 @@ class Locator:
                 self._advance(2)
                 keys = self._keys("]")
                 self._advance(2)
-                base = self._resolve(keys[:-1]) + (keys[-1],)
+                base = (*self._resolve(keys[:-1]), keys[-1])
                 self._aot[base] = self._aot.get(base, -1) + 1
                 path = (*base, self._aot[base])
                 self._record(base)
