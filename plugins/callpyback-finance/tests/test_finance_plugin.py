@@ -41,10 +41,11 @@ def test_nothing_is_imported_before_discovery() -> None:
         "import sys, callpyback.plugins as p\n"
         "assert 'callpyback_finance' not in sys.modules\n"
         "r = p.get_registry()\n"
-        "print(('observer', 'finance.audit') in r, 'callpyback_finance.plugin' in sys.modules)\n"
+        "print(('observer', 'finance.audit') in r, 'callpyback_finance.plugin' in sys.modules,\n"
+        "      'callpyback_finance.audit' in sys.modules, 'callpyback.observers.audit' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["True", "True", "False", "False"]
 
 
 @pytest.mark.parametrize("entry", ["finance", "callpyback-finance", "callpyback_finance"])

@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 from callpyback import ExecutionState
 from callpyback.observers import AuditObserver, Redactor
 
+from ._fields import DEFAULT_PARTY_FIELDS, FLAGS_KEY
 from .chain import AuditTrail, AuditTrailError, jsonable
 
 __all__ = [
@@ -28,16 +29,9 @@ __all__ = [
     "FinanceRedactor",
 ]
 
-#: Arguments recorded as the parties of a transaction, when the function has them.
-DEFAULT_PARTY_FIELDS: Tuple[str, ...] = (
-    "account", "payer", "payee", "sender", "recipient", "from_account", "to_account",
-    "customer", "merchant", "counterparty",
-)
 #: Sensitive argument names added to the core Redactor's defaults (passwords, tokens, card
 #: numbers, CVV, PIN, IBAN, ...).
 FINANCE_KEYS: Tuple[str, ...] = ("pan", "account_number", "routing_number", "security_code")
-#: ``context.metadata`` key under which the rules leave the flags they raised.
-FLAGS_KEY = "finance.flags"
 REDACTION_MODES = ("mask", "hash", "remove")
 
 

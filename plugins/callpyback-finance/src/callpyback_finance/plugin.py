@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callpyback import hookimpl
 
-from .audit import DEFAULT_PARTY_FIELDS
+from ._fields import DEFAULT_PARTY_FIELDS
 
 #: The callpyback versions this plugin works with; callpyback refuses the plugin otherwise.
 CALLPYBACK_REQUIRES = ">=3,<4"

@@ -24,7 +24,7 @@ from typing import Any, Deque, Dict, Mapping, Optional
 
 from callpyback import Raise
 
-from .audit import FLAGS_KEY
+from ._fields import FLAGS_KEY
 
 __all__ = [
     "LimitExceededError",
