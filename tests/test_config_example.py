@@ -23,7 +23,8 @@ def test_example_loads_with_the_real_registry() -> None:
 
 def test_example_pipelines_build_and_run() -> None:
     """Every pipeline of the example builds a decorator that handles real calls."""
-    config = load_config(EXAMPLE, env={})
+    # the mock clock makes the retry back-off in "reports" instant
+    config = load_config(EXAMPLE, env={}, settings={"time_source": "test_clock"})
     deco = config.wrapper_for("shop.payments", "charge")
     assert deco is not None
 
@@ -36,11 +37,16 @@ def test_example_pipelines_build_and_run() -> None:
     assert charge(4, 0) == 0  # ZeroDivisionError -> zero_on_bad_input
     reports = config.wrapper_for("shop.reports.weekly", "run")
 
+    calls = []
+
     @reports
     def run() -> list:
+        calls.append(1)
         raise TimeoutError
 
     assert run() == []
+    assert len(calls) == 3  # retry_net: 3 attempts, then default_return
+    assert len(reports.time_source.sleeps) == 2
     assert config.wrapper_for("shop.payments.tests", "t") is None  # enabled = false
     assert config.wrapper_for("shop.vendored.x", "f") is None  # empty pipeline
 
