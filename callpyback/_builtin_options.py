@@ -78,8 +78,11 @@ def resolve_exception(name: Any) -> Type[BaseException]:
         if module_name == "builtins":
             import difflib
 
-            known = [n for n, v in vars(builtins).items()
-                     if isinstance(v, type) and issubclass(v, BaseException)]
+            known = [
+                n
+                for n, v in vars(builtins).items()
+                if isinstance(v, type) and issubclass(v, BaseException)
+            ]
             close = difflib.get_close_matches(attr, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(
@@ -102,8 +105,8 @@ class MockTimeOptions(Options):
     initial: float = 0.0
 
 
-def _exc_list(value: Any) -> List[Any]:
-    return list(resolve_exceptions(value)) if value is not None else value  # type: ignore[no-any-return]
+def _exc_list(value: Any) -> Optional[List[Any]]:
+    return None if value is None else list(resolve_exceptions(value))
 
 
 Level = Union[int, str, None]

@@ -145,7 +145,9 @@ class ComponentRegistrar:
     def _check(self, spec: ComponentSpec) -> None:
         where = f"plugin {self.plugin!r}, {spec.kind} {spec.name!r}"
         if spec.kind not in KINDS:
-            raise ConfigurationError(f"{where}: unknown kind {spec.kind!r}; kinds are {list(KINDS)}")
+            raise ConfigurationError(
+                f"{where}: unknown kind {spec.kind!r}; kinds are {list(KINDS)}"
+            )
         model = spec.options
         if model is not None:
             if not (isinstance(model, type) and callable(getattr(model, "model_validate", None))):
@@ -228,8 +230,13 @@ def _simple_match(spec: str, version: str) -> bool:
             ok = c >= 0 and _cmp(have, upper) < 0
         else:
             ok = {
-                "==": c == 0, "===": c == 0, "!=": c != 0,
-                "<=": c <= 0, ">=": c >= 0, "<": c < 0, ">": c > 0,
+                "==": c == 0,
+                "===": c == 0,
+                "!=": c != 0,
+                "<=": c <= 0,
+                ">=": c >= 0,
+                "<": c < 0,
+                ">": c > 0,
             }[op]
         if not ok:
             return False
@@ -397,9 +404,7 @@ def _unknown_hooks(pm: pluggy.PluginManager, obj: Any, name: str) -> Optional[st
     for caller in pm.get_hookcallers(obj) or ():
         if caller.has_spec():
             continue
-        optional = all(
-            impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is obj
-        )
+        optional = all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is obj)
         if optional:
             continue
         close = difflib.get_close_matches(caller.name, known, n=1)
@@ -518,7 +523,9 @@ def _load_entry_point(
         components = _register_components(pm, registry, obj, name, dist)
     except Exception as exc:
         pm.unregister(obj)
-        return _report(info, FAILED, f"failed to register its components: {_short(exc)}", where, exc)
+        return _report(
+            info, FAILED, f"failed to register its components: {_short(exc)}", where, exc
+        )
     return replace(info, components=components)
 
 
@@ -617,7 +624,9 @@ def register_plugin(obj: Any, name: Optional[str] = None) -> str:
         if name is None:
             name = getattr(obj, "__name__", None) or pm.get_canonical_name(obj)
         if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"register_plugin(name=...) must be a non-empty string, got {name!r}")
+            raise ConfigurationError(
+                f"register_plugin(name=...) must be a non-empty string, got {name!r}"
+            )
         if pm.is_registered(obj):
             raise ConfigurationError(
                 f"plugin {obj!r} is already registered as {pm.get_name(obj)!r}"
@@ -636,7 +645,9 @@ def register_plugin(obj: Any, name: Optional[str] = None) -> str:
             except BaseException:
                 pm.unregister(obj)
                 raise
-            state.infos[name] = PluginInfo(name, None, None, components, LOADED, source="programmatic")
+            state.infos[name] = PluginInfo(
+                name, None, None, components, LOADED, source="programmatic"
+            )
         state.programmatic.append((obj, name))
         return name
 
@@ -670,8 +681,9 @@ def notify_config(config: Any) -> Dict[str, str]:
         except Exception as exc:
             failures[name] = _short(exc)
             _log().error(
-                "callpyback plugin %r failed in callpyback_configure: %s", name, _short(exc),
+                "callpyback plugin %r failed in callpyback_configure: %s",
+                name,
+                _short(exc),
                 exc_info=exc,
             )
     return failures
-

@@ -171,7 +171,9 @@ def test_concurrent_first_use_builds_one_registry() -> None:
 
 def test_plugin_from_a_distribution_is_discovered(site: Site) -> None:
     """An entry point in group 'callpyback' registers its components under its plugin name."""
-    site.dist("acme-obs", "2.5", {"acme": "acme_obs_mod"}, {"acme_obs_mod": observer_plugin("acme.obs")})
+    site.dist(
+        "acme-obs", "2.5", {"acme": "acme_obs_mod"}, {"acme_obs_mod": observer_plugin("acme.obs")}
+    )
     acme = info("acme")
     assert (acme.distribution, acme.version, acme.status) == ("acme-obs", "2.5", "loaded")
     assert acme.components == (("observer", "acme.obs"),)
@@ -184,10 +186,14 @@ def test_plugin_from_a_distribution_is_discovered(site: Site) -> None:
 def test_broken_plugin_is_reported_once_and_others_keep_working(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An entry point that raises on import fails alone, logged once with entry point, dist and error."""
+    """An entry point raising on import fails alone, logged once: entry point, dist, error."""
     caplog.set_level(logging.INFO, logger="callpyback.plugins")
-    site.dist("broken-dist", "0.1", {"broken": "broken_mod"},
-              {"broken_mod": "raise RuntimeError('kaboom at import')\n"})
+    site.dist(
+        "broken-dist",
+        "0.1",
+        {"broken": "broken_mod"},
+        {"broken_mod": "raise RuntimeError('kaboom at import')\n"},
+    )
     site.dist("good-dist", "1.0", {"good": "good_mod"}, {"good_mod": observer_plugin("good.obs")})
     registry = plugins.get_registry()
     assert ("observer", "good.obs") in registry
@@ -232,7 +238,9 @@ def test_options_model_must_forbid_extra_keys(site: Site) -> None:
 
 def test_duplicate_component_names_both_distributions(site: Site) -> None:
     """Two distributions registering one name: an error naming both; the first keeps the name."""
-    site.dist("alpha-dist", "1.0", {"alpha": "alpha_mod"}, {"alpha_mod": observer_plugin("shared.obs")})
+    site.dist(
+        "alpha-dist", "1.0", {"alpha": "alpha_mod"}, {"alpha_mod": observer_plugin("shared.obs")}
+    )
     site.dist("beta-dist", "1.0", {"beta": "beta_mod"}, {"beta_mod": observer_plugin("shared.obs")})
     beta = info("beta")
     assert beta.status == "failed"
@@ -344,8 +352,13 @@ def test_configure_rejects_non_string_entries() -> None:
 
 @pytest.mark.parametrize(
     ("requires", "status"),
-    [(">=3,<4", "loaded"), ("~=3.0", "loaded"), (">=4", "refused"), ("<3", "refused"),
-     ("==2.*", "refused")],
+    [
+        (">=3,<4", "loaded"),
+        ("~=3.0", "loaded"),
+        (">=4", "refused"),
+        ("<3", "refused"),
+        ("==2.*", "refused"),
+    ],
 )
 def test_version_gating(site: Site, requires: str, status: str) -> None:
     """CALLPYBACK_REQUIRES is checked against callpyback 3.0.0 before the plugin registers."""
@@ -372,10 +385,18 @@ def test_invalid_version_declaration_is_refused(site: Site, requires: str) -> No
 @pytest.mark.parametrize(
     ("spec", "version", "expected"),
     [
-        (">=3,<4", "3.0.0", True), (">=3,<4", "4.0", False), (">3", "3.0.0", False),
-        ("~=3.1", "3.9.2", True), ("~=3.1", "4.0", False), ("~=3.1.2", "3.2", False),
-        ("==3.*", "3.7", True), ("!=3.*", "3.7", False), ("==3.0", "3.0.0", True),
-        ("!=3.0.1", "3.0.0", True), ("<=2.9", "3.0.0", False), ("", "3.0.0", True),
+        (">=3,<4", "3.0.0", True),
+        (">=3,<4", "4.0", False),
+        (">3", "3.0.0", False),
+        ("~=3.1", "3.9.2", True),
+        ("~=3.1", "4.0", False),
+        ("~=3.1.2", "3.2", False),
+        ("==3.*", "3.7", True),
+        ("!=3.*", "3.7", False),
+        ("==3.0", "3.0.0", True),
+        ("!=3.0.1", "3.0.0", True),
+        ("<=2.9", "3.0.0", False),
+        ("", "3.0.0", True),
     ],
 )
 def test_version_comparators_agree(spec: str, version: str, expected: bool) -> None:
@@ -466,7 +487,9 @@ def test_register_plugin_errors() -> None:
         callpyback.register_plugin(plugin, name="p2")
     with pytest.raises(ConfigurationError, match="a plugin named 'p1' is already registered"):
         callpyback.register_plugin(InCode("other"), name="p1")
-    with pytest.raises(DuplicateComponentError, match=r"'code.obs' is registered twice: by p1 and by p3"):
+    with pytest.raises(
+        DuplicateComponentError, match=r"'code.obs' is registered twice: by p1 and by p3"
+    ):
         callpyback.register_plugin(InCode(), name="p3")
     assert "p3" not in {p.name for p in plugins.list_plugins()}
 
@@ -480,7 +503,9 @@ def test_register_plugin_errors() -> None:
     class TooNew(InCode):
         CALLPYBACK_REQUIRES = ">=9"
 
-    with pytest.raises(ConfigurationError, match=r"supports callpyback >=9 but this is callpyback 3\.0\.0"):
+    with pytest.raises(
+        ConfigurationError, match=r"supports callpyback >=9 but this is callpyback 3\.0\.0"
+    ):
         callpyback.register_plugin(TooNew("new.obs"), name="toonew")
 
 

@@ -37,7 +37,8 @@ EXPECTED: Dict[tuple, tuple] = {
     ("error_handler", "circuit_breaker"): ({"failure_threshold": 2}, "CircuitBreakerHandler"),
     ("error_handler", "timeout"): ({"seconds": 1.5}, "TimeoutHandler"),
     ("error_handler", "exception_mapping"): (
-        {"raise_as": {"KeyError": "LookupError"}}, "ExceptionMappingHandler"
+        {"raise_as": {"KeyError": "LookupError"}},
+        "ExceptionMappingHandler",
     ),
     ("error_handler", "logging_handler"): ({"level": "WARNING"}, "LoggingErrorHandler"),
     ("error_handler", "log"): ({}, "LoggingErrorHandler"),
@@ -46,7 +47,8 @@ EXPECTED: Dict[tuple, tuple] = {
     ("observer", "logging"): ({"redact": ["account"]}, "LoggingObserver"),
     ("observer", "timing"): ({"threshold": 0.5}, "TimingObserver"),
     ("observer", "alerting"): (
-        {"rules": [{"name": "errors", "kind": "error_rate", "threshold": 0.5}]}, "AlertingObserver"
+        {"rules": [{"name": "errors", "kind": "error_rate", "threshold": 0.5}]},
+        "AlertingObserver",
     ),
     ("observer", "concurrency"): ({"non_reentrant": ["app:f"]}, "ConcurrencyObserver"),
     ("observer", "audit"): ({"path": "PATH"}, "AuditObserver"),
@@ -101,7 +103,8 @@ def test_options_reach_the_component(tmp_path: Any) -> None:
     """Names from TOML become classes; values reach the constructor."""
     registry = plugins.get_registry()
     retry = registry.create(
-        "error_handler", "retry",
+        "error_handler",
+        "retry",
         {"attempts": 4, "exceptions": ["ConnectionError", "json.JSONDecodeError"], "backoff": 0.5},
     )
     import json as json_module
@@ -120,9 +123,13 @@ def test_registry_components_work_in_a_pipeline() -> None:
     registry = plugins.get_registry()
     clock = registry.create("time_source", "mock", {"initial": 0})
     retry = registry.create(
-        "error_handler", "retry", {"attempts": 3, "exceptions": ["ConnectionError"], "jitter": "none"}
+        "error_handler",
+        "retry",
+        {"attempts": 3, "exceptions": ["ConnectionError"], "jitter": "none"},
     )
-    default = registry.create("error_handler", "default", {"value": "cached", "exceptions": ["OSError"]})
+    default = registry.create(
+        "error_handler", "default", {"value": "cached", "exceptions": ["OSError"]}
+    )
     calls: list = []
 
     @cpb.CallPyBack(error_handlers=[retry, default], time_source=clock)
@@ -136,7 +143,8 @@ def test_registry_components_work_in_a_pipeline() -> None:
 
 def test_exception_mapping_from_options() -> None:
     mapping = plugins.get_registry().create(
-        "error_handler", "exception_mapping",
+        "error_handler",
+        "exception_mapping",
         {"raise_as": {"KeyError": "LookupError"}, "return_values": {"ZeroDivisionError": 0}},
     )
 
@@ -149,8 +157,12 @@ def test_exception_mapping_from_options() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("ValueError", ValueError), ("json.JSONDecodeError", json.JSONDecodeError),
-     ("concurrent.futures:TimeoutError", None), (" KeyError ", KeyError)],
+    [
+        ("ValueError", ValueError),
+        ("json.JSONDecodeError", json.JSONDecodeError),
+        ("concurrent.futures:TimeoutError", None),
+        (" KeyError ", KeyError),
+    ],
 )
 def test_resolve_exception(name: str, expected: Any) -> None:
     found = resolve_exception(name)
@@ -161,9 +173,14 @@ def test_resolve_exception(name: str, expected: Any) -> None:
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("ValueEror", "did you mean 'ValueError'"), ("json.nope", "does not name an exception"),
-     ("no_such_module_x.Error", "cannot import module"), ("", "exception class name"),
-     (3, "exception class name"), ("json.dumps", "does not name an exception")],
+    [
+        ("ValueEror", "did you mean 'ValueError'"),
+        ("json.nope", "does not name an exception"),
+        ("no_such_module_x.Error", "cannot import module"),
+        ("", "exception class name"),
+        (3, "exception class name"),
+        ("json.dumps", "does not name an exception"),
+    ],
 )
 def test_resolve_exception_errors(name: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -36,7 +36,12 @@ def verify(path: Path) -> subprocess.CompletedProcess:
 def test_example_writes_an_intact_trail(trail: Path) -> None:
     records = [json.loads(line) for line in trail.read_text(encoding="ascii").splitlines()]
     assert [r["outcome"] for r in records] == [
-        "success", "success", "failure", "blocked", "success", "blocked"
+        "success",
+        "success",
+        "failure",
+        "blocked",
+        "success",
+        "blocked",
     ]
     assert records[0]["fields"] == {"card_number": "************4242"}
     assert "4242424242424242" not in trail.read_text(encoding="ascii")

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
+from callpyback_finance import GENESIS, AuditTrail, AuditTrailError, verify_file
+from callpyback_finance.chain import canonical, record_hash
 
 import callpyback as cpb
 from callpyback import plugins
-from callpyback_finance import GENESIS, AuditTrail, AuditTrailError, verify_file
-from callpyback_finance.chain import canonical, record_hash
 
 
 def read(path: Path) -> List[dict]:
@@ -25,8 +25,10 @@ def read(path: Path) -> List[dict]:
 
 
 @pytest.fixture
-def audited(create: Callable[..., Any], clock: cpb.MockTimeSource, trail: Path) -> Callable[..., Any]:
-    """``audited(**audit_options)`` -> a decorator observing with finance.audit on the mock clock."""
+def audited(
+    create: Callable[..., Any], clock: cpb.MockTimeSource, trail: Path
+) -> Callable[..., Any]:
+    """``audited(**audit_options)``: a decorator auditing with finance.audit on the mock clock."""
 
     def make(*, handlers: Any = (), **options: Any) -> Any:
         audit = create("observer", "finance.audit", path=str(trail), **options)
@@ -59,7 +61,9 @@ def test_record_content(audited: Callable[..., Any], trail: Path, clock: Any) ->
     """Timestamp from the time source, target, outcome, exact amounts, currency and parties."""
 
     @audited()
-    def transfer(from_account: str, to_account: str, amount: Decimal, currency: str = "EUR") -> None:
+    def transfer(
+        from_account: str, to_account: str, amount: Decimal, currency: str = "EUR"
+    ) -> None:
         clock.advance(0.25)
 
     clock.set_time(1_700_000_500.0)
@@ -81,7 +85,9 @@ def test_record_content(audited: Callable[..., Any], trail: Path, clock: Any) ->
     ("mode", "expected"),
     [("mask", "************4242"), ("remove", "[REDACTED]")],
 )
-def test_redaction_modes(audited: Callable[..., Any], trail: Path, mode: str, expected: str) -> None:
+def test_redaction_modes(
+    audited: Callable[..., Any], trail: Path, mode: str, expected: str
+) -> None:
     @audited(redaction=mode, include_arguments=True, fields=["card_number"], redact=["memo"])
     def charge(account: str, amount: int, card_number: str, cvv: str, memo: str) -> None:
         raise ValueError(f"card {card_number} declined, other card 4111 1111 1111 1111 tried")
@@ -116,7 +122,8 @@ def test_hash_redaction_is_keyed_and_correlatable(audited: Callable[..., Any], t
     assert first["fields"]["iban"] == second["fields"]["iban"]
     assert first["fields"]["iban"].startswith("sha256:")
     other = plugins.get_registry().create(
-        "observer", "finance.audit",
+        "observer",
+        "finance.audit",
         {"path": str(trail.with_name("b.jsonl")), "redaction": "hash", "redaction_key": "k2"},
     )
     assert other.finance_redactor.value("DE89370400440532013000") != first["fields"]["iban"]
@@ -156,7 +163,12 @@ def test_outcomes(audited: Callable[..., Any], create: Callable[..., Any], trail
     gen.close()
     records = read(trail)
     assert [r["outcome"] for r in records] == [
-        "success", "recovered", "failure", "blocked", "interrupted", "cancelled"
+        "success",
+        "recovered",
+        "failure",
+        "blocked",
+        "interrupted",
+        "cancelled",
     ]
     assert records[1]["recovered_by"] == "default"
     assert records[3]["exception"]["type"] == "callpyback_finance.rules.LimitExceededError"
@@ -209,8 +221,7 @@ def test_processes_share_one_trail(trail: Path, tmp_path: Path) -> None:
     script = tmp_path / "writer.py"
     script.write_text(WRITER, encoding="utf-8")
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(trail), f"P{n}", "60"])
-        for n in range(4)
+        subprocess.Popen([sys.executable, str(script), str(trail), f"P{n}", "60"]) for n in range(4)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     result = verify_file(trail)
@@ -266,7 +277,7 @@ def test_fsync_policy(trail: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_torn_last_line_is_terminated_and_reported(trail: Path) -> None:
-    """After a crash mid-write the chain continues from the last complete record; verify flags it."""
+    """After a crash mid-write the chain goes on from the last complete record; verify flags it."""
     writer = AuditTrail(trail)
     writer.append({"n": 1})
     with open(trail, "ab") as f:
@@ -317,7 +328,9 @@ def test_a_failing_trail_never_breaks_the_call(
     assert len(logged) == 1
 
 
-def test_an_unusable_path_is_a_configuration_error(create: Callable[..., Any], tmp_path: Path) -> None:
+def test_an_unusable_path_is_a_configuration_error(
+    create: Callable[..., Any], tmp_path: Path
+) -> None:
     """The core observer checks the path when the component is built, not at the first call."""
     (tmp_path / "taken").write_text("a file, not a directory", encoding="ascii")
     with pytest.raises(cpb.ConfigurationError, match="cannot create the directory"):

@@ -16,7 +16,11 @@ from callpyback import plugins
 def test_discovered_through_its_entry_point() -> None:
     """Plugin 'finance' from distribution callpyback-finance 1.0.0 registers three components."""
     found = {p.name: p for p in plugins.list_plugins()}["finance"]
-    assert (found.distribution, found.version, found.status) == ("callpyback-finance", "1.0.0", "loaded")
+    assert (found.distribution, found.version, found.status) == (
+        "callpyback-finance",
+        "1.0.0",
+        "loaded",
+    )
     assert found.entry_point == "finance = callpyback_finance.plugin"
     assert set(found.components) == {
         ("observer", "finance.audit"),
@@ -42,7 +46,8 @@ def test_nothing_is_imported_before_discovery() -> None:
         "assert 'callpyback_finance' not in sys.modules\n"
         "r = p.get_registry()\n"
         "print(('observer', 'finance.audit') in r, 'callpyback_finance.plugin' in sys.modules,\n"
-        "      'callpyback_finance.audit' in sys.modules, 'callpyback.observers.audit' in sys.modules)\n"
+        "      'callpyback_finance.audit' in sys.modules,\n"
+        "      'callpyback.observers.audit' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "False", "False"]

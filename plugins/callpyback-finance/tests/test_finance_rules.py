@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
-
-import callpyback as cpb
 from callpyback_finance import (
     LimitExceededError,
     TransactionBlockedError,
     VelocityExceededError,
 )
+
+import callpyback as cpb
 
 
 def guarded(handlers: List[Any], clock: Any, observers: Any = ()) -> Any:
@@ -38,7 +38,9 @@ def test_limit_blocks_before_the_function_runs(create: Callable[..., Any], clock
     err = info.value
     assert isinstance(err, TransactionBlockedError)
     assert err.rule == "finance.limits" and err.target.endswith("transfer")
-    assert err.details["amount"] == Decimal("1000.01") and err.details["limit"] == Decimal("1000.00")
+    assert err.details["amount"] == Decimal("1000.01") and err.details["limit"] == Decimal(
+        "1000.00"
+    )
     assert str(err).startswith("finance.limits: amount 1000.01 is over the limit 1000.00")
 
 
@@ -70,7 +72,9 @@ def test_unreadable_amount_is_not_waved_through(
         pay("A", amount)
 
 
-def test_a_block_is_final_even_with_a_default_return(create: Callable[..., Any], clock: Any) -> None:
+def test_a_block_is_final_even_with_a_default_return(
+    create: Callable[..., Any], clock: Any
+) -> None:
     """The rule's handle() re-raises its own refusal before a later handler can recover it."""
     limits = create("error_handler", "finance.limits", max_amount=10)
     anything = cpb.DefaultErrorHandler("recovered", (Exception,))
@@ -107,7 +111,9 @@ def test_flag_mode_lets_it_through_and_the_audit_records_why(
     create: Callable[..., Any], clock: Any, trail: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     limits = create("error_handler", "finance.limits", max_amount=100, mode="flag")
-    velocity = create("error_handler", "finance.velocity", max_transactions=1, window=10, mode="flag")
+    velocity = create(
+        "error_handler", "finance.velocity", max_transactions=1, window=10, mode="flag"
+    )
     audit = create("observer", "finance.audit", path=str(trail))
 
     @guarded([limits, velocity], clock, observers=[audit])
@@ -146,8 +152,9 @@ def test_velocity_window_slides_on_the_time_source(create: Callable[..., Any], c
 
 
 def test_velocity_needs_the_account(create: Callable[..., Any], clock: Any) -> None:
-    velocity = create("error_handler", "finance.velocity", max_transactions=3, window=60,
-                      account_field="iban")
+    velocity = create(
+        "error_handler", "finance.velocity", max_transactions=3, window=60, account_field="iban"
+    )
 
     @guarded([velocity], clock)
     def pay(account: str, amount: int) -> None: ...
@@ -201,9 +208,11 @@ def test_velocity_memory_is_bounded(clock: Any) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"max_amount": 0}, "max_amount must be a positive number"),
-     ({"max_amount": 5, "mode": "warn"}, "mode must be one of"),
-     ({"max_amount": 5, "per_currency": {"EUR": "x"}}, r"per_currency\['EUR'\]")],
+    [
+        ({"max_amount": 0}, "max_amount must be a positive number"),
+        ({"max_amount": 5, "mode": "warn"}, "mode must be one of"),
+        ({"max_amount": 5, "per_currency": {"EUR": "x"}}, r"per_currency\['EUR'\]"),
+    ],
 )
 def test_limit_guard_rejects_bad_arguments(kwargs: Any, message: str) -> None:
     from callpyback_finance import LimitGuard

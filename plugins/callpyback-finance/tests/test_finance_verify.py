@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import List
 
 import pytest
-
 from callpyback_finance import AuditTrail, verify_file
 from callpyback_finance.chain import canonical, record_hash
 
@@ -67,9 +66,11 @@ def test_modified_record_with_a_recomputed_hash(chain: Path) -> None:
 
 @pytest.mark.parametrize(
     ("drop", "message"),
-    [([1], "line 2: record seq 2 is missing (found seq 3)"),
-     ([1, 2, 3], "line 2: records seq 2 to 4 are missing (found seq 5)"),
-     ([0], "line 1: record seq 1 is missing (found seq 2)")],
+    [
+        ([1], "line 2: record seq 2 is missing (found seq 3)"),
+        ([1, 2, 3], "line 2: records seq 2 to 4 are missing (found seq 5)"),
+        ([0], "line 1: record seq 1 is missing (found seq 2)"),
+    ],
 )
 def test_removed_records(chain: Path, drop: List[int], message: str) -> None:
     write(chain, [line for i, line in enumerate(lines(chain)) if i not in drop])
@@ -95,7 +96,11 @@ def test_reordered_records(chain: Path) -> None:
 
 @pytest.mark.parametrize(
     ("garbage", "message"),
-    [("\n", "empty line"), ("{oops\n", "not a JSON record"), ('{"seq": 3}\n', "not an audit record")],
+    [
+        ("\n", "empty line"),
+        ("{oops\n", "not a JSON record"),
+        ('{"seq": 3}\n', "not an audit record"),
+    ],
 )
 def test_garbage_lines(chain: Path, garbage: str, message: str) -> None:
     new = lines(chain)
@@ -113,11 +118,13 @@ def test_truncated_last_record(chain: Path) -> None:
 
 
 def test_records_cut_off_the_end_need_an_anchor(chain: Path) -> None:
-    """Dropping whole records from the end keeps a valid chain; the earlier head or count shows it."""
+    """Records dropped from the end leave a valid chain; an earlier head or count shows it."""
     head = verify_file(chain).head
     write(chain, lines(chain)[:3])
     assert verify_file(chain).ok
-    assert "expected at least 5 records, found 3" in (verify_file(chain, expected_count=5).problem or "")
+    assert "expected at least 5 records, found 3" in (
+        verify_file(chain, expected_count=5).problem or ""
+    )
     cut = verify_file(chain, expected_head=head)
     assert not cut.ok and "is not in the file" in (cut.problem or "")
     first_head = json.loads(lines(chain)[0])["hash"]

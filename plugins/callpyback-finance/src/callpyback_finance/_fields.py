@@ -7,8 +7,16 @@ from typing import Tuple
 
 #: Arguments recorded as the parties of a transaction, when the function has them.
 DEFAULT_PARTY_FIELDS: Tuple[str, ...] = (
-    "account", "payer", "payee", "sender", "recipient", "from_account", "to_account",
-    "customer", "merchant", "counterparty",
+    "account",
+    "payer",
+    "payee",
+    "sender",
+    "recipient",
+    "from_account",
+    "to_account",
+    "customer",
+    "merchant",
+    "counterparty",
 )
 #: ``context.metadata`` key under which the rules leave the flags they raised.
 FLAGS_KEY = "finance.flags"

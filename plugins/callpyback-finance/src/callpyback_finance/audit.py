@@ -16,8 +16,9 @@ import logging
 from decimal import Decimal
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from callpyback import ExecutionState
-from callpyback.observers import AuditObserver, Redactor
+from callpyback.observers.audit import AuditObserver
+from callpyback.observers.redaction import Redactor
+from callpyback.states import ExecutionState
 
 from ._fields import DEFAULT_PARTY_FIELDS, FLAGS_KEY
 from .chain import AuditTrail, AuditTrailError, jsonable
@@ -206,7 +207,11 @@ class FinanceAuditObserver(AuditObserver):
 def _outcome(context: Any, core: str) -> str:
     from .rules import TransactionBlockedError
 
-    if context.state is not ExecutionState.ERROR and not context.cancelled:
-        if not context.recovered and isinstance(context.exception, TransactionBlockedError):
-            return "blocked"
+    if (
+        context.state is not ExecutionState.ERROR
+        and not context.cancelled
+        and not context.recovered
+        and isinstance(context.exception, TransactionBlockedError)
+    ):
+        return "blocked"
     return core

@@ -23,12 +23,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
+_flock: Optional[Callable[[int, int], Any]]
 try:
     import fcntl
+
+    _flock, _LOCK_EX, _LOCK_UN = fcntl.flock, fcntl.LOCK_EX, fcntl.LOCK_UN
 except ImportError:  # pragma: no cover - Windows: no cross-process locking (documented)
-    fcntl = None  # type: ignore[assignment]
+    _flock, _LOCK_EX, _LOCK_UN = None, 0, 0
 
 __all__ = [
     "GENESIS",
@@ -83,14 +86,14 @@ def record_hash(record: Mapping[str, Any]) -> str:
 
 @contextmanager
 def _file_lock(fd: int) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover
+    if _flock is None:  # pragma: no cover
         yield
         return
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    _flock(fd, _LOCK_EX)
     try:
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        _flock(fd, _LOCK_UN)
 
 
 class AuditTrail:
@@ -293,8 +296,10 @@ def verify_file(
             f"expected at least {expected_count} records, found {count}: records were removed "
             "from the end"
         )
-    if expected_head is not None and expected_head != prev and not _head_in_file(
-        path, expected_head
+    if (
+        expected_head is not None
+        and expected_head != prev
+        and not _head_in_file(path, expected_head)
     ):
         lineno += 1
         return broken(f"head {expected_head} is not in the file: records were removed from the end")

@@ -34,7 +34,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         result = verify_file(args.file, expected_head=args.head, expected_count=args.count)
     except OSError as exc:
-        print(f"callpyback-finance: cannot read {args.file!r}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"callpyback-finance: cannot read {args.file!r}: {exc.strerror or exc}", file=sys.stderr
+        )
         return 1
     if result.ok:
         print(f"{args.file}: {result}")

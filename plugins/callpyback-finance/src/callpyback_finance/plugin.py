@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from callpyback import hookimpl
+from callpyback.hookspecs import hookimpl
 
 from ._fields import DEFAULT_PARTY_FIELDS
 
@@ -82,14 +82,20 @@ def _velocity(**options: Any) -> Any:
 @hookimpl
 def callpyback_register_components(registry: Any) -> None:
     registry.observer(
-        "finance.audit", _audit, options=AuditOptions,
+        "finance.audit",
+        _audit,
+        options=AuditOptions,
         description="Hash-chained, append-only audit trail of transactions (JSON lines).",
     )
     registry.error_handler(
-        "finance.limits", _limits, options=LimitOptions,
+        "finance.limits",
+        _limits,
+        options=LimitOptions,
         description="Block or flag a transaction over an amount limit.",
     )
     registry.error_handler(
-        "finance.velocity", _velocity, options=VelocityOptions,
+        "finance.velocity",
+        _velocity,
+        options=VelocityOptions,
         description="Block or flag too many transactions per account in a time window.",
     )

@@ -22,7 +22,7 @@ from collections import deque
 from decimal import Decimal, InvalidOperation
 from typing import Any, Deque, Dict, Mapping, Optional
 
-from callpyback import Raise
+from callpyback.handlers import Raise
 
 from ._fields import FLAGS_KEY
 
@@ -84,8 +84,9 @@ class _Rule:
     def _violation(self, context: Any, message: str, **details: Any) -> None:
         target = context.function_info.target
         if self.mode == "block":
-            raise self.error(f"{self.name}: {message} ({target})", rule=self.name, target=target,
-                             **details)
+            raise self.error(
+                f"{self.name}: {message} ({target})", rule=self.name, target=target, **details
+            )
         context.metadata.setdefault(FLAGS_KEY, []).append(f"{self.name}: {message}")
         log.warning("%s flagged %s: %s", self.name, target, message)
 
@@ -134,8 +135,10 @@ class LimitGuard(_Rule):
         amount = _amount(raw)
         if amount is None:
             self._violation(
-                context, f"cannot check the limit: argument {self.amount_field!r} is {raw!r}",
-                amount=raw, limit=None,
+                context,
+                f"cannot check the limit: argument {self.amount_field!r} is {raw!r}",
+                amount=raw,
+                limit=None,
             )
             return
         limit = self.max_amount
@@ -145,8 +148,11 @@ class LimitGuard(_Rule):
         if amount > limit:
             unit = f" {currency}" if isinstance(currency, str) else ""
             self._violation(
-                context, f"amount {amount}{unit} is over the limit {limit}{unit}",
-                amount=amount, limit=limit, currency=currency,
+                context,
+                f"amount {amount}{unit} is over the limit {limit}{unit}",
+                amount=amount,
+                limit=limit,
+                currency=currency,
             )
 
     def __repr__(self) -> str:
@@ -192,7 +198,8 @@ class VelocityGuard(_Rule):
         account = context.arguments.get(self.account_field)
         if account is None:
             self._violation(
-                context, f"cannot check velocity: argument {self.account_field!r} is missing",
+                context,
+                f"cannot check velocity: argument {self.account_field!r} is missing",
                 account=None,
             )
             return
@@ -214,7 +221,9 @@ class VelocityGuard(_Rule):
                 context,
                 f"account {account!r} made {seen if self.mode == 'flag' else seen + 1} "
                 f"transactions within {self.window:g}s (at most {self.max_transactions} allowed)",
-                account=account, window=self.window, max_transactions=self.max_transactions,
+                account=account,
+                window=self.window,
+                max_transactions=self.max_transactions,
             )
 
     def _sweep(self, now: float) -> None:
