@@ -205,3 +205,20 @@ def _pth_dir() -> str:
         "callpyback-autoinstall.pth is not installed in any site directory; reinstall with "
         f"pip install -e {ROOT} (the build hook in hatch_build.py ships it)"
     )
+
+
+def test_shop_demo_runs_instrumented_with_retries_and_prints_the_metrics_table():
+    """The README's first command: the retry pipeline absorbs dropped connections; a table at exit."""
+    proc = callpyback_cli(["run", "examples/shop/app.py"], cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "orders paid" in out and "failed: ConnectionError" not in out
+    header = next(line for line in out.splitlines() if line.startswith("function"))
+    assert header.split() == ["function", "calls", "errors", "retries", "p50", "ms", "p99", "ms"]
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if ":" in line.split()[0]}
+    assert set(rows) >= {"__main__:main", "shop.payments:charge_card", "shop.orders:OrderService.place"}
+    assert int(rows["shop.payments:charge_card"][2]) > 0  # retries happened
+    assert "charge_card failed" in proc.stderr  # the logging observer, after retries
+    plain = run_python(["examples/shop/app.py"], cwd=ROOT)  # uninstrumented: no retries, no table
+    assert plain.returncode == 0 and "failed: ConnectionError" in plain.stdout
+    assert "function" not in plain.stdout

@@ -32,6 +32,7 @@ __all__ = [
     "install",
     "is_installed",
     "report",
+    "summary_table",
     "uninstall",
 ]
 
@@ -125,6 +126,66 @@ def report() -> Report:
 def explain(target: str) -> str:
     """What the import hook did with ``module:qualname`` (for ``callpyback explain``)."""
     return report().explain(target)
+
+
+def decorators() -> list[Any]:
+    """The distinct ``CallPyBack`` instances the hook applied (in first-use order)."""
+    installation = _installation
+    if installation is None:
+        return []
+    patches, _ = installation.ledger.snapshot()
+    seen: dict[int, Any] = {}
+    for patch in patches:
+        member = patch.installed
+        func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+        decorator = getattr(func, "__callpyback__", None)
+        if decorator is not None:
+            seen.setdefault(id(decorator), decorator)
+    return list(seen.values())
+
+
+def summary_table() -> str:
+    """A text table of calls, errors, retries and p50/p99 latency per instrumented function.
+
+    Read from every metrics observer (anything with ``get_metrics()``) in the pipelines the hook
+    applied; empty string if there is none.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    observers: dict[int, Any] = {}
+    for decorator in decorators():
+        for observer in decorator.observers:
+            if callable(getattr(observer, "get_metrics", None)):
+                observers.setdefault(id(observer), observer)
+    for observer in observers.values():
+        for target, stats in observer.get_metrics().items():
+            merged.setdefault(target, stats)
+    if not merged:
+        return ""
+    header = ("function", "calls", "errors", "retries", "p50 ms", "p99 ms")
+    rows = []
+    for target, stats in sorted(merged.items()):
+        latency = stats.get("latency") or {}
+        rows.append((
+            target,
+            str(stats.get("calls", 0)),
+            str(stats.get("failures", 0) + stats.get("interrupted", 0)),
+            str(stats.get("retries", 0)),
+            _ms(latency.get("p50")),
+            _ms(latency.get("p99")),
+        ))
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    ]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def _ms(seconds: Any) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.3f}"
 
 
 def _log() -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import Any, Optional
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     if not disabled():
         try:
-            report = install(os.environ.get(CONFIG_ENV))
+            report = install(_choose_config(script))
         except Exception as exc:  # ConfigurationError and friends: say what, run nothing
             print(f"callpyback run: {exc}", file=sys.stderr)
             return 2
@@ -89,6 +89,24 @@ def run(args: argparse.Namespace) -> int:
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         return 1
     return 0
+
+
+def _choose_config(script: Optional[str]) -> Any:
+    """--config / $CALLPYBACK_CONFIG, else discovery from the working directory, else from the
+    script's own directory (so an example can ship its callpyback.toml next to it)."""
+    from ..autoinstrument import CONFIG_ENV
+    from ..config import load_config
+
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        return explicit
+    config = load_config()
+    if config.source == "<defaults>" and script is not None:
+        here = os.path.dirname(os.path.abspath(script))
+        beside = load_config(cwd=here)
+        if beside.source != "<defaults>":
+            return beside
+    return config
 
 
 def _exit_status(exc: SystemExit) -> int:

@@ -1,0 +1,1 @@
+"""A tiny shop: inventory, payments through a flaky gateway, and order placement."""
