@@ -58,3 +58,16 @@ def test_example_mentions_every_key() -> None:
             *(f"[{s}." for s in SECTIONS)]
     missing = [k for k in keys if k not in text]
     assert missing == []
+
+
+def test_toml_blocks_in_the_configuration_docs_are_valid() -> None:
+    """Every ```toml block of docs/configuration.md validates with the real registry."""
+    import re
+
+    from callpyback.config import load_text
+
+    page = EXAMPLE.parent / "docs" / "configuration.md"
+    blocks = re.findall(r"^```toml\n(.*?)^```", page.read_text(encoding="utf-8"), re.M | re.S)
+    assert blocks
+    for block in blocks:
+        load_text(block, file="docs/configuration.md", env={})
