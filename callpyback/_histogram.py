@@ -11,7 +11,10 @@ Not thread-safe on its own: the observers that own one guard it with their own l
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Tuple
+from collections import Counter
+from itertools import repeat
+from operator import mul
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = ["MAX_VALUE", "MIN_VALUE", "Histogram"]
 
@@ -73,6 +76,28 @@ class Histogram:
         key = _floor(_log(value) * self._inv_log_gamma)
         buckets = self._buckets
         buckets[key] = buckets.get(key, 0) + 1
+
+    def add_many(self, values: Sequence[float]) -> None:
+        """Record a batch of values: the same result as ``add`` for each, at C speed."""
+        if not values:
+            return
+        self.count += len(values)
+        self.sum += sum(values)
+        lo, hi = min(values), max(values)
+        if lo < self.min:
+            self.min = lo
+        if hi > self.max:
+            self.max = hi
+        if lo < MIN_VALUE:
+            kept = [v for v in values if v >= MIN_VALUE]
+            self._zero += len(values) - len(kept)
+            values = kept
+        if hi > MAX_VALUE:
+            values = list(map(min, values, repeat(MAX_VALUE)))
+        keys = map(_floor, map(mul, map(_log, values), repeat(self._inv_log_gamma)))
+        buckets = self._buckets
+        for key, n in Counter(keys).items():
+            buckets[key] = buckets.get(key, 0) + n
 
     @property
     def mean(self) -> Optional[float]:

@@ -18,23 +18,88 @@ _ERROR = ExecutionState.ERROR
 
 _COUNTERS = ("calls", "successes", "failures", "recoveries", "cancelled", "interrupted", "retries")
 
+#: Events a call appends, folded into the counters in batches.  A plain float is the duration of
+#: a first-attempt success (the common case); None is a call starting; anything else is a tuple
+#: (outcome, duration, attempt).
+_START = None
+_SUCCESS, _FAILURE, _RECOVERED, _CANCELLED, _INTERRUPTED = range(5)
+_OUTCOME_FIELD = ("successes", "failures", "recoveries", "cancelled", "interrupted")
+#: Events kept before a call folds them (bounds memory between reads).
+_BATCH = 256
+
 
 class FunctionStats:
-    """Counters and latency of one function.  Every change happens under ``lock``."""
+    """Counters and latency of one function.
 
-    __slots__ = ("lock", "target", "histogram", "in_flight", "max_in_flight", *_COUNTERS)
+    The hot path only appends an event to ``events`` (``list.append`` is atomic, so no lock is
+    taken per call); events are folded into the counters and the histogram under ``lock``, in
+    batches, and always before anything is read.  ``del events[:n]`` removes exactly the events
+    folded, so an event appended meanwhile by another thread is kept for the next fold.
+    """
+
+    __slots__ = ("events", "histogram", "in_flight", "lock", "max_in_flight", "target", *_COUNTERS)
 
     def __init__(self, target: str, relative_accuracy: float) -> None:
         self.lock = threading.Lock()
         self.target = target
+        self.events: List[Any] = []
         self.histogram = Histogram(relative_accuracy)
         self.in_flight = 0
         self.max_in_flight = 0
         self.calls = self.successes = self.failures = self.recoveries = 0
         self.cancelled = self.interrupted = self.retries = 0
 
+    def fold(self, blocking: bool = True) -> None:
+        """Fold pending events; without ``blocking``, skip if another thread is folding."""
+        if not self.lock.acquire(blocking):
+            return
+        try:
+            self._fold_locked()
+        finally:
+            self.lock.release()
+
+    def _fold_locked(self) -> None:
+        events = self.events
+        n = len(events)
+        if not n:
+            return
+        batch = events[:n]
+        del events[:n]
+        durations: List[float] = []
+        keep = durations.append
+        in_flight, peak = self.in_flight, self.max_in_flight
+        successes = calls = 0
+        for event in batch:
+            if event.__class__ is float:
+                calls += 1
+                successes += 1
+                keep(event)
+                if in_flight > 0:
+                    in_flight -= 1
+            elif event is _START:
+                in_flight += 1
+                if in_flight > peak:
+                    peak = in_flight
+            else:
+                outcome, elapsed, attempt = event
+                calls += 1
+                field = _OUTCOME_FIELD[outcome]
+                setattr(self, field, getattr(self, field) + 1)
+                if attempt > 1:
+                    self.retries += attempt - 1
+                if elapsed is not None:
+                    keep(elapsed)
+                # A call that started before the observer was attached has no start event.
+                if in_flight > 0:
+                    in_flight -= 1
+        self.in_flight, self.max_in_flight = in_flight, peak
+        self.calls += calls
+        self.successes += successes
+        self.histogram.add_many(durations)
+
     def reset(self) -> None:
         with self.lock:
+            self._fold_locked()
             self.histogram = Histogram(self.histogram.relative_accuracy)
             # in_flight is live state, not a statistic: calls still running will complete.
             self.max_in_flight = self.in_flight
@@ -43,6 +108,7 @@ class FunctionStats:
 
     def snapshot(self, quantiles: Tuple[float, ...]) -> Dict[str, Any]:
         with self.lock:
+            self._fold_locked()
             counts = {name: getattr(self, name) for name in _COUNTERS}
             in_flight, max_in_flight = self.in_flight, self.max_in_flight
             histogram = self.histogram.copy()
@@ -62,8 +128,11 @@ class MetricsObserver(BaseObserver):
     ``cancelled`` + ``interrupted`` == ``calls``.  ``retries`` counts extra attempts.  Latency
     (``execution_time`` from the decorator's time source) goes into a streaming histogram whose
     quantiles are within ``relative_accuracy`` of an observed value and whose memory is bounded.
-    Counts are exact under threads: each function's numbers change under its own lock.
+    Counts are exact under threads (see :class:`FunctionStats`: no lock on the call path).
     """
+
+    # It never runs user code, so the core may skip the re-entrancy guard around it.
+    reentrancy_guard = False
 
     def __init__(
         self,
@@ -106,40 +175,22 @@ class MetricsObserver(BaseObserver):
             return stats
 
     def update(self, context: Any) -> None:
-        # Hot path: one dict lookup keyed by the FunctionInfo object, then a short locked section.
+        # Hot path: a dict lookup keyed by the FunctionInfo object and one list append.
         # _state/_time/_exception/_attempt are the core slots the callback injector reads too;
         # rarer facts go through the public properties.
         stats = self._by_info.get(context.function_info)
         if stats is None:
             stats = self._stats_for(context.function_info)
+        events = stats.events
         state = context._state
-        if state is _PRE:
-            with stats.lock:
-                stats.in_flight += 1
-                if stats.in_flight > stats.max_in_flight:
-                    stats.max_in_flight = stats.in_flight
-            return
-        elapsed = context._time
-        with stats.lock:
-            stats.calls += 1
-            if state is _ERROR:
-                stats.interrupted += 1
-            elif context._exception is None:
-                stats.successes += 1
-            elif context.cancelled:
-                stats.cancelled += 1
-            elif context.recovered:
-                stats.recoveries += 1
-            else:
-                stats.failures += 1
-            attempt = context._attempt
-            if attempt > 1:
-                stats.retries += attempt - 1
-            # An observer added while a call was running saw no PRE_EXECUTION for it.
-            if stats.in_flight > 0 and self.track_in_flight:
-                stats.in_flight -= 1
-            if elapsed is not None:
-                stats.histogram.add(elapsed)
+        if state is _DONE and context._exception is None and context._attempt == 1:
+            events.append(float(context._time or 0.0))
+        elif state is _PRE:
+            events.append(_START)
+        else:
+            events.append((_outcome(context), context._time, context._attempt))
+        if len(events) >= _BATCH:
+            stats.fold(blocking=False)
 
     # --- reading --------------------------------------------------------------------------
     def get_metrics(self, function: Optional[str] = None) -> Dict[str, Any]:
@@ -169,6 +220,7 @@ class MetricsObserver(BaseObserver):
         if stats is None:
             return None
         with stats.lock:
+            stats._fold_locked()
             return stats.histogram.copy()
 
     def to_dict(self) -> Dict[str, Any]:
@@ -223,6 +275,18 @@ class MetricsObserver(BaseObserver):
             lines.append(f'{duration}_sum{{function="{fn}"}} {_num(lat["sum"])}')
             lines.append(f'{duration}_count{{function="{fn}"}} {lat["count"]}')
         return "\n".join(lines) + "\n"
+
+
+def _outcome(context: Any) -> int:
+    if context._state is _ERROR:
+        return _INTERRUPTED
+    if context._exception is None:
+        return _SUCCESS
+    if context.cancelled:
+        return _CANCELLED
+    if context.recovered:
+        return _RECOVERED
+    return _FAILURE
 
 
 def _label(value: str) -> str:
