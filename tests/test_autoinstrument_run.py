@@ -215,7 +215,8 @@ def test_shop_demo_runs_instrumented_with_retries_and_prints_the_metrics_table()
     assert "orders paid" in out and "failed: ConnectionError" not in out
     header = next(line for line in out.splitlines() if line.startswith("function"))
     assert header.split() == ["function", "calls", "errors", "retries", "p50", "ms", "p99", "ms"]
-    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if ":" in line.split()[0]}
+    cells = [line.split() for line in out.splitlines() if line.strip()]
+    rows = {c[0]: c[1:] for c in cells if ":" in c[0]}
     assert set(rows) >= {"__main__:main", "shop.payments:charge_card", "shop.orders:OrderService.place"}
     assert int(rows["shop.payments:charge_card"][2]) > 0  # retries happened
     assert "charge_card failed" in proc.stderr  # the logging observer, after retries
