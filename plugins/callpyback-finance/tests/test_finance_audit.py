@@ -57,6 +57,11 @@ def test_records_form_a_hash_chain(audited: Callable[..., Any], trail: Path, clo
     assert verify_file(trail).ok and verify_file(trail).records == 3
 
 
+def test_new_trail_is_not_world_readable(create: Callable[..., Any], trail: Path) -> None:
+    create("observer", "finance.audit", path=str(trail))
+    assert trail.stat().st_mode & 0o777 == 0o640
+
+
 def test_record_content(audited: Callable[..., Any], trail: Path, clock: Any) -> None:
     """Timestamp from the time source, target, outcome, exact amounts, currency and parties."""
 

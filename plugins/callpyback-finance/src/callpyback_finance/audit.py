@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 from decimal import Decimal
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -115,6 +116,7 @@ class FinanceAuditObserver(AuditObserver):
         name: str = "finance.audit",
     ) -> None:
         redactor = FinanceRedactor(redact, redaction, redaction_key)
+        created = not os.path.exists(path)
         super().__init__(
             path,
             include_arguments=include_arguments,
@@ -126,6 +128,8 @@ class FinanceAuditObserver(AuditObserver):
         # The core observer opened its own plain file (checking that the path is writable);
         # records go through the chain writer instead, which opens the file per process.
         AuditObserver.close(self)
+        if created:  # an audit trail is not for every local user to read
+            os.chmod(path, 0o640)
         self.trail = AuditTrail(path, durability=durability)
         self.finance_redactor = redactor
         self.amount_fields = tuple(amount_fields)
