@@ -134,7 +134,9 @@ def test_block_policy_waits_for_room_then_drops():
     _background.configure(maxsize=2, block_timeout=5)
     fast = []
 
-    @cpb.CallPyBack(observers=[cpb.on_completion(lambda value: fast.append(value), background=True)])
+    @cpb.CallPyBack(
+        observers=[cpb.on_completion(lambda value: fast.append(value), background=True)]
+    )
     def g(x):
         return x
 
@@ -190,7 +192,9 @@ def test_flush_and_shutdown_semantics():
     assert cpb.flush(0.5)
     seen = []
 
-    @cpb.CallPyBack(observers=[cpb.on_completion(lambda value: seen.append(value), background=True)])
+    @cpb.CallPyBack(
+        observers=[cpb.on_completion(lambda value: seen.append(value), background=True)]
+    )
     def f(x):
         return x
 
@@ -289,8 +293,9 @@ def test_fork_restarts_the_worker_in_the_child(tmp_path):
         print(os.getpid(), pid, os.waitstatus_to_exitcode(status))
         """
     )
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     parent, child, child_status = proc.stdout.split()
     assert child_status == "0"

@@ -69,7 +69,7 @@ def test_captures_locals_on_failure():
     @deco
     def transfer(amount):
         step = "validated"
-        step = "debited"
+        step = "debited"  # noqa: F841 - read by the extractor, not by the code
         raise RuntimeError("bank offline")
 
     with pytest.raises(RuntimeError, match="bank offline"):
@@ -300,7 +300,7 @@ def test_bad_backend_and_bad_extractor_are_rejected():
     with pytest.raises(ConfigurationError, match="backend"):
         TVE(backend="magic")
     if sys.version_info < (3, 12):
-        with pytest.raises(ConfigurationError, match="3.12"):
+        with pytest.raises(ConfigurationError, match=r"3\.12"):
             TVE(backend="monitoring")
     with pytest.raises(ConfigurationError, match="begin"):
         cpb.CallPyBack(variable_extractor=object())
@@ -355,14 +355,26 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
 def test_monitoring_backend_on_newer_pythons(version, tmp_path):
     """Where a 3.12+ interpreter is installed, the sys.monitoring path gives the same results."""
-    candidates = [f"/root/.pyenv/versions/{v}/bin/python3" for v in os.listdir("/root/.pyenv/versions")
-                  if v.startswith(version + ".")] if os.path.isdir("/root/.pyenv/versions") else []
+    candidates = (
+        [
+            f"/root/.pyenv/versions/{v}/bin/python3"
+            for v in os.listdir("/root/.pyenv/versions")
+            if v.startswith(version + ".")
+        ]
+        if os.path.isdir("/root/.pyenv/versions")
+        else []
+    )
     if not candidates:
         pytest.skip(f"no Python {version} interpreter on this machine")
     script = tmp_path / "check.py"
     script.write_text(SCRIPT)
     root = os.path.dirname(os.path.dirname(os.path.abspath(cpb.__file__)))
-    out = subprocess.run([candidates[0], str(script)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": root}, timeout=60)
+    out = subprocess.run(
+        [candidates[0], str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root},
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "monitoring [2, 4, 11, 10]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import pytest
@@ -22,10 +23,8 @@ def service(clock, observer, **options):
 
 
 def run(call, fail=False, seconds=0.01):
-    try:
+    with contextlib.suppress(ConnectionError):
         call(fail=fail, seconds=seconds)
-    except ConnectionError:
-        pass
 
 
 def test_error_rate_fires_once_and_resolves(clock):
@@ -61,8 +60,9 @@ def test_error_rate_fires_once_and_resolves(clock):
 def test_window_slides(clock):
     """Failures older than the window stop counting."""
     fired = []
-    obs = AlertingObserver([AlertRule.error_rate(0.5, window=10, min_calls=4)],
-                           on_alert=fired.append, resolution=10)
+    obs = AlertingObserver(
+        [AlertRule.error_rate(0.5, window=10, min_calls=4)], on_alert=fired.append, resolution=10
+    )
     call = service(clock, obs)
     run(call, fail=True)
     run(call, fail=True)
@@ -82,8 +82,9 @@ def test_window_slides(clock):
 def test_latency_percentile_rule_is_exact(clock):
     """p90 above 1 s fires exactly when more than 10 % of calls are slower than 1 s."""
     fired = []
-    obs = AlertingObserver([AlertRule.latency(1.0, percentile=0.9, window=60, min_calls=10)],
-                           on_alert=fired.append)
+    obs = AlertingObserver(
+        [AlertRule.latency(1.0, percentile=0.9, window=60, min_calls=10)], on_alert=fired.append
+    )
     call = service(clock, obs)
     for _ in range(9):
         call(seconds=0.1)
@@ -124,8 +125,9 @@ def test_recovered_calls_and_cooldown(clock):
 def test_rules_can_be_limited_to_functions(clock):
     """functions=... scopes a rule; other functions are not evaluated by it."""
     fired = []
-    obs = AlertingObserver([AlertRule.error_rate(0.1, min_calls=1, functions=["other_*"])],
-                           on_alert=fired.append)
+    obs = AlertingObserver(
+        [AlertRule.error_rate(0.1, min_calls=1, functions=["other_*"])], on_alert=fired.append
+    )
     call = service(clock, obs)
     run(call, fail=True)
     assert fired == []
@@ -164,8 +166,12 @@ def test_failing_alert_callback_is_counted(clock, caplog):
         (lambda: AlertRule.error_rate(0.1, min_calls=0), "min_calls"),
         (lambda: AlertRule("r", "error_rate", 0.1, percentile=0.5), "latency rules only"),
         (lambda: AlertingObserver([]), "at least one"),
-        (lambda: AlertingObserver([AlertRule.error_rate(0.1, name="x"),
-                                   AlertRule.error_rate(0.2, name="x")]), "unique"),
+        (
+            lambda: AlertingObserver(
+                [AlertRule.error_rate(0.1, name="x"), AlertRule.error_rate(0.2, name="x")]
+            ),
+            "unique",
+        ),
         (lambda: AlertingObserver(["rule"]), "AlertRule"),
         (lambda: AlertingObserver([AlertRule.error_rate(0.1)], on_alert=1), "on_alert"),
     ],

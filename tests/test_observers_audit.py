@@ -33,8 +33,11 @@ def test_redactor_masks_keys_and_patterns_in_nested_data_without_mutating():
     assert out == {
         "user": "ann",
         "Password": "[REDACTED]",
-        "profile": {"db_password": "[REDACTED]", "api-key": "[REDACTED]",
-                    "tags": ["a", ("[REDACTED]", 3)]},
+        "profile": {
+            "db_password": "[REDACTED]",
+            "api-key": "[REDACTED]",
+            "tags": ["a", ("[REDACTED]", 3)],
+        },
         "note": "card [REDACTED] and order 1234567890123",  # not a valid card number: kept
     }
     assert json.dumps(data, sort_keys=True) == snapshot
@@ -55,7 +58,10 @@ def test_redactor_dataclasses_objects_cycles_and_depth():
     cyclic = []
     cyclic.append(cyclic)
     r = Redactor(max_depth=3)
-    assert r.redact(Card("Ann", "4111111111111111")) == {"holder": "Ann", "card_number": "[REDACTED]"}
+    assert r.redact(Card("Ann", "4111111111111111")) == {
+        "holder": "Ann",
+        "card_number": "[REDACTED]",
+    }
     assert r.redact(Token()) == "Token([REDACTED])"
     assert r.redact(cyclic) == ["[cycle]"]
     assert r.redact({"a": {"b": {"c": {"d": 1}}}}) == {"a": {"b": {"c": "[...]"}}}
@@ -65,7 +71,10 @@ def test_redactor_options():
     """extend=False replaces the defaults; custom patterns and masks apply."""
     r = Redactor(keys=["iban_code"], patterns=[r"ACC-\d+"], extend=False, mask="#")
     assert r.redact({"password": "p", "IBAN-code": "DE1", "memo": "pay ACC-991 now"}) == {
-        "password": "p", "IBAN-code": "#", "memo": "pay # now"}
+        "password": "p",
+        "IBAN-code": "#",
+        "memo": "pay # now",
+    }
     assert not Redactor().is_sensitive_key("author")  # short keys match exactly only
     assert Redactor().is_sensitive_key("AUTH")
     with pytest.raises(ConfigurationError, match="regular expression"):
@@ -100,12 +109,18 @@ def test_audit_trail_is_written_and_reread(tmp_path, clock):
     assert first["who"] == "ann" and first["what"] == target and first["outcome"] == "success"
     assert first["epoch"] == 1_000_000.0 and first["timestamp"] == "1970-01-12T13:46:40+00:00"
     assert first["duration"] == 0.5 and first["attempt"] == 1 and first["exception"] is None
-    assert first["arguments"] == {"user": "ann", "amount": 10, "card_number": "[REDACTED]",
-                                  "password": "[REDACTED]"}
+    assert first["arguments"] == {
+        "user": "ann",
+        "amount": 10,
+        "card_number": "[REDACTED]",
+        "password": "[REDACTED]",
+    }
     assert first["pid"] == os.getpid() and "result" not in first
     assert second["who"] == "bob" and second["outcome"] == "failure"
-    assert second["exception"] == {"type": "PermissionError",
-                                   "message": "limit exceeded for card [REDACTED]"}
+    assert second["exception"] == {
+        "type": "PermissionError",
+        "message": "limit exceeded for card [REDACTED]",
+    }
     assert "4111" not in path.read_text()
 
 
@@ -131,7 +146,9 @@ def test_outcomes_and_results(tmp_path):
     assert ok["result"] == {"value": 1, "secret": "[REDACTED]"} and "arguments" not in ok
     assert recovered["outcome"] == "recovered" and recovered["result"] == {"token": "[REDACTED]"}
     assert recovered["recovered_by"]
-    assert stopped["outcome"] == "interrupted" and stopped["exception"]["type"] == "KeyboardInterrupt"
+    assert (
+        stopped["outcome"] == "interrupted" and stopped["exception"]["type"] == "KeyboardInterrupt"
+    )
 
 
 def test_appends_to_an_existing_file_with_fsync(tmp_path):
@@ -169,7 +186,7 @@ def test_unopenable_file_is_reported_at_construction(tmp_path):
     """A path that cannot be opened is a ConfigurationError naming the path and the OS error."""
     directory = tmp_path / "is_a_dir"
     directory.mkdir()
-    with pytest.raises(ConfigurationError, match="cannot open .*is_a_dir"):
+    with pytest.raises(ConfigurationError, match=r"cannot open .*is_a_dir"):
         AuditObserver(directory)
     blocker = tmp_path / "file"
     blocker.write_text("")

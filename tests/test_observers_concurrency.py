@@ -78,8 +78,9 @@ def test_sequential_calls_never_overlap():
 def test_single_writer_group_across_functions_and_asyncio_tasks():
     """Two functions in one single_writer group overlapping in asyncio tasks are reported."""
     overlaps = []
-    obs = ConcurrencyObserver(single_writer={"ledger": ["deposit", "withdraw"]},
-                              on_overlap=overlaps.append)
+    obs = ConcurrencyObserver(
+        single_writer={"ledger": ["deposit", "withdraw"]}, on_overlap=overlaps.append
+    )
     deco = cpb.CallPyBack(observers=[obs])
 
     @deco

@@ -58,8 +58,7 @@ def test_success_and_failure_records_carry_structured_fields(logger, clock):
 
 def test_levels_per_outcome_and_call_logging(logger):
     """Levels are configurable per outcome (names or numbers); None turns one off."""
-    obs = LoggingObserver(logger, call_level="DEBUG", success_level=None,
-                          recovered_level="warning")
+    obs = LoggingObserver(logger, call_level="DEBUG", success_level=None, recovered_level="warning")
 
     @cpb.CallPyBack(observers=[obs], default_return=0)
     def f(fail):
@@ -70,8 +69,7 @@ def test_levels_per_outcome_and_call_logging(logger):
     f(False)
     f(True)
     got = [(r.outcome, r.levelno) for r in logger.records]
-    assert got == [("call", logging.DEBUG), ("call", logging.DEBUG),
-                   ("recovered", logging.WARNING)]
+    assert got == [("call", logging.DEBUG), ("call", logging.DEBUG), ("recovered", logging.WARNING)]
 
 
 def test_arguments_and_results_only_when_asked_and_redacted(logger):
@@ -124,6 +122,7 @@ def test_interrupted_and_logger_by_name():
     log.addHandler(handler)
     log.setLevel(logging.DEBUG)
     try:
+
         @cpb.CallPyBack(observers=[LoggingObserver("test.logging.byname")])
         def stop():
             raise KeyboardInterrupt
@@ -153,8 +152,11 @@ def test_bad_options(kwargs, match):
 
 def test_custom_redactor(logger):
     """A custom Redactor decides what is masked."""
-    obs = LoggingObserver(logger, include_arguments=True,
-                          redactor=Redactor(keys=["account"], extend=False, mask="***"))
+    obs = LoggingObserver(
+        logger,
+        include_arguments=True,
+        redactor=Redactor(keys=["account"], extend=False, mask="***"),
+    )
 
     @cpb.CallPyBack(observers=[obs])
     def f(account, password):

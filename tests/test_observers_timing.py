@@ -53,7 +53,10 @@ def test_per_function_thresholds_first_match_wins(clock):
     with pytest.raises(TimeoutError):
         report(10.0)
     assert [(s.function.rsplit(".", 1)[1], s.duration, s.outcome) for s in slow] == [
-        ("report", 6.0, "success"), ("fast", 2.0, "success"), ("report", 10.0, "failure")]
+        ("report", 6.0, "success"),
+        ("fast", 2.0, "success"),
+        ("report", 10.0, "failure"),
+    ]
     stats = timing.get_stats()
     report_stats = next(v for k, v in stats.items() if k.endswith("report"))
     assert report_stats["threshold"] == 5.0 and report_stats["slow_calls"] == 2
