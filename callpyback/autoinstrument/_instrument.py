@@ -52,16 +52,27 @@ class Event:
 
 
 class Patch:
-    """One layer we installed: ``owner.__dict__[key]`` went from ``original`` to ``installed``."""
+    """One layer we installed: ``owner.__dict__[key]`` went from ``original`` to ``installed``.
 
-    __slots__ = ("installed", "key", "original", "owner", "target")
+    Kept small and built without string formatting: an import may create a thousand of them.
+    """
 
-    def __init__(self, owner: Any, key: str, original: Any, installed: Any, target: str) -> None:
+    __slots__ = ("installed", "key", "late", "module", "original", "owner", "qualname", "wrapped")
+
+    def __init__(self, owner: Any, key: str, original: Any, installed: Any, module: str,
+                 qualname: str, late: bool, wrapped: bool = True) -> None:
         self.owner = owner  # a module or a class
         self.key = key
         self.original = original
         self.installed = installed
-        self.target = target
+        self.module = module
+        self.qualname = qualname
+        self.late = late
+        self.wrapped = wrapped  # False: an alias we pointed at an existing wrapper
+
+    @property
+    def target(self) -> str:
+        return f"{self.module}:{self.qualname}"
 
     def is_current(self) -> bool:
         return self.owner.__dict__.get(self.key, _ABSENT) is self.installed
@@ -96,16 +107,13 @@ class Ledger:
         self.modules_seen = 0
         self.unmatched = 0
 
-    def commit(self, patches: Sequence[Patch], events: Sequence[Event], unmatched: int) -> None:
+    def commit(self, patches: Sequence[Patch], events: Sequence[Event], unmatched: int,
+               wrappers: Optional[Dict[int, Tuple[Any, Any]]] = None) -> None:
         with self._lock:
             self.patches.extend(patches)
             self.events.extend(events)
-            for p in patches:
-                if p.original is not p.installed:
-                    self.wrappers[id(_function_of(p.original))] = (
-                        _function_of(p.original),
-                        _function_of(p.installed),
-                    )
+            if wrappers:
+                self.wrappers.update(wrappers)
             self.modules_seen += 1
             self.unmatched += unmatched
 
@@ -119,12 +127,11 @@ class Ledger:
             self.patches = [p for p in self.patches if p.owner is not module or p.is_current()]
 
     def snapshot(self) -> Tuple[List[Patch], List[Event]]:
+        """The patches, and every event (wrapped functions are derived from the patches)."""
         with self._lock:
-            return list(self.patches), list(self.events)
-
-
-def _function_of(member: Any) -> Any:
-    return member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+            patches, events = list(self.patches), list(self.events)
+        wrapped = [Event(p.target, WRAPPED, late=p.late) for p in patches if p.wrapped]
+        return patches, wrapped + events
 
 
 # --- wrapping ----------------------------------------------------------------------------------
@@ -138,10 +145,6 @@ def _warn(message: str) -> None:
         warnings.warn(message, InstrumentationWarning, stacklevel=3)
     except Exception:  # warnings promoted to errors must not break the import
         pass
-
-
-def _is_ours(func: Any) -> bool:
-    return "__callpyback__" in getattr(func, "__dict__", ())
 
 
 _SKIP_REASONS = (
@@ -172,14 +175,17 @@ class _Walk:
         self.patches: List[Patch] = []
         self.events: List[Event] = []
         self.unmatched = 0
-        self.done: Dict[int, Any] = {}  # id(original) -> wrapper, within this walk
+        self.done: Dict[int, Tuple[Any, Any]] = {}  # id(original) -> (original, wrapper)
         self.classes: set[int] = set()
 
     def target(self, qualname: str) -> str:
         return f"{self.names[0]}:{qualname}"
 
     def decorator_for(self, qualname: str) -> Any:
-        for name in self.names:
+        names = self.names
+        if len(names) == 1:
+            return self.selector.wrapper_for(names[0], qualname)
+        for name in names:
             decorator = self.selector.wrapper_for(name, qualname)
             if decorator is not None:
                 return decorator
@@ -187,17 +193,19 @@ class _Walk:
 
     def wrap(self, func: types.FunctionType) -> Optional[Any]:
         """The wrapper for ``func``, or None to keep it (not selected, or instrumenting failed)."""
-        known = self.done.get(id(func))
+        if func.__module__ != self.defining:
+            # Imported from elsewhere: instrumented there.  Only an original we wrapped in its
+            # own module (an alias that escaped, e.g. across a reload) gets that same wrapper.
+            return self.ledger.wrapper_of(func)
+        pair = self.done.get(id(func))
+        if pair is not None:
+            return pair[1]  # the same function under a second name in this module
+        if "__callpyback__" in func.__dict__ or func.__name__ == "<lambda>":
+            return None  # decorated already (by hand, or by us before a reload); or a lambda
+        known = self.ledger.wrapper_of(func)
         if known is not None:
             return known
-        known = self.ledger.wrapper_of(func)
-        if known is not None:  # already wrapped, e.g. through another alias before a reload
-            return known
-        if func.__module__ != self.defining or _is_ours(func):
-            return None  # imported from elsewhere (instrumented there), or already decorated
         qualname = func.__qualname__
-        if func.__name__ == "<lambda>":
-            return None
         try:
             decorator = self.decorator_for(qualname)
         except Exception as exc:
@@ -211,8 +219,7 @@ class _Walk:
         except Exception as exc:
             self.fail(qualname, f"{type(exc).__name__}: {exc}")
             return None
-        self.done[id(func)] = wrapper
-        self.events.append(Event(self.target(qualname), WRAPPED, late=self.late))
+        self.done[id(func)] = (func, wrapper)
         return wrapper
 
     def fail(self, qualname: str, reason: str) -> None:
@@ -236,7 +243,10 @@ class _Walk:
         except Exception as exc:
             self.fail(f"{getattr(owner, '__qualname__', '')}.{key}".lstrip("."), f"cannot assign: {exc!r}")
             return
-        self.patches.append(Patch(owner, key, original, wrapper, self.target(_qual_of(owner, key))))
+        qualname = f"{owner.__qualname__}.{key}" if isinstance(owner, type) else key
+        self.patches.append(
+            Patch(owner, key, original, wrapper, self.names[0], qualname, self.late)
+        )
 
     # --- members --------------------------------------------------------------------------
     def member(self, owner: Any, key: str, value: Any, prefix: str) -> None:
@@ -267,12 +277,6 @@ class _Walk:
                 self.skip(f"{prefix}{key}", reason)
 
 
-def _qual_of(owner: Any, key: str) -> str:
-    if isinstance(owner, type):
-        return f"{owner.__qualname__}.{key}"
-    return key
-
-
 def instrument_namespace(
     module: types.ModuleType,
     selector: Any,
@@ -301,5 +305,5 @@ def instrument_namespace(
             walk.member(module, key, value, "")
         except Exception as exc:  # a bug of ours, or a hostile object: never break the import
             walk.fail(key, f"internal error {exc!r}")
-    ledger.commit(walk.patches, walk.events, walk.unmatched)
+    ledger.commit(walk.patches, walk.events, walk.unmatched, walk.done)
     return len(walk.done)

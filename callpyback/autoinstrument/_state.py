@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import types
 from dataclasses import dataclass, field
@@ -114,8 +115,14 @@ class Installation:
         """Instrument an executed module (again after a reload); never raises."""
         if not self.active:
             return 0
+        # Wrapping a large module allocates thousands of small objects; pausing the cyclic GC
+        # for that moment avoids repeated collections mid-walk (they run afterwards instead).
+        paused = keys is None and gc.isenabled()
+        if paused:
+            gc.disable()
         try:
-            self.ledger.forget_stale(module)
+            if keys is None:
+                self.ledger.forget_stale(module)
             with instrumenting():
                 return instrument_namespace(
                     module, self.selector, self.ledger, names=names, late=late, keys=keys
@@ -125,6 +132,9 @@ class Installation:
 
             _warn(f"callpyback could not instrument module {module.__name__!r}: {exc!r}")
             return 0
+        finally:
+            if paused:
+                gc.enable()
 
     # --- install / retrofit / uninstall -------------------------------------------------------
     def activate(self) -> None:
@@ -137,7 +147,7 @@ class Installation:
         """Instrument matching modules imported before install(), then patch or report aliases."""
         import logging
 
-        before = len(self.ledger.events)
+        before = len(self.ledger.patches)
         late_modules = []
         for name, module in list(sys.modules.items()):
             if not isinstance(module, types.ModuleType) or name == "__main__":
@@ -146,7 +156,7 @@ class Installation:
                 continue
             if self.instrument(module, late=True):
                 late_modules.append(name)
-        wrapped = [e for e in self.ledger.events[before:] if e.action == WRAPPED]
+        wrapped = [p for p in self.ledger.patches[before:] if p.wrapped]
         patched, reported = self._aliases() if wrapped else ([], [])
         if late_modules or reported:
             logging.getLogger("callpyback.autoinstrument").info(
@@ -185,7 +195,8 @@ class Installation:
                                         "not observed", late=True, where=where))
                     continue
                 ns[key] = wrapper
-                patches.append(Patch(module, key, original, wrapper, target))
+                patches.append(Patch(module, key, original, wrapper, original.__module__,
+                                     original.__qualname__, late=True, wrapped=False))
                 events.append(Event(target, ALIAS_PATCHED, late=True, where=where))
         ledger.commit(patches, events, 0)
         ledger.modules_seen -= 1  # commit() counts a module; an alias pass is not one
