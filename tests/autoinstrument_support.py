@@ -13,8 +13,6 @@ import types
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-import pytest
-
 from callpyback import CallPyBack, ExecutionState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +40,9 @@ class PatternSelector:
     def __init__(self, *patterns: str, decorator: Any = None, enabled: bool = True) -> None:
         self.patterns = patterns
         self.recorder = Recorder()
-        self.decorator = decorator if decorator is not None else CallPyBack(observers=[self.recorder])
+        if decorator is None:
+            decorator = CallPyBack(observers=[self.recorder])
+        self.decorator = decorator
         self.settings = types.SimpleNamespace(enabled=enabled)
         self.source = f"PatternSelector{patterns!r}"
         self.asked: List[str] = []
@@ -57,7 +57,7 @@ class PatternSelector:
     def wrapper_for(self, module: str, qualname: str) -> Any:
         self.asked.append(f"{module}:{qualname}")
         for p in self.patterns:
-            mod, _, qual = p.partition(":")
+            qual = p.partition(":")[2]
             if self._module_ok(p, module) and (not qual or fnmatch.fnmatchcase(qualname, qual)):
                 return self.decorator
         return None
@@ -93,8 +93,8 @@ class Packages:
             del sys.modules[name]
 
 
-@pytest.fixture
-def packages(tmp_path: Path) -> Iterator[Packages]:
+def packages_in(tmp_path: Path) -> Iterator[Packages]:
+    """Body of the ``packages`` fixture: a fresh sys.path entry, cleaned up afterwards."""
     root = tmp_path / "src"
     root.mkdir()
     sys.path.insert(0, str(root))
@@ -107,16 +107,13 @@ def packages(tmp_path: Path) -> Iterator[Packages]:
         importlib.invalidate_caches()
 
 
-@pytest.fixture(autouse=True)
-def _no_hook_left() -> Iterator[None]:
-    import callpyback.autoinstrument as auto
-
-    yield
-    auto.uninstall()
-
-
-def run_python(args: List[str], *, cwd: Optional[Path] = None, env: Optional[Dict[str, str]] = None,
-               stdin: Optional[str] = None) -> subprocess.CompletedProcess[str]:
+def run_python(
+    args: List[str],
+    *,
+    cwd: Optional[Path] = None,
+    env: Optional[Dict[str, str]] = None,
+    stdin: Optional[str] = None,
+) -> subprocess.CompletedProcess[str]:
     """A child interpreter with a clean callpyback environment (no inherited switches)."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
     child_env.pop("PYTEST_ADDOPTS", None)

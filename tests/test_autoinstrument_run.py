@@ -1,4 +1,4 @@
-"""``callpyback run``, ``python -m`` and the ``.pth`` bootstrap, in real child processes with real TOML.
+"""``callpyback run``, ``python -m`` and the ``.pth`` bootstrap: real child processes, real TOML.
 
 Evidence of instrumentation is behavioural: the pipeline's fallback handler turns a ValueError
 into -1, which only happens if the function was wrapped.
@@ -73,7 +73,7 @@ def app(tmp_path: Path) -> Path:
 
 
 def test_run_script_instruments_main_and_imports_and_keeps_argv_and_exit_status(app):
-    """Script functions, methods and imported modules are instrumented; argv and exit code as python."""
+    """Script functions, methods and imported modules are wrapped; argv and exit code as python."""
     proc = callpyback_cli(["run", "script.py", "a", "--flag", "-x"], cwd=app)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.splitlines() == [
@@ -135,7 +135,7 @@ def test_run_matches_python_on_errors(app):
 
 
 def test_run_refuses_an_invalid_config_and_runs_nothing(app):
-    """A config that fails validation: exit 2, the error names the file and key; no program output."""
+    """A config that fails validation: exit 2, the error names file and key; no program output."""
     (app / "bad.toml").write_text("version = 1\n[[pipelines]]\nmatch = ['x']\nobservers = 3\n")
     proc = callpyback_cli(["run", "--config", "bad.toml", "script.py"], cwd=app)
     assert proc.returncode == 2
@@ -152,15 +152,19 @@ def test_kill_switch_runs_the_program_uninstrumented(app):
 
 def test_pth_bootstrap_is_inert_unless_asked(app):
     """Without CALLPYBACK_AUTOINSTALL, the .pth imports nothing of callpyback."""
-    code = "import sys; print('callpyback' in sys.modules, any('Instrumenting' in type(f).__name__ for f in sys.meta_path))"
+    code = (
+        "import sys; print('callpyback' in sys.modules, "
+        "any('Instrumenting' in type(f).__name__ for f in sys.meta_path))"
+    )
     proc = run_python(["-c", code], cwd=app)
     assert proc.stdout.strip() == "False False", proc.stderr
-    proc = run_python(["-c", code], cwd=app, env={"CALLPYBACK_AUTOINSTALL": "1", "CALLPYBACK_DISABLED": "1"})
+    both = {"CALLPYBACK_AUTOINSTALL": "1", "CALLPYBACK_DISABLED": "1"}
+    proc = run_python(["-c", code], cwd=app, env=both)
     assert proc.stdout.strip().endswith("False"), proc.stderr
 
 
 def test_pth_bootstrap_instruments_a_plain_python_process_once(app):
-    """CALLPYBACK_AUTOINSTALL=1: installed at start-up; processing the .pth again does nothing more."""
+    """CALLPYBACK_AUTOINSTALL=1: installed at start-up; processing the .pth again adds nothing."""
     site_dir = _pth_dir()
     code = textwrap.dedent(
         f"""
@@ -190,7 +194,7 @@ def test_pth_bootstrap_with_a_broken_config_lets_the_program_run(app):
 
 
 def test_plain_python_dash_m_with_the_bootstrap_instruments_main(app):
-    """runpy gets the module's code through the wrapping loader's get_code: its functions are wrapped."""
+    """runpy gets the code through the wrapping loader's get_code: its functions are wrapped."""
     (app / "callpyback.toml").write_text(CONFIG.replace('"tool"', '"tool.cmd"'))
     proc = run_python(["-m", "tool.cmd", "z"], cwd=app, env={"CALLPYBACK_AUTOINSTALL": "1"})
     assert proc.returncode == 5, proc.stderr
@@ -208,7 +212,7 @@ def _pth_dir() -> str:
 
 
 def test_shop_demo_runs_instrumented_with_retries_and_prints_the_metrics_table():
-    """The README's first command: the retry pipeline absorbs dropped connections; a table at exit."""
+    """The README's first command: retries absorb dropped connections; a table at exit."""
     proc = callpyback_cli(["run", "examples/shop/app.py"], cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -217,7 +221,8 @@ def test_shop_demo_runs_instrumented_with_retries_and_prints_the_metrics_table()
     assert header.split() == ["function", "calls", "errors", "retries", "p50", "ms", "p99", "ms"]
     cells = [line.split() for line in out.splitlines() if line.strip()]
     rows = {c[0]: c[1:] for c in cells if ":" in c[0]}
-    assert set(rows) >= {"__main__:main", "shop.payments:charge_card", "shop.orders:OrderService.place"}
+    expected = {"__main__:main", "shop.payments:charge_card", "shop.orders:OrderService.place"}
+    assert set(rows) >= expected
     assert int(rows["shop.payments:charge_card"][2]) > 0  # retries happened
     assert "charge_card failed" in proc.stderr  # the logging observer, after retries
     plain = run_python(["examples/shop/app.py"], cwd=ROOT)  # uninstrumented: no retries, no table

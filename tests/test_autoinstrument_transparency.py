@@ -18,8 +18,12 @@ CALLS = {
     "peekable": lambda mi: (lambda p: (p.peek(), p[1], list(p)))(mi.peekable([1, 2, 3])),
     "peekable-empty": lambda mi: mi.peekable([]).peek(),
     "seekable": lambda mi: (lambda s: (next(s), next(s), s.seek(0), list(s)))(mi.seekable("abc")),
-    "bucket": lambda mi: (lambda b: (sorted(b), list(b["a"])))(mi.bucket(["a1", "b1", "a2"], key=lambda x: x[0])),
-    "numeric_range": lambda mi: (list(mi.numeric_range(0, 1, 0.25)), mi.numeric_range(10)[3], 4 in mi.numeric_range(10)),
+    "bucket": lambda mi: (lambda b: (sorted(b), list(b["a"])))(
+        mi.bucket(["a1", "b1", "a2"], key=lambda x: x[0])
+    ),
+    "numeric_range": lambda mi: (
+        list(mi.numeric_range(0, 1, 0.25)), mi.numeric_range(10)[3], 4 in mi.numeric_range(10)
+    ),
     "first-empty": lambda mi: mi.first([]),
     "first-default": lambda mi: mi.first([], "d"),
     "one-too-many": lambda mi: mi.one([1, 2]),
@@ -32,7 +36,9 @@ CALLS = {
     "split_at": lambda mi: list(mi.split_at("abcdcba", lambda c: c == "b")),
     "always_iterable": lambda mi: (list(mi.always_iterable(None)), list(mi.always_iterable("ab"))),
     "interleave_longest": lambda mi: list(mi.interleave_longest([1, 2, 3], [4, 5])),
-    "run_length": lambda mi: (list(mi.run_length.encode("aaab")), list(mi.run_length.decode([("a", 2)]))),
+    "run_length": lambda mi: (
+        list(mi.run_length.encode("aaab")), list(mi.run_length.decode([("a", 2)]))
+    ),
     "sliced-strict": lambda mi: list(mi.sliced([1, 2, 3], 2, strict=True)),
     "islice_extended": lambda mi: list(mi.islice_extended(range(10))[-3:]),
     "SequenceView": lambda mi: (list(mi.SequenceView([1, 2, 3])[::-1]), len(mi.SequenceView([1]))),
@@ -59,7 +65,9 @@ CALLS = {
     "minmax-empty": lambda mi: mi.minmax([]),
     "strictly_n": lambda mi: list(mi.strictly_n("ab", 3)),
     "time_limited": lambda mi: list(mi.time_limited(60, range(3))),
-    "callback_iter": lambda mi: (lambda c: (list(c), c.done))(mi.callback_iter(lambda callback: [callback(i) for i in range(2)] and None)),
+    "callback_iter": lambda mi: (lambda c: (list(c), c.done))(
+        mi.callback_iter(lambda callback: [callback(i) for i in range(2)] and None)
+    ),
 }
 
 

@@ -19,9 +19,9 @@ from ._selector import Selector
 from ._state import Installation, Report, UninstallResult
 
 __all__ = [
-    "DISABLE_ENV",
     "AUTOINSTALL_ENV",
     "CONFIG_ENV",
+    "DISABLE_ENV",
     "Event",
     "InstrumentationWarning",
     "Report",
@@ -84,8 +84,10 @@ def install(config: Any = None) -> Optional[Report]:
     selector = resolve_selector(config)
     settings = getattr(selector, "settings", None)
     if settings is not None and getattr(settings, "enabled", True) is False:
-        _log().info("callpyback: settings.enabled is false in %s; nothing installed",
-                    getattr(selector, "source", None))
+        _log().info(
+            "callpyback: settings.enabled is false in %s; nothing installed",
+            getattr(selector, "source", None),
+        )
         uninstall()
         return None
     set_plugin_packages(discover_plugin_packages())
@@ -102,7 +104,7 @@ def install(config: Any = None) -> Optional[Report]:
 
 
 def uninstall() -> UninstallResult:
-    """Remove the hook and restore the originals we replaced (layers others stacked on ours stay)."""
+    """Remove the hook and restore what we replaced (layers others stacked on ours stay)."""
     global _installation
     with _lock:
         installation, _installation = _installation, None
@@ -165,22 +167,29 @@ def summary_table() -> str:
     rows = []
     for target, stats in sorted(merged.items()):
         latency = stats.get("latency") or {}
-        rows.append((
-            target,
-            str(stats.get("calls", 0)),
-            str(stats.get("failures", 0) + stats.get("interrupted", 0)),
-            str(stats.get("retries", 0)),
-            _ms(latency.get("p50")),
-            _ms(latency.get("p99")),
-        ))
+        rows.append(
+            (
+                target,
+                str(stats.get("calls", 0)),
+                str(stats.get("failures", 0) + stats.get("interrupted", 0)),
+                str(stats.get("retries", 0)),
+                _ms(latency.get("p50")),
+                _ms(latency.get("p99")),
+            )
+        )
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     lines = [
-        "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))
+        )
     ]
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
     return "\n".join(lines)
 
 

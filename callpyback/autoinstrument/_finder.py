@@ -37,7 +37,10 @@ class InstrumentingFinder:
         self.installation = installation
 
     def find_spec(
-        self, fullname: str, path: Optional[Sequence[str]] = None, target: Optional[ModuleType] = None
+        self,
+        fullname: str,
+        path: Optional[Sequence[str]] = None,
+        target: Optional[ModuleType] = None,
     ) -> Optional[ModuleSpec]:
         inst = self.installation
         if not inst.active or getattr(_local, "instrumenting", False):
@@ -60,9 +63,13 @@ class InstrumentingFinder:
         loader = spec.loader
         # Namespace packages have no loader (nothing to instrument); legacy loaders without
         # exec_module are left alone rather than half-supported.
-        if loader is None or not hasattr(loader, "exec_module") or isinstance(loader, InstrumentingLoader):
+        if (
+            loader is None
+            or not hasattr(loader, "exec_module")
+            or isinstance(loader, InstrumentingLoader)
+        ):
             return spec
-        spec.loader = InstrumentingLoader(loader, inst)
+        spec.loader = InstrumentingLoader(loader, inst)  # type: ignore[assignment]
         return spec
 
     def _delegate(
@@ -113,7 +120,7 @@ class InstrumentingLoader:
 
     def create_module(self, spec: ModuleSpec) -> Optional[ModuleType]:
         create = getattr(self._cpb_loader, "create_module", None)
-        return None if create is None else create(spec)  # type: ignore[no-any-return]
+        return None if create is None else create(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         __tracebackhide__ = True
@@ -134,7 +141,7 @@ class InstrumentingLoader:
 
 
 def instrumenting() -> Any:
-    """Context manager: imports made by the instrumentation machinery itself pass straight through."""
+    """Context manager: imports made by the instrumentation machinery itself pass through."""
     import contextlib
 
     @contextlib.contextmanager

@@ -6,6 +6,7 @@ a module-level ``__getattr__``, trigger lazy modules and turn descriptors into b
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import types
@@ -15,7 +16,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import CallPyBackWarning
 
-__all__ = ["Event", "InstrumentationWarning", "Ledger", "Patch", "instrument_names", "instrument_namespace"]
+__all__ = [
+    "Event",
+    "InstrumentationWarning",
+    "Ledger",
+    "Patch",
+    "instrument_namespace",
+]
 
 
 class InstrumentationWarning(CallPyBackWarning):
@@ -59,8 +66,17 @@ class Patch:
 
     __slots__ = ("installed", "key", "late", "module", "original", "owner", "qualname", "wrapped")
 
-    def __init__(self, owner: Any, key: str, original: Any, installed: Any, module: str,
-                 qualname: str, late: bool, wrapped: bool = True) -> None:
+    def __init__(
+        self,
+        owner: Any,
+        key: str,
+        original: Any,
+        installed: Any,
+        module: str,
+        qualname: str,
+        late: bool,
+        wrapped: bool = True,
+    ) -> None:
         self.owner = owner  # a module or a class
         self.key = key
         self.original = original
@@ -78,7 +94,7 @@ class Patch:
         return self.owner.__dict__.get(self.key, _ABSENT) is self.installed
 
     def restore(self) -> bool:
-        """Put the original back if our layer is still the top one; False if someone stacked on it."""
+        """Put the original back if our layer is still on top; False if someone stacked on it."""
         if not self.is_current():
             return False
         _assign(self.owner, self.key, self.original)
@@ -102,13 +118,18 @@ class Ledger:
         self._lock = threading.Lock()
         self.patches: List[Patch] = []
         self.events: List[Event] = []
-        #: id(original function) -> wrapper, so an alias of an instrumented function gets the same one
+        #: id(original) -> (original, wrapper): an alias of a wrapped function gets the same one
         self.wrappers: Dict[int, Tuple[Any, Any]] = {}
         self.modules_seen = 0
         self.unmatched = 0
 
-    def commit(self, patches: Sequence[Patch], events: Sequence[Event], unmatched: int,
-               wrappers: Optional[Dict[int, Tuple[Any, Any]]] = None) -> None:
+    def commit(
+        self,
+        patches: Sequence[Patch],
+        events: Sequence[Event],
+        unmatched: int,
+        wrappers: Optional[Dict[int, Tuple[Any, Any]]] = None,
+    ) -> None:
         with self._lock:
             self.patches.extend(patches)
             self.events.extend(events)
@@ -141,18 +162,26 @@ def _warn(message: str) -> None:
     import logging
 
     logging.getLogger("callpyback.autoinstrument").warning(message)
-    try:
+    # Warnings promoted to errors (filterwarnings = error) must not break the import.
+    with contextlib.suppress(Exception):
         warnings.warn(message, InstrumentationWarning, stacklevel=3)
-    except Exception:  # warnings promoted to errors must not break the import
-        pass
 
 
 _SKIP_REASONS = (
     (property, "a property: its accessors are not wrapped; decorate fget/fset explicitly"),
     (functools.cached_property, "a cached_property: attribute access is not a call"),
-    (functools.partial, "a functools.partial: the function it calls is instrumented in its own module"),
-    (functools.partialmethod, "a functools.partialmethod: its function is instrumented where defined"),
-    (functools.singledispatchmethod, "a singledispatchmethod: decorate its implementations explicitly"),
+    (
+        functools.partial,
+        "a functools.partial: the function it calls is instrumented in its own module",
+    ),
+    (
+        functools.partialmethod,
+        "a functools.partialmethod: its function is instrumented where defined",
+    ),
+    (
+        functools.singledispatchmethod,
+        "a singledispatchmethod: decorate its implementations explicitly",
+    ),
 )
 
 
@@ -166,7 +195,9 @@ def _skip_reason(value: Any) -> Optional[str]:
 class _Walk:
     """State of one namespace walk: what to match against, and what it has done so far."""
 
-    def __init__(self, selector: Any, defining: str, names: Sequence[str], ledger: Ledger, late: bool):
+    def __init__(
+        self, selector: Any, defining: str, names: Sequence[str], ledger: Ledger, late: bool
+    ):
         self.selector = selector
         self.defining = defining  # the __module__ value of functions defined here
         self.names = tuple(names)  # the module names patterns are matched against
@@ -241,7 +272,9 @@ class _Walk:
         try:
             _assign(owner, key, wrapper)
         except Exception as exc:
-            self.fail(f"{getattr(owner, '__qualname__', '')}.{key}".lstrip("."), f"cannot assign: {exc!r}")
+            self.fail(
+                f"{getattr(owner, '__qualname__', '')}.{key}".lstrip("."), f"cannot assign: {exc!r}"
+            )
             return
         qualname = f"{owner.__qualname__}.{key}" if isinstance(owner, type) else key
         self.patches.append(
@@ -286,7 +319,7 @@ def instrument_namespace(
     late: bool = False,
     keys: Optional[Sequence[str]] = None,
 ) -> int:
-    """Wrap the selected functions, methods and classes of ``module``; returns how many were wrapped.
+    """Wrap the selected functions, methods and classes of ``module``; returns how many.
 
     ``names``: the module names patterns are matched against (default: ``__name__``); ``keys``:
     only these entries of the namespace (the ``__main__`` hook instruments each definition as
@@ -297,7 +330,10 @@ def instrument_namespace(
     if not isinstance(defining, str):
         return 0
     walk = _Walk(selector, defining, names or (defining,), ledger, late)
-    items = list(ns.items()) if keys is None else [(k, ns[k]) for k in keys if k in ns]
+    # A module dict may hold non-str keys (only through hostile code); skip them.
+    items: List[Tuple[Any, Any]] = (
+        list(ns.items()) if keys is None else [(k, ns[k]) for k in keys if k in ns]
+    )
     for key, value in items:
         if not isinstance(key, str):
             continue

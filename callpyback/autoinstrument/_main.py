@@ -10,6 +10,7 @@ file name are the script's own, so tracebacks and debuggers are unaffected.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import sys
 import types
@@ -69,7 +70,7 @@ class _Namespace:
     def __init__(self, ns: dict[str, Any]) -> None:
         self.ns = ns
 
-    @property  # type: ignore[misc]
+    @property
     def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
         return self.ns
 
@@ -98,10 +99,9 @@ def defined(ns: dict[str, Any], name: str) -> None:
     if isinstance(spec_name, str) and spec_name != ns.get("__name__"):
         names.append(spec_name)  # ``-m pkg.mod``: patterns may name pkg.mod
     names.append(str(ns.get("__name__")))
-    try:
+    # instrument() contains its own errors; the program must never see one of ours.
+    with contextlib.suppress(Exception):
         inst.instrument(_owner_for(ns), names=names, keys=[name])
-    except Exception:  # pragma: no cover - instrument() never raises; belt and braces
-        pass
 
 
 def _make_loader_truthful(ns: dict[str, Any]) -> None:
@@ -131,8 +131,10 @@ def code_for_runpy(loader: Any, fullname: str) -> Any:
     except Exception as exc:
         from ._instrument import _warn
 
-        _warn(f"callpyback could not prepare {fullname!r} for instrumentation ({exc!r}); "
-              "it runs uninstrumented")
+        _warn(
+            f"callpyback could not prepare {fullname!r} for instrumentation ({exc!r}); "
+            "it runs uninstrumented"
+        )
         return loader.get_code(fullname)
 
 
@@ -152,7 +154,7 @@ def run_path(path: str, args: Sequence[str]) -> None:
     import importlib.machinery
 
     sys.argv[:] = [path, *args]
-    if os.path.isdir(path) or not path.endswith((".py", ".pyw")) and _is_zip(path):
+    if os.path.isdir(path) or (not path.endswith((".py", ".pyw")) and _is_zip(path)):
         # Directories and zip apps go through runpy, like python does; their modules are
         # instrumented by the hook as usual, and __main__.py's functions are not.
         import runpy
@@ -225,8 +227,9 @@ def _find(name: str) -> Any:
     try:
         spec = importlib.util.find_spec(name)
     except ImportError as exc:  # a missing parent package
-        raise ProgramNotFound(f"Error while finding module specification for {name!r} "
-                              f"({type(exc).__name__}: {exc})") from exc
+        raise ProgramNotFound(
+            f"Error while finding module specification for {name!r} ({type(exc).__name__}: {exc})"
+        ) from exc
     if spec is None:
         raise ProgramNotFound(f"No module named {name}")
     return spec

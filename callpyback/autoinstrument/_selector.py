@@ -1,4 +1,4 @@
-"""What the hook asks of a config, and which modules it refuses to touch whatever the config says."""
+"""What the hook asks of a config, and the modules it never touches whatever the config says."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Selector(Protocol):
 
 
 def resolve_selector(config: Any) -> Selector:
-    """``None`` (discover ``callpyback.toml``), a path, or an object already shaped like a Config."""
+    """``None`` (discover ``callpyback.toml``), a path, or an object shaped like a Config."""
     if config is None or isinstance(config, (str, os.PathLike)):
         from ..config import load_config  # lazily: pydantic and tomllib load only here
 
@@ -95,10 +95,21 @@ def _stdlib_names() -> FrozenSet[str]:
 
 #: callpyback's own dependencies and the test runner: instrumenting them from a wildcard would
 #: observe the config machinery itself, so, like the stdlib, only an explicit pattern does.
-_DEPENDENCIES = frozenset({
-    "pluggy", "pydantic", "pydantic_core", "typing_extensions", "annotated_types",
-    "typing_inspection", "tomli", "importlib_metadata", "zipp", "_pytest", "pytest",
-})
+_DEPENDENCIES = frozenset(
+    {
+        "pluggy",
+        "pydantic",
+        "pydantic_core",
+        "typing_extensions",
+        "annotated_types",
+        "typing_inspection",
+        "tomli",
+        "importlib_metadata",
+        "zipp",
+        "_pytest",
+        "pytest",
+    }
+)
 #: Modules defining the import machinery in use (meta-path finders, path hooks) and the
 #: selector itself: instrumenting them would make every import, or every lookup, recurse.
 _machinery: FrozenSet[str] = frozenset()
@@ -111,7 +122,7 @@ def set_plugin_packages(tops: FrozenSet[str]) -> None:
 
 
 def set_machinery(selector: Any) -> None:
-    """Record the modules the hook must never touch because imports or selection run through them."""
+    """Record the modules never to touch because imports or selection run through them."""
     global _machinery
     mods = {type(selector).__module__, type(getattr(selector, "decorator", None)).__module__}
     for obj in (*sys.meta_path, *sys.path_hooks):
@@ -130,7 +141,9 @@ def discover_plugin_packages() -> FrozenSet[str]:
         return frozenset()
     try:
         eps: Any = entry_points()
-        group = eps.select(group="callpyback") if hasattr(eps, "select") else eps.get("callpyback", ())
+        group = (
+            eps.select(group="callpyback") if hasattr(eps, "select") else eps.get("callpyback", ())
+        )
         return frozenset(ep.value.split(":", 1)[0].split(".", 1)[0].strip() for ep in group)
     except Exception:  # a broken distribution must not stop install()
         return frozenset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import types
@@ -27,7 +28,7 @@ __all__ = ["Installation", "Report", "UninstallResult"]
 
 @dataclass(frozen=True)
 class Report:
-    """What the hook did: per-function events plus totals.  ``str(report)`` is a readable summary."""
+    """What the hook did: per-function events and totals; ``str(report)`` summarises it."""
 
     source: Any
     installed: bool
@@ -79,7 +80,8 @@ class Report:
             f"config {self.source!r}): {len(self.wrapped)} wrapped "
             f"({sum(e.late for e in self.wrapped)} by retrofit), {len(self.skipped)} skipped, "
             f"{len(self.failed)} failed, {len(self.aliases_patched)} aliases patched, "
-            f"{len(self.aliases_reported)} aliases reported, {self.modules_seen} modules instrumented"
+            f"{len(self.aliases_reported)} aliases reported, "
+            f"{self.modules_seen} modules instrumented"
         )
 
 
@@ -110,8 +112,14 @@ class Installation:
             return False
 
     # --- the hook's callback ------------------------------------------------------------------
-    def instrument(self, module: types.ModuleType, *, late: bool = False,
-                   names: Optional[Sequence[str]] = None, keys: Optional[Sequence[str]] = None) -> int:
+    def instrument(
+        self,
+        module: types.ModuleType,
+        *,
+        late: bool = False,
+        names: Optional[Sequence[str]] = None,
+        keys: Optional[Sequence[str]] = None,
+    ) -> int:
         """Instrument an executed module (again after a reload); never raises."""
         if not self.active:
             return 0
@@ -190,13 +198,29 @@ class Installation:
                 where = f"{name}:{key}"
                 reason = protection(name)
                 if reason is not None:  # never write into callpyback, plugins or the stdlib
-                    events.append(Event(target, ALIAS_REPORTED,
-                                        f"held by {reason}; not patched, calls through it are "
-                                        "not observed", late=True, where=where))
+                    events.append(
+                        Event(
+                            target,
+                            ALIAS_REPORTED,
+                            f"held by {reason}; not patched, calls through it are not observed",
+                            late=True,
+                            where=where,
+                        )
+                    )
                     continue
                 ns[key] = wrapper
-                patches.append(Patch(module, key, original, wrapper, original.__module__,
-                                     original.__qualname__, late=True, wrapped=False))
+                patches.append(
+                    Patch(
+                        module,
+                        key,
+                        original,
+                        wrapper,
+                        original.__module__,
+                        original.__qualname__,
+                        late=True,
+                        wrapped=False,
+                    )
+                )
                 events.append(Event(target, ALIAS_PATCHED, late=True, where=where))
         ledger.commit(patches, events, 0)
         ledger.modules_seen -= 1  # commit() counts a module; an alias pass is not one
@@ -206,10 +230,8 @@ class Installation:
 
     def deactivate(self) -> UninstallResult:
         self.active = False
-        try:
+        with contextlib.suppress(ValueError):  # someone removed it already
             sys.meta_path.remove(self.finder)
-        except ValueError:
-            pass
         patches, _ = self.ledger.snapshot()
         restored = 0
         kept: List[str] = []
@@ -223,14 +245,17 @@ class Installation:
 
             logging.getLogger("callpyback.autoinstrument").warning(
                 "callpyback uninstall: %d layer(s) left in place because another patch sits on "
-                "top of ours: %s", len(kept), ", ".join(kept)
+                "top of ours: %s",
+                len(kept),
+                ", ".join(kept),
             )
         return UninstallResult(restored, tuple(kept))
 
     def report(self) -> Report:
         _, events = self.ledger.snapshot()
-        return Report(self.source, self.active, tuple(events), self.ledger.modules_seen,
-                      self.ledger.unmatched)
+        return Report(
+            self.source, self.active, tuple(events), self.ledger.modules_seen, self.ledger.unmatched
+        )
 
 
 def _describe(owner: Any) -> str:

@@ -1,4 +1,4 @@
-"""``callpyback run``: run a script or module with the import hook installed, as ``python`` would."""
+"""``callpyback run``: run a script or module under the import hook, as ``python`` would."""
 
 from __future__ import annotations
 
@@ -21,15 +21,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--config", metavar="FILE",
+        "--config",
+        metavar="FILE",
         help="the callpyback.toml to use (default: $CALLPYBACK_CONFIG, else discovered)",
     )
     parser.add_argument(
-        "-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE [ARGS]",
+        "-m",
+        dest="module",
+        nargs=argparse.REMAINDER,
+        metavar="MODULE [ARGS]",
         help="run a module, like python -m (everything after it goes to the module)",
     )
     parser.add_argument(
-        "program", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS]",
+        "program",
+        nargs=argparse.REMAINDER,
+        metavar="SCRIPT [ARGS]",
         help="the script to run and its arguments",
     )
     parser.set_defaults(func=run)
@@ -47,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         script, program_args = args.program[0], args.program[1:]
         module = None
     else:
-        print("callpyback run: give a script (callpyback run app.py) or a module "
-              "(callpyback run -m package.module)", file=sys.stderr)
+        print(
+            "callpyback run: give a script (callpyback run app.py) or a module "
+            "(callpyback run -m package.module)",
+            file=sys.stderr,
+        )
         return 2
     if script is not None and not os.path.exists(script):
         print(f"callpyback run: can't open file {script!r}: no such file", file=sys.stderr)

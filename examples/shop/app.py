@@ -23,7 +23,9 @@ CARDS = ["4111111111111111", "5500000000000004", "4000000000000000"]  # the last
 
 
 def random_order(rng: random.Random) -> Order:
-    items = {sku: rng.randint(1, 3) for sku in rng.sample(["tea", "mug", "kettle"], rng.randint(1, 2))}
+    items = {
+        sku: rng.randint(1, 3) for sku in rng.sample(["tea", "mug", "kettle"], rng.randint(1, 2))
+    }
     return Order(items=items, card=rng.choice(CARDS))
 
 
