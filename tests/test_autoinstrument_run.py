@@ -161,6 +161,8 @@ def test_pth_bootstrap_is_inert_unless_asked(app):
     both = {"CALLPYBACK_AUTOINSTALL": "1", "CALLPYBACK_DISABLED": "1"}
     proc = run_python(["-c", code], cwd=app, env=both)
     assert proc.stdout.strip().endswith("False"), proc.stderr
+    proc = run_python(["-c", code], cwd=app, env={"CALLPYBACK_AUTOINSTALL": "0"})
+    assert proc.stdout.strip().endswith("False"), proc.stderr
 
 
 def test_pth_bootstrap_instruments_a_plain_python_process_once(app):
