@@ -44,7 +44,10 @@ __all__ = [
 class Options(BaseModel):
     """Base of every built-in options model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_default=True)
+    # defer_build: a schema is compiled when a component is first validated, not at discovery.
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, validate_default=True, defer_build=True
+    )
 
 
 class NoOptions(Options):

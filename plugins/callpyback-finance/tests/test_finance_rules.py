@@ -219,3 +219,39 @@ def test_limit_guard_rejects_bad_arguments(kwargs: Any, message: str) -> None:
 
     with pytest.raises(ValueError, match=message):
         LimitGuard(**kwargs)
+
+
+def test_arguments_are_found_however_they_are_passed(
+    create: Callable[..., Any], clock: Any
+) -> None:
+    """Positional, keyword, default, keyword-only, *args/**kwargs, and methods."""
+    limits = create("error_handler", "finance.limits", max_amount=100)
+    guard = guarded([limits], clock)
+
+    @guard
+    def positional(account: str, amount: int = 500) -> None: ...
+
+    @guard
+    def keyword_only(account: str, *, amount: int) -> None: ...
+
+    @guard
+    def variadic(*args: Any, **kwargs: Any) -> None: ...
+
+    class Ledger:
+        @guard
+        def post(self, account: str, amount: int) -> None: ...
+
+    for call in (
+        lambda a: positional("A", a),
+        lambda a: positional(account="A", amount=a),
+        lambda a: keyword_only("A", amount=a),
+        lambda a: variadic(account="A", amount=a),
+        lambda a: Ledger().post("A", a),
+    ):
+        call(50)
+        with pytest.raises(LimitExceededError):
+            call(150)
+    with pytest.raises(LimitExceededError, match="amount 500 is over"):
+        positional("A")  # the default applies
+    with pytest.raises(LimitExceededError, match="cannot check"):
+        variadic("A", 50)  # positional through *args has no name

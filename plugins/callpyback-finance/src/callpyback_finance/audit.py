@@ -22,7 +22,7 @@ from callpyback.observers.redaction import Redactor
 from callpyback.states import ExecutionState
 
 from ._fields import DEFAULT_PARTY_FIELDS, FLAGS_KEY
-from .chain import AuditTrail, AuditTrailError, jsonable
+from .chain import AuditTrail, AuditTrailError
 
 __all__ = [
     "DEFAULT_PARTY_FIELDS",
@@ -138,7 +138,10 @@ class FinanceAuditObserver(AuditObserver):
         self.fields = tuple(fields)
 
     def build_record(self, context: Any) -> Dict[str, Any]:
-        """The core record of the call plus the transaction; before ``seq``/``prev``/``hash``."""
+        """The core record of the call plus the transaction; before ``seq``/``prev``/``hash``.
+
+        Values are made JSON-exact (``Decimal`` as its digits) when the record is written.
+        """
         record = super().build_record(context)
         arguments = context.arguments
         red = self.finance_redactor
@@ -162,7 +165,7 @@ class FinanceAuditObserver(AuditObserver):
         flags = context.metadata.get(FLAGS_KEY)
         if flags:
             record["flags"] = list(flags)
-        return jsonable(record)  # type: ignore[no-any-return]
+        return record
 
     def write_record(self, record: Dict[str, Any]) -> Optional[Dict[str, Any]]:  # type: ignore[override]
         """Append ``record`` to the chain; returns it with ``seq``, ``prev`` and ``hash``.

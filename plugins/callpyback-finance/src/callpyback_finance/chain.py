@@ -60,9 +60,12 @@ def jsonable(value: Any) -> Any:
     Decimals become strings (never floats: amounts keep every digit), mapping keys become
     strings, and anything else unknown becomes its ``repr``.
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
-    if isinstance(value, float):
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float)):  # subclasses (enums, bool...) keep their JSON form
         return value
     if isinstance(value, Decimal):
         return str(value)

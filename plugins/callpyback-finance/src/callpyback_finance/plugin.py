@@ -21,7 +21,7 @@ CALLPYBACK_REQUIRES = ">=3,<4"
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class AuditOptions(_Options):

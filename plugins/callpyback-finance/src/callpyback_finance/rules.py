@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import deque
 from decimal import Decimal, InvalidOperation
-from typing import Any, Deque, Dict, Mapping, Optional
+from typing import Any, Deque, Dict, Mapping, Optional, Tuple
 
 from callpyback.handlers import Raise
 
@@ -66,6 +67,24 @@ def _amount(value: Any) -> Optional[Decimal]:
     return amount if amount.is_finite() else None
 
 
+_UNSET: Any = object()
+
+
+def _locate(info: Any, name: str) -> Optional[Tuple[Optional[int], Any]]:
+    """(position or None, default) of parameter ``name``; None if it must be bound instead."""
+    sig = info.signature
+    if sig is None:
+        return None
+    for index, param in enumerate(sig.parameters.values()):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            return None  # the name may arrive through *args/**kwargs: bind to be sure
+        if param.name == name:
+            default = None if param.default is param.empty else param.default
+            positional = param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD)
+            return (index if positional else None), default
+    return (None, None)  # no such parameter
+
+
 class _Rule:
     error: type = TransactionBlockedError
 
@@ -74,6 +93,28 @@ class _Rule:
             raise ValueError(f"{name}: mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self.name = name
+        # FunctionInfo -> {argument name: location}: binding every call's arguments through
+        # inspect costs microseconds; reading args[i] does not.
+        self._where: weakref.WeakKeyDictionary[Any, Dict[str, Any]] = weakref.WeakKeyDictionary()
+
+    def _argument(self, context: Any, name: str) -> Any:
+        kwargs = context.kwargs
+        if name in kwargs:
+            return kwargs[name]
+        info = context.function_info
+        places = self._where.get(info)
+        if places is None:
+            places = self._where[info] = {}
+        where = places.get(name, _UNSET)
+        if where is _UNSET:
+            where = places[name] = _locate(info, name)
+        if where is None:
+            return context.arguments.get(name)
+        position, default = where
+        args = context.args
+        if position is not None and position < len(args):
+            return args[position]
+        return default
 
     def handle(self, exception: BaseException, context: Any) -> Optional[Raise]:
         # Our own refusal is final: nothing after us in the chain may retry or recover it.
@@ -130,8 +171,7 @@ class LimitGuard(_Rule):
     def before_attempt(self, context: Any) -> None:
         if context.attempt > 1:
             return
-        arguments = context.arguments
-        raw = arguments.get(self.amount_field)
+        raw = self._argument(context, self.amount_field)
         amount = _amount(raw)
         if amount is None:
             self._violation(
@@ -142,7 +182,7 @@ class LimitGuard(_Rule):
             )
             return
         limit = self.max_amount
-        currency = arguments.get(self.currency_field) if self.currency_field else None
+        currency = self._argument(context, self.currency_field) if self.currency_field else None
         if isinstance(currency, str) and currency.upper() in self.per_currency:
             limit = self.per_currency[currency.upper()]
         if amount > limit:
@@ -195,7 +235,7 @@ class VelocityGuard(_Rule):
     def before_attempt(self, context: Any) -> None:
         if context.attempt > 1:
             return
-        account = context.arguments.get(self.account_field)
+        account = self._argument(context, self.account_field)
         if account is None:
             self._violation(
                 context,
