@@ -11,6 +11,7 @@ import logging
 import pickle
 import pkgutil
 import sys
+import textwrap
 import threading
 
 import pytest
@@ -571,3 +572,26 @@ def test_pytest_assertion_rewriting_still_works_with_the_hook(tmp_path):
     # the rewritten assertion explains the failing comparison
     assert "assert 2 == 3" in proc.stdout
     assert "where 2 = helper(1)" in proc.stdout
+
+
+def test_install_retrofits_the_running_main_module():
+    """install() called from a script wraps the script's functions defined before it."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.autoinstrument_support import PatternSelector
+        import callpyback.autoinstrument as auto
+
+        def early():
+            return 1
+
+        sel = PatternSelector("__main__")
+        auto.install(sel)
+        early()
+        print(sel.calls, hasattr(early, "__callpyback__"))
+        """
+    )
+    proc = run_python(["-c", code])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['__main__:early'] True"

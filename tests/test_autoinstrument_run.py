@@ -38,6 +38,8 @@ print("argv", sys.argv[1:])
 print("main", risky(), Greeter().greet())
 print("helper", helpers.explode())
 print("file", __file__ == os.path.abspath(sys.argv[0]), __name__)
+import callpyback.autoinstrument as auto
+print("cli main wrapped", "__main__:main" in auto.report().wrapped_targets())
 if "--child" in sys.argv:
     child = subprocess.run([sys.executable, "-c", "import helpers; print(helpers.explode())"],
                            capture_output=True, text=True)
@@ -81,6 +83,7 @@ def test_run_script_instruments_main_and_imports_and_keeps_argv_and_exit_status(
         "main -1 -1",
         "helper -1",
         "file True __main__",
+        "cli main wrapped False",  # python -m callpyback's own __main__ is never instrumented
     ]
 
 

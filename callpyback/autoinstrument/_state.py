@@ -158,10 +158,13 @@ class Installation:
         before = len(self.ledger.patches)
         late_modules = []
         for name, module in list(sys.modules.items()):
-            if not isinstance(module, types.ModuleType) or name == "__main__":
+            if not isinstance(module, types.ModuleType):
                 continue
             if module.__dict__.get("__name__") != name or not self.selects(name):
                 continue
+            spec_name = getattr(module.__dict__.get("__spec__"), "name", None)
+            if name == "__main__" and isinstance(spec_name, str) and protection(spec_name):
+                continue  # e.g. ``python -m callpyback`` or ``python -m pytest`` itself
             if self.instrument(module, late=True):
                 late_modules.append(name)
         wrapped = [p for p in self.ledger.patches[before:] if p.wrapped]
