@@ -7,7 +7,7 @@ import gc
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 from ._finder import InstrumentingFinder, instrumenting
 from ._instrument import (
@@ -157,7 +157,9 @@ class Installation:
 
         before = len(self.ledger.patches)
         late_modules = []
-        for name, module in list(sys.modules.items()):
+        # Any: sys.modules may hold non-module objects (lazy proxies), whatever typeshed says.
+        loaded: List[Tuple[str, Any]] = list(sys.modules.items())
+        for name, module in loaded:
             if not isinstance(module, types.ModuleType):
                 continue
             if module.__dict__.get("__name__") != name or not self.selects(name):
