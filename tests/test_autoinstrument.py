@@ -595,3 +595,35 @@ def test_install_retrofits_the_running_main_module():
     proc = run_python(["-c", code])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['__main__:early'] True"
+
+
+def _lazy_import(name):
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+def test_lazy_modules_are_instrumented_when_they_load_not_when_scanned(packages):
+    """importlib.util.LazyLoader: neither import nor retrofit runs the module early."""
+    src = "import builtins\nbuiltins.__dict__.setdefault('_cpbt_loaded', []).append(__name__)\n\n"
+    src += "def f():\n    return 'f'\n"
+    packages.write("{p}lazy_early.py", src)
+    packages.write("{p}lazy_late.py", src)
+    import builtins
+
+    early_name, late_name = packages.name("lazy_early"), packages.name("lazy_late")
+    try:
+        early = _lazy_import(early_name)
+        sel = PatternSelector(f"{packages.prefix}*")
+        auto.install(sel)  # retrofit meets an unloaded lazy module
+        late = _lazy_import(late_name)
+        loaded = builtins.__dict__.get("_cpbt_loaded", [])
+        assert early_name not in loaded and late_name not in loaded
+        assert early.f() == "f" and late.f() == "f"  # first access runs them, instrumented
+        assert sel.calls == [f"{early_name}:f", f"{late_name}:f"]
+    finally:
+        builtins.__dict__.pop("_cpbt_loaded", None)

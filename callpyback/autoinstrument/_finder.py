@@ -132,12 +132,32 @@ class InstrumentingLoader:
             module.__loader__ = real
         # Any exception of the module's own code propagates unchanged; only then do we act.
         real.exec_module(module)
+        if is_lazy(module):
+            # importlib.util.LazyLoader only prepared the module: its code runs on first
+            # attribute access, through __spec__.loader.  Instrument then, not now (reading
+            # the namespace now would load it).
+            defer(module, self._cpb_installation)
+            return
         self._cpb_installation.instrument(module)
 
     def get_code(self, fullname: str) -> Any:
         from ._main import code_for_runpy
 
         return code_for_runpy(self._cpb_loader, fullname)
+
+
+def is_lazy(module: Any) -> bool:
+    """A module prepared by ``importlib.util.LazyLoader`` whose code has not run yet."""
+    cls = type(module)
+    return cls.__name__ == "_LazyModule" and cls.__module__ == "importlib.util"
+
+
+def defer(module: Any, installation: Installation) -> None:
+    """Route a lazy module's deferred execution through an instrumenting loader."""
+    spec = object.__getattribute__(module, "__dict__").get("__spec__")
+    loader = getattr(spec, "loader", None)
+    if loader is not None and not isinstance(loader, InstrumentingLoader):
+        spec.loader = InstrumentingLoader(loader, installation)
 
 
 def instrumenting() -> Any:

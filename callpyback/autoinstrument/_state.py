@@ -9,7 +9,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple
 
-from ._finder import InstrumentingFinder, instrumenting
+from ._finder import InstrumentingFinder, defer, instrumenting, is_lazy
 from ._instrument import (
     ALIAS_PATCHED,
     ALIAS_REPORTED,
@@ -160,11 +160,15 @@ class Installation:
         # Any: sys.modules may hold non-module objects (lazy proxies), whatever typeshed says.
         loaded: List[Tuple[str, Any]] = list(sys.modules.items())
         for name, module in loaded:
-            if not isinstance(module, types.ModuleType):
+            if not isinstance(module, types.ModuleType) or not self.selects(name):
                 continue
-            if module.__dict__.get("__name__") != name or not self.selects(name):
+            if is_lazy(module):  # not executed yet: instrument it when it is
+                defer(module, self)
                 continue
-            spec_name = getattr(module.__dict__.get("__spec__"), "name", None)
+            ns = module.__dict__
+            if ns.get("__name__") != name:
+                continue
+            spec_name = getattr(ns.get("__spec__"), "name", None)
             if name == "__main__" and isinstance(spec_name, str) and protection(spec_name):
                 continue  # e.g. ``python -m callpyback`` or ``python -m pytest`` itself
             if self.instrument(module, late=True):
@@ -190,10 +194,11 @@ class Installation:
         patches: List[Patch] = []
         events: List[Event] = []
         by_id = {key: pair for key, pair in ledger.wrappers.items()}
-        for name, module in list(sys.modules.items()):
-            ns = getattr(module, "__dict__", None) if isinstance(module, types.ModuleType) else None
-            if not isinstance(ns, dict):
-                continue
+        loaded: List[Tuple[str, Any]] = list(sys.modules.items())
+        for name, module in loaded:
+            if not isinstance(module, types.ModuleType) or is_lazy(module):
+                continue  # a lazy module holds no aliases until it runs (and reading would run it)
+            ns = module.__dict__
             for key, value in list(ns.items()):
                 pair = by_id.get(id(value))
                 if pair is None or pair[0] is not value or not isinstance(key, str):
