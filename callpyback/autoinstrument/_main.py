@@ -23,14 +23,33 @@ _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _hook_call(name: str, where: ast.stmt) -> ast.stmt:
-    # __import__(...) rather than a name in the script's globals: nothing is added to them.
-    call = ast.parse(
-        f"__import__('callpyback.autoinstrument._main', None, None, ['defined'])"
-        f".defined(globals(), {name!r})"
-    ).body[0]
+    """The statement ``__import__(<this module>, ...).defined(globals(), name)``.
+
+    ``__import__`` rather than a name in the script's globals: nothing is added to them.
+    """
+    load = ast.Load()
+    importer = ast.Call(
+        func=ast.Name(id="__import__", ctx=load),
+        args=[
+            ast.Constant(value=__name__),
+            ast.Constant(value=None),
+            ast.Constant(value=None),
+            ast.List(elts=[ast.Constant(value="defined")], ctx=load),
+        ],
+        keywords=[],
+    )
+    call = ast.Expr(
+        value=ast.Call(
+            func=ast.Attribute(value=importer, attr="defined", ctx=load),
+            args=[ast.Call(func=ast.Name(id="globals", ctx=load), args=[], keywords=[]),
+                  ast.Constant(value=name)],
+            keywords=[],
+        )
+    )
+    end = getattr(where, "end_lineno", None) or where.lineno
     for node in ast.walk(call):
-        ast.copy_location(node, where)
-        node.end_lineno = getattr(where, "end_lineno", None) or where.lineno  # type: ignore[attr-defined]
+        node.lineno = node.end_lineno = end  # type: ignore[attr-defined]
+        node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
     return call
 
 
