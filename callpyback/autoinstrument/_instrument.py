@@ -129,13 +129,14 @@ class Ledger:
         events: Sequence[Event],
         unmatched: int,
         wrappers: Optional[Dict[int, Tuple[Any, Any]]] = None,
+        modules: int = 1,
     ) -> None:
         with self._lock:
             self.patches.extend(patches)
             self.events.extend(events)
             if wrappers:
                 self.wrappers.update(wrappers)
-            self.modules_seen += 1
+            self.modules_seen += modules
             self.unmatched += unmatched
 
     def wrapper_of(self, func: Any) -> Optional[Any]:
@@ -341,5 +342,6 @@ def instrument_namespace(
             walk.member(module, key, value, "")
         except Exception as exc:  # a bug of ours, or a hostile object: never break the import
             walk.fail(key, f"internal error {exc!r}")
-    ledger.commit(walk.patches, walk.events, walk.unmatched, walk.done)
+    # One definition of a __main__ script at a time is not one more module.
+    ledger.commit(walk.patches, walk.events, walk.unmatched, walk.done, int(keys is None))
     return len(walk.done)

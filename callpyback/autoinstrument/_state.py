@@ -232,8 +232,7 @@ class Installation:
                     )
                 )
                 events.append(Event(target, ALIAS_PATCHED, late=True, where=where))
-        ledger.commit(patches, events, 0)
-        ledger.modules_seen -= 1  # commit() counts a module; an alias pass is not one
+        ledger.commit(patches, events, 0, modules=0)
         return [e for e in events if e.action == ALIAS_PATCHED], [
             e for e in events if e.action == ALIAS_REPORTED
         ]
