@@ -54,14 +54,18 @@ class CircuitOpenError(CallPyBackError):
     """
 
     def __init__(self, name: str, state: BreakerState, retry_after: float) -> None:
+        # No super().__init__ and no message formatting here: this is raised on every rejected
+        # call, and most callers never print it.  BaseException.__new__ already set ``args``.
         self.name = name
         self.state = state
         self.retry_after = retry_after
-        if state is OPEN:
-            detail = f"calls fail fast for another {retry_after:.3g}s"
+
+    def __str__(self) -> str:
+        if self.state is OPEN:
+            detail = f"calls fail fast for another {self.retry_after:.3g}s"
         else:
             detail = "it is half-open and its trial calls are all in flight"
-        super().__init__(f"circuit breaker {name!r} is {state.value}: {detail}")
+        return f"circuit breaker {self.name!r} is {self.state.value}: {detail}"
 
     def __reduce__(self) -> Any:
         return (type(self), (self.name, self.state, self.retry_after))
@@ -136,13 +140,13 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._listeners: List[Callable[[BreakerEvent], Any]] = []
         self._clock: Any = settings.time_source
+        self._plain = settings.failure_rate is None  # consecutive-failure mode: no window
         self.history: Deque[BreakerEvent] = deque(maxlen=100)
         self._reset_counters()
 
     def _reset_counters(self) -> None:
         self._state = CLOSED
-        # Bumped on every transition; an outcome only counts if the call was admitted in the
-        # current generation, so a straggler from before a transition cannot skew the next one.
+        # Bumped on every transition; a trial outcome only counts in its own generation.
         self._generation = 0
         self._failures = 0  # consecutive, CLOSED
         self._window: Deque[bool] = deque(maxlen=self.settings.window_size)
@@ -152,6 +156,7 @@ class CircuitBreaker:
         self._trials = 0  # admitted trial calls without an outcome yet
         self._trial_successes = 0
         self._successes = 0
+        self._fast_successes = itertools.count()  # closed-state successes, counted lock-free
         self._total_failures = 0
         self._rejected = 0
         self._opened = 0
@@ -159,82 +164,88 @@ class CircuitBreaker:
         self._last_failure: str | None = None
 
     # --- the parts the handler calls ------------------------------------------------------
-    def admit(self, clock: Any) -> int:
-        """Let a call through (returning its admission token) or raise CircuitOpenError."""
-        generation = self._generation
-        if self._state is CLOSED:  # lock-free fast path: the common case costs two reads
-            return generation
+    def admit(self, clock: Any) -> Tuple[int, bool]:
+        """Let a call through, as ``(generation, is_trial)``, or raise CircuitOpenError."""
+        if self._state is CLOSED:  # lock-free: the common case costs one read
+            return self._generation, False
         events: List[BreakerEvent] = []
-        try:
-            with self._lock:
-                self._clock = clock
-                now = clock.monotonic()
-                state = self._state
-                if state is OPEN and now - self._opened_at >= self.settings.recovery_timeout:
-                    state = self._move(HALF_OPEN, now, "recovery timeout elapsed", events)
-                if state is CLOSED:
-                    return self._generation
-                if state is HALF_OPEN:
-                    if (
-                        self._trials >= self.settings.half_open_max_calls
-                        and now - self._half_open_since >= self.settings.recovery_timeout
-                    ):
-                        # Trial calls that never reported (interrupted, cancelled) must not
-                        # keep the breaker half-open forever: reclaim their slots.
-                        self._trials = 0
-                        self._half_open_since = now
-                    if self._trials < self.settings.half_open_max_calls:
-                        self._trials += 1
-                        return self._generation
-                    remaining = 0.0
-                else:
-                    remaining = max(0.0, self.settings.recovery_timeout - (now - self._opened_at))
+        settings = self.settings
+        with self._lock:
+            self._clock = clock
+            now = clock.monotonic()
+            state = self._state
+            if state is OPEN and now - self._opened_at >= settings.recovery_timeout:
+                state = self._move(HALF_OPEN, now, "recovery timeout elapsed", events)
+            admitted: Tuple[int, bool] | None = None
+            remaining = 0.0
+            if state is CLOSED:
+                admitted = (self._generation, False)
+            elif state is HALF_OPEN:
+                if (
+                    self._trials >= settings.half_open_max_calls
+                    and now - self._half_open_since >= settings.recovery_timeout
+                ):
+                    # Trial calls that never reported (interrupted, cancelled) must not keep
+                    # the breaker half-open forever: reclaim their slots.
+                    self._trials = 0
+                    self._half_open_since = now
+                if self._trials < settings.half_open_max_calls:
+                    self._trials += 1
+                    admitted = (self._generation, True)
+            else:
+                remaining = settings.recovery_timeout - (now - self._opened_at)
+            if admitted is None:
                 self._rejected += 1
-                raise CircuitOpenError(self.name, state, remaining)
-        finally:
-            if events:
-                self._fire(events)
+        # Listeners and the raise both happen outside the lock (unwinding through a held
+        # ``with`` block is also markedly slower, and this is the fast-fail path).
+        if events:
+            self._fire(events)
+        if admitted is None:
+            raise CircuitOpenError(self.name, state, max(0.0, remaining))
+        return admitted
 
-    def on_success(self, token: int, clock: Any) -> None:
+    def count_success(self) -> None:
+        next(self._fast_successes)  # atomic in C: no lock on the success path
+
+    def on_success(self, token: int | None, clock: Any) -> None:
+        """A call succeeded (``token``: its trial admission, None for a closed-state call)."""
         events: List[BreakerEvent] = []
         with self._lock:
             self._clock = clock
             self._successes += 1
-            if token == self._generation:
-                state = self._state
-                if state is CLOSED:
-                    self._failures = 0
-                    if self.settings.failure_rate is not None:
-                        self._record_window(False)
-                elif state is HALF_OPEN:
-                    self._trials = max(0, self._trials - 1)
-                    self._trial_successes += 1
-                    if self._trial_successes >= self.settings.success_threshold:
-                        self._move(CLOSED, clock.monotonic(), "trial calls succeeded", events)
+            state = self._state
+            if state is CLOSED and token is None:
+                self._failures = 0
+                if not self._plain:
+                    self._record_window(False)
+            elif state is HALF_OPEN and token == self._generation:
+                self._trials = max(0, self._trials - 1)
+                self._trial_successes += 1
+                if self._trial_successes >= self.settings.success_threshold:
+                    self._move(CLOSED, clock.monotonic(), "trial calls succeeded", events)
         if events:
             self._fire(events)
 
-    def on_failure(self, token: int, exception: BaseException, clock: Any) -> None:
+    def on_failure(self, token: int | None, exception: BaseException, clock: Any) -> None:
         events: List[BreakerEvent] = []
         with self._lock:
             self._clock = clock
             self._total_failures += 1
             self._last_failure = repr(exception)
-            if token == self._generation:
-                state = self._state
-                if state is CLOSED:
-                    self._failures += 1
-                    reason = self._should_open()
-                    if reason:
-                        self._move(OPEN, clock.monotonic(), reason, events)
-                elif state is HALF_OPEN:
-                    self._trials = max(0, self._trials - 1)
-                    self._move(OPEN, clock.monotonic(), f"trial call failed: {exception!r}", events)
+            state = self._state
+            if state is CLOSED and token is None:
+                self._failures += 1
+                reason = self._should_open()
+                if reason:
+                    self._move(OPEN, clock.monotonic(), reason, events)
+            elif state is HALF_OPEN and token == self._generation:
+                self._trials = max(0, self._trials - 1)
+                self._move(OPEN, clock.monotonic(), f"trial call failed: {exception!r}", events)
         if events:
             self._fire(events)
 
     def release(self, token: int) -> None:
-        """An admitted call ended without an outcome to count (another breaker rejected it)."""
+        """A trial call ended without an outcome to count (another breaker rejected it)."""
         with self._lock:
             if token == self._generation and self._state is HALF_OPEN:
                 self._trials = max(0, self._trials - 1)
@@ -334,11 +345,13 @@ class CircuitBreaker:
             rate = None
             if self.settings.failure_rate is not None and self._window:
                 rate = self._window_failures / len(self._window)
+            # itertools.count exposes its position only through repr: "count(N)".
+            fast = int(repr(self._fast_successes)[6:-1])
             return BreakerStats(
                 self.name,
                 self._state,
                 self._failures,
-                self._successes,
+                self._successes + fast,
                 self._total_failures,
                 self._rejected,
                 self._opened,
@@ -487,38 +500,53 @@ class CircuitBreakerHandler(ErrorHandler):
             self.breaker.add_listener(listener)
 
     # --- hooks the chain calls ------------------------------------------------------------
+    # The closed, failure-free state is the hot path and costs nearly nothing: no fact is
+    # recorded for a call that passes a closed breaker and succeeds (``breaker_state`` is then
+    # absent from ``handler_state``, read it as "closed").  Only a half-open trial call carries
+    # an admission token (the breaker's generation), so a late outcome from an earlier cycle
+    # can neither close nor re-open the breaker.
     def before_attempt(self, context: Any) -> None:
         breaker = self.breaker
-        clock = self._time_source or context.time_source
+        if breaker._state is CLOSED:
+            return
         try:
-            token = breaker.admit(clock)
+            token, trial = breaker.admit(self._time_source or context.time_source)
         except CircuitOpenError as exc:
-            context.note("breaker_state", exc.state.value)
+            context.note("breaker_state", exc.state)
             raise
-        context.note(self._key, token)
-        context.note("breaker_state", breaker._state.value)
+        if trial:
+            context.note(self._key, token)
+        context.note("breaker_state", HALF_OPEN if trial else CLOSED)
 
     def after_success(self, context: Any) -> None:
-        token = context.handler_state.get(self._key)
-        if token is None:
+        breaker = self.breaker
+        if breaker._plain and breaker._state is CLOSED and not breaker._failures:
+            breaker.count_success()
             return
-        context.note(self._key, None)
-        self.breaker.on_success(token, self._time_source or context.time_source)
-        context.note("breaker_state", self.breaker._state.value)
+        breaker.on_success(self._token(context), self._time_source or context.time_source)
+        context.note("breaker_state", breaker._state)
 
     def record_failure(self, exception: BaseException, context: Any) -> None:
-        token = context.handler_state.get(self._key)
-        if token is None:
-            return  # this breaker did not admit the attempt
-        context.note(self._key, None)
+        if isinstance(exception, CircuitOpenError) and exception.name == self.name:
+            return  # our own rejection: nothing was admitted
+        token = self._token(context)
         breaker = self.breaker
         if isinstance(exception, CircuitOpenError):
-            breaker.release(token)
-        elif isinstance(exception, self._counted) and not isinstance(exception, self._excluded):
-            breaker.on_failure(token, exception, self._time_source or context.time_source)
+            if token is not None:
+                breaker.release(token)  # another breaker rejected the call we let through
+            return
+        clock = self._time_source or context.time_source
+        if isinstance(exception, self._counted) and not isinstance(exception, self._excluded):
+            breaker.on_failure(token, exception, clock)
         else:
-            breaker.on_success(token, self._time_source or context.time_source)
-        context.note("breaker_state", breaker._state.value)
+            breaker.on_success(token, clock)
+        context.note("breaker_state", breaker._state)
+
+    def _token(self, context: Any) -> int | None:
+        token: int | None = context.handler_state.get(self._key)
+        if token is not None:
+            context.note(self._key, None)  # consumed: a retry is admitted afresh
+        return token
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
         if not isinstance(exception, CircuitOpenError) or exception.name != self.name:

@@ -1,0 +1,165 @@
+"""Error handlers: what a retry + breaker chain costs on the success path, the breaker's fast
+fail while open, and the same jobs done by tenacity and pybreaker (``pip install -e .[bench]``).
+
+Ratios of the form "ours / theirs" are below 1 when CallPyBack is faster.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Optional
+
+from _harness import Case, direct, run_pair, target
+
+from callpyback import CallPyBack, on_completion
+from callpyback.handlers import CircuitBreakerHandler, CircuitOpenError, RetryHandler
+
+NUMBER, REPEAT = 20_000, 7
+_names = itertools.count()
+
+
+def _pipeline(handlers: list[Any]) -> Callable[..., Any]:
+    """The same pipeline (one completion observer) with or without error handlers."""
+    return CallPyBack([on_completion(lambda: None)], error_handlers=handlers)(target)
+
+
+def _chain() -> list[Any]:
+    return [RetryHandler(3), CircuitBreakerHandler(f"bench-{next(_names)}", failure_threshold=5)]
+
+
+def _pair(ours: Callable[[], Any], theirs: Callable[[], Any]) -> tuple[float, float]:
+    c, b, _ = run_pair(ours, theirs, "sync", NUMBER, REPEAT)
+    return c, b
+
+
+def success_with_vs_without_handlers() -> Callable[[], tuple[float, float]]:
+    return lambda: _pair(direct(_pipeline(_chain()), 1), direct(_pipeline([]), 1))
+
+
+def _open_breaker_op() -> Callable[[], Any]:
+    handler = CircuitBreakerHandler(
+        f"bench-{next(_names)}", failure_threshold=1, recovery_timeout=3600
+    )
+    f = CallPyBack(error_handlers=[handler])(target)
+    handler.breaker.open(f.__callpyback__.time_source)
+
+    def op() -> Any:
+        try:  # noqa: SIM105 - contextlib.suppress would add its own cost to the timing
+            f(1)
+        except CircuitOpenError:
+            pass
+
+    return op
+
+
+def _missing(case: Case, package: str) -> Callable[[], tuple[float, float]]:
+    case.note = f"{package} not installed (pip install -e '.[bench]')"
+    return lambda: (float("nan"), 1.0)
+
+
+def vs_pybreaker_success(case: Case) -> Callable[[], tuple[float, float]]:
+    try:
+        import pybreaker
+    except ImportError:
+        return _missing(case, "pybreaker")
+    theirs = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)(target)
+    ours = CallPyBack(error_handlers=[CircuitBreakerHandler(f"bench-{next(_names)}")])(target)
+    return lambda: _pair(direct(ours, 1), direct(theirs, 1))
+
+
+def vs_pybreaker_open(case: Case) -> Callable[[], tuple[float, float]]:
+    try:
+        import pybreaker
+    except ImportError:
+        return _missing(case, "pybreaker")
+    breaker = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=3600)
+    protected = breaker(target)
+    breaker.open()
+
+    def theirs() -> Any:
+        try:  # noqa: SIM105 - contextlib.suppress would add its own cost to the timing
+            protected(1)
+        except pybreaker.CircuitBreakerError:
+            pass
+
+    return lambda: _pair(_open_breaker_op(), theirs)
+
+
+def vs_tenacity_success(case: Case) -> Callable[[], tuple[float, float]]:
+    try:
+        import tenacity
+    except ImportError:
+        return _missing(case, "tenacity")
+    theirs = tenacity.retry(stop=tenacity.stop_after_attempt(3))(target)
+    ours = CallPyBack(error_handlers=[RetryHandler(3)])(target)
+    return lambda: _pair(direct(ours, 1), direct(theirs, 1))
+
+
+def _flaky() -> Callable[[int], int]:
+    """Fails twice, then succeeds; and again."""
+    counter = itertools.count()
+
+    def flaky(x: int) -> int:
+        if next(counter) % 3 != 2:
+            raise ConnectionError("transient")
+        return x
+
+    return flaky
+
+
+def vs_tenacity_two_retries(case: Case) -> Callable[[], tuple[float, float]]:
+    try:
+        import tenacity
+    except ImportError:
+        return _missing(case, "tenacity")
+    # No waiting on either side: this measures the retry machinery, not sleep().
+    theirs = tenacity.retry(
+        stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none(), sleep=lambda s: None
+    )(_flaky())
+
+    class NoSleep:
+        now = staticmethod(lambda: 0.0)
+        monotonic = staticmethod(lambda: 0.0)
+        sleep = staticmethod(lambda s: None)
+
+    ours = CallPyBack(error_handlers=[RetryHandler(3, backoff=0)], time_source=NoSleep())(_flaky())
+    return lambda: _pair(direct(ours, 1), direct(theirs, 1))
+
+
+def _case(
+    name: str,
+    build: Callable[[Case], Callable[[], Any]],
+    note: str,
+    kind: str = "custom",
+    target_ratio: Optional[float] = None,
+) -> Case:
+    case = Case(
+        name, lambda: build(case), kind=kind, group="handlers", note=note, target=target_ratio
+    )
+    return case
+
+
+CASES = [
+    Case(
+        "retry+breaker chain, success path / same pipeline without handlers",
+        success_with_vs_without_handlers,
+        kind="custom",
+        group="handlers",
+        target=1.5,
+        note="one completion observer on both sides",
+    ),
+    Case(
+        "breaker open: fast fail (CircuitOpenError caught)",
+        _open_breaker_op,
+        group="handlers",
+        note="vs passthrough",
+    ),
+    _case("breaker success / pybreaker success", vs_pybreaker_success, "ours / theirs"),
+    _case("breaker open fast fail / pybreaker open", vs_pybreaker_open, "ours / theirs"),
+    _case("retry(3) success / tenacity success", vs_tenacity_success, "ours / theirs"),
+    _case(
+        "retry, 2 failures then success / tenacity",
+        vs_tenacity_two_retries,
+        "ours / theirs, no sleep",
+    ),
+]
