@@ -147,9 +147,14 @@ class InstrumentingLoader:
 
 
 def is_lazy(module: Any) -> bool:
-    """A module prepared by ``importlib.util.LazyLoader`` whose code has not run yet."""
+    """A module prepared by ``importlib.util.LazyLoader`` whose code has not started running."""
     cls = type(module)
-    return cls.__name__ == "_LazyModule" and cls.__module__ == "importlib.util"
+    if cls.__name__ != "_LazyModule" or cls.__module__ != "importlib.util":
+        return False
+    # Python 3.12+ keeps the lazy class while the code runs and flags it in the loader state.
+    spec = object.__getattribute__(module, "__dict__").get("__spec__")
+    state = getattr(spec, "loader_state", None)
+    return not (isinstance(state, dict) and state.get("is_loading"))
 
 
 def defer(module: Any, installation: Installation) -> None:
