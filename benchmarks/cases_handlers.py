@@ -36,6 +36,17 @@ def success_with_vs_without_handlers() -> Callable[[], tuple[float, float]]:
     return lambda: _pair(direct(_pipeline(_chain()), 1), direct(_pipeline([]), 1))
 
 
+class _Passive:
+    """A handler with no hooks that never decides: isolates the core's handler-path cost."""
+
+    def handle(self, exception: BaseException, context: Any) -> None:
+        return None
+
+
+def success_passive_handler() -> Callable[[], tuple[float, float]]:
+    return lambda: _pair(direct(_pipeline([_Passive()]), 1), direct(_pipeline([]), 1))
+
+
 def _open_breaker_op() -> Callable[[], Any]:
     handler = CircuitBreakerHandler(
         f"bench-{next(_names)}", failure_threshold=1, recovery_timeout=3600
@@ -147,6 +158,13 @@ CASES = [
         group="handlers",
         target=1.5,
         note="one completion observer on both sides",
+    ),
+    Case(
+        "one passive handler (no hooks), success / same pipeline without handlers",
+        success_passive_handler,
+        kind="custom",
+        group="handlers",
+        note="the core's handler path alone",
     ),
     Case(
         "breaker open: fast fail (CircuitOpenError caught)",
