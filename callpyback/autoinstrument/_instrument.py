@@ -186,10 +186,18 @@ _SKIP_REASONS = (
 )
 
 
+#: exact type -> reason, so the common case (a str, a module, a dict...) is one dict lookup
+_SKIP_BY_TYPE = {kind: reason for kind, reason in _SKIP_REASONS}
+
+
 def _skip_reason(value: Any) -> Optional[str]:
-    for kind, reason in _SKIP_REASONS:
+    cls = type(value)
+    reason = _SKIP_BY_TYPE.get(cls)
+    if reason is not None or cls.__module__ == "builtins":
+        return reason
+    for kind, why in _SKIP_REASONS:  # subclasses (a custom property type, say)
         if isinstance(value, kind):
-            return reason
+            return why
     return None
 
 
