@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import statistics
 import sys
@@ -80,9 +81,12 @@ def _interleaved(
             sys.dont_write_bytecode = saved
     hooked, plain = [], []
     for _ in range(repeat):
+        # Collect the previous round's garbage first, so each import pays only for its own.
         auto.uninstall()
+        gc.collect()
         plain.append(_fresh_import(names))
         auto.install(config)
+        gc.collect()
         hooked.append(_fresh_import(names))
     auto.uninstall()
     for name in names:
