@@ -58,37 +58,48 @@ class Event:
         return text
 
 
+class Batch:
+    """What the patches of one walk share: the module name they report, retrofit or not."""
+
+    __slots__ = ("late", "module", "wrapped")
+
+    def __init__(self, module: str, late: bool, wrapped: bool = True) -> None:
+        self.module = module
+        self.late = late
+        self.wrapped = wrapped  # False: aliases we pointed at an existing wrapper
+
+
 class Patch:
     """One layer we installed: ``owner.__dict__[key]`` went from ``original`` to ``installed``.
 
-    Kept small and built without string formatting: an import may create a thousand of them.
+    Five slots and no string formatting: an import may create a thousand of them.
     """
 
-    __slots__ = ("installed", "key", "late", "module", "original", "owner", "qualname", "wrapped")
+    __slots__ = ("batch", "installed", "key", "original", "owner")
 
-    def __init__(
-        self,
-        owner: Any,
-        key: str,
-        original: Any,
-        installed: Any,
-        module: str,
-        qualname: str,
-        late: bool,
-        wrapped: bool = True,
-    ) -> None:
+    def __init__(self, owner: Any, key: str, original: Any, installed: Any, batch: Batch) -> None:
         self.owner = owner  # a module or a class
         self.key = key
         self.original = original
         self.installed = installed
-        self.module = module
-        self.qualname = qualname
-        self.late = late
-        self.wrapped = wrapped  # False: an alias we pointed at an existing wrapper
+        self.batch = batch
+
+    @property
+    def late(self) -> bool:
+        return self.batch.late
+
+    @property
+    def wrapped(self) -> bool:
+        return self.batch.wrapped
 
     @property
     def target(self) -> str:
-        return f"{self.module}:{self.qualname}"
+        if not self.batch.wrapped:  # an alias: name the function it stands for
+            func = self.original
+            return f"{func.__module__}:{func.__qualname__}"
+        owner = self.owner
+        qualname = f"{owner.__qualname__}.{self.key}" if isinstance(owner, type) else self.key
+        return f"{self.batch.module}:{qualname}"
 
     def is_current(self) -> bool:
         return self.owner.__dict__.get(self.key, _ABSENT) is self.installed
@@ -216,6 +227,7 @@ class _Walk:
         self.events: List[Event] = []
         self.unmatched = 0
         self.done: Dict[int, Tuple[Any, Any]] = {}  # id(original) -> (original, wrapper)
+        self.batch = Batch(self.names[0], late)
         self.classes: set[int] = set()
 
     def target(self, qualname: str) -> str:
@@ -240,7 +252,8 @@ class _Walk:
         pair = self.done.get(id(func))
         if pair is not None:
             return pair[1]  # the same function under a second name in this module
-        if "__callpyback__" in func.__dict__ or func.__name__ == "<lambda>":
+        # getattr, not ``in func.__dict__``: reading __dict__ creates an empty dict per function.
+        if getattr(func, "__callpyback__", None) is not None or func.__name__ == "<lambda>":
             return None  # decorated already (by hand, or by us before a reload); or a lambda
         known = self.ledger.wrapper_of(func)
         if known is not None:
@@ -281,14 +294,10 @@ class _Walk:
         try:
             _assign(owner, key, wrapper)
         except Exception as exc:
-            self.fail(
-                f"{getattr(owner, '__qualname__', '')}.{key}".lstrip("."), f"cannot assign: {exc!r}"
-            )
+            where = f"{owner.__qualname__}.{key}" if isinstance(owner, type) else key
+            self.fail(where, f"cannot assign: {exc!r}")
             return
-        qualname = f"{owner.__qualname__}.{key}" if isinstance(owner, type) else key
-        self.patches.append(
-            Patch(owner, key, original, wrapper, self.names[0], qualname, self.late)
-        )
+        self.patches.append(Patch(owner, key, original, wrapper, self.batch))
 
     # --- members --------------------------------------------------------------------------
     def member(self, owner: Any, key: str, value: Any, prefix: str) -> None:

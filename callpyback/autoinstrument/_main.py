@@ -41,8 +41,10 @@ def _hook_call(name: str, where: ast.stmt) -> ast.stmt:
     call = ast.Expr(
         value=ast.Call(
             func=ast.Attribute(value=importer, attr="defined", ctx=load),
-            args=[ast.Call(func=ast.Name(id="globals", ctx=load), args=[], keywords=[]),
-                  ast.Constant(value=name)],
+            args=[
+                ast.Call(func=ast.Name(id="globals", ctx=load), args=[], keywords=[]),
+                ast.Constant(value=name),
+            ],
             keywords=[],
         )
     )

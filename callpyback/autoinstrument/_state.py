@@ -16,6 +16,7 @@ from ._instrument import (
     FAILED,
     SKIPPED,
     WRAPPED,
+    Batch,
     Event,
     Ledger,
     Patch,
@@ -193,7 +194,8 @@ class Installation:
         ledger = self.ledger
         patches: List[Patch] = []
         events: List[Event] = []
-        by_id = {key: pair for key, pair in ledger.wrappers.items()}
+        by_id = dict(ledger.wrappers)
+        aliases = Batch("", late=True, wrapped=False)
         loaded: List[Tuple[str, Any]] = list(sys.modules.items())
         for name, module in loaded:
             if not isinstance(module, types.ModuleType) or is_lazy(module):
@@ -219,18 +221,7 @@ class Installation:
                     )
                     continue
                 ns[key] = wrapper
-                patches.append(
-                    Patch(
-                        module,
-                        key,
-                        original,
-                        wrapper,
-                        original.__module__,
-                        original.__qualname__,
-                        late=True,
-                        wrapped=False,
-                    )
-                )
+                patches.append(Patch(module, key, original, wrapper, aliases))
                 events.append(Event(target, ALIAS_PATCHED, late=True, where=where))
         ledger.commit(patches, events, 0, modules=0)
         return [e for e in events if e.action == ALIAS_PATCHED], [
