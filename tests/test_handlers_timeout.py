@@ -279,3 +279,65 @@ def test_no_unrelated_flag_is_needed():
 
     with pytest.raises(CallTimeoutError):
         asyncio.run(deco(hang)())
+
+
+# --- the worker threads -------------------------------------------------------------------------
+
+
+def test_workers_are_reused_between_calls():
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(threading.get_ident)
+    first = f()
+    assert first != threading.get_ident()
+    assert all(f() == first for _ in range(20))
+
+
+def test_a_stuck_worker_does_not_hold_up_the_next_call():
+    """A worker busy with an overrunning call is not reused; another one serves the next call."""
+    release = threading.Event()
+    stuck_in = []
+
+    def maybe_stuck(stuck):
+        if stuck:
+            stuck_in.append(threading.get_ident())
+            release.wait(30)
+        return threading.get_ident()
+
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(0.05)])(maybe_stuck)
+    try:
+        with pytest.raises(CallTimeoutError):
+            f(True)
+        other = f(False)
+        assert other != stuck_in[0]
+    finally:
+        release.set()
+
+
+def test_idle_workers_retire(monkeypatch):
+    from callpyback.handlers import _workers
+
+    monkeypatch.setattr(_workers, "IDLE_SECONDS", 0.01)
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(threading.current_thread)
+    worker = f()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert f() is not worker  # a fresh worker serves the next call
+
+
+def test_a_forked_child_starts_its_own_workers():
+    """The parent's workers do not exist after fork: the child must not wait on them."""
+    import os
+    import warnings
+
+    f = cpb.CallPyBack(error_handlers=[TimeoutHandler(5)])(lambda: "ok")
+    assert f() == "ok"  # the parent now has an idle worker
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        try:
+            code = 0 if f() == "ok" else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -1,10 +1,10 @@
 """TimeoutHandler: bound how long one attempt may take.
 
 Coroutines get real cancellation (``asyncio.wait_for`` semantics).  A synchronous function runs
-in a worker thread while the caller waits at most ``seconds``; Python cannot stop a thread, so a
-function that overruns keeps running in the background after the caller got
-:class:`CallTimeoutError`.  That is the honest limit: make such functions idempotent, or give
-them their own timeouts (sockets, database drivers) as well.
+in a daemon worker thread (see ``_workers``) while the caller waits at most ``seconds``; Python
+cannot stop a thread, so a function that overruns keeps running in the background after the
+caller got :class:`CallTimeoutError`.  That is the honest limit: make such functions
+idempotent, or give them their own timeouts (sockets, database drivers) as well.
 """
 
 from __future__ import annotations
@@ -57,31 +57,16 @@ class TimeoutHandler(ErrorHandler):
         self.seconds = float(number(seconds, "TimeoutHandler", "seconds", inclusive=False))
 
     def call_sync(self, func: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-        import concurrent.futures
         import contextvars
-        import threading
 
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        variables = contextvars.copy_context()
+        from ._workers import run_with_timeout
 
-        def work() -> None:
-            try:
-                result = variables.run(func, *args, **kwargs)
-            except BaseException as exc:  # handed to the waiting caller, who re-raises it
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-        # A daemon thread, not an executor: an overrunning function must not block exit.
-        worker = threading.Thread(
-            target=work, name=f"callpyback-timeout {context.function_info.qualname}", daemon=True
+        variables = contextvars.copy_context()  # the function sees the caller's contextvars
+        finished, value = run_with_timeout(
+            lambda: variables.run(func, *args, **kwargs), self.seconds
         )
-        worker.start()
-        try:
-            return future.result(self.seconds)
-        except concurrent.futures.TimeoutError:
-            if future.done():  # the function's own TimeoutError, or it finished just now
-                return future.result()
+        if finished:
+            return value
         context.note("timed_out_after", self.seconds)
         raise CallTimeoutError(context.function_info.target, self.seconds, cancelled=False)
 
