@@ -21,6 +21,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "-c",
         "--config",
         metavar="FILE",
         help="the callpyback.toml to use (default: $CALLPYBACK_CONFIG, else discovered)",
