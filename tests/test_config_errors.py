@@ -246,3 +246,14 @@ def test_random_text_raises_only_config_error(text: str) -> None:
         load_text(text, file="fuzz.toml", registry=make_registry(), env={})
     except ConfigError as exc:
         assert exc.problems
+
+
+def test_errors_do_not_print_secret_values() -> None:
+    """A bad value under a secret-looking key, or read from a secret variable, shows as ***."""
+    text = ('[error_handlers.net]\ntype = "retry"\nattempts = "${DB_PASSWORD}"\n'
+            'api_token = 5\n')
+    with pytest.raises(ConfigError) as info:
+        load_text(text, registry=make_registry(), env={"DB_PASSWORD": "hunter2"})
+    message = str(info.value)
+    assert "hunter2" not in message
+    assert [p.given for p in info.value.problems] == ["***", "***"]

@@ -116,7 +116,7 @@ class PipelineMatch:
         )
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Config:
     """A validated configuration.  Build with :func:`callpyback.load_config`."""
 
@@ -141,6 +141,10 @@ class Config:
         self._wrappers: Dict[int, Any] = {}
         self._instances: Dict[Tuple[str, str], Any] = {}
         self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        state = "enabled" if self.settings.enabled else "disabled"
+        return f"<Config {self.source!r} pipelines={len(self.pipelines)} {state}>"
 
     # --- matching (the import hook's contract) ------------------------------------------------
     def pipeline_for(self, target: str) -> Optional[PipelineMatch]:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ._config import MISSING, ComponentRef, Config, PipelineConfig
+from ._config import MISSING, REDACTED, ComponentRef, Config, PipelineConfig, is_secret
 from ._env import substitute
 from ._errors import ConfigError, KeyPath, Problem, format_path, suggest
 from ._models import (
@@ -178,10 +178,19 @@ class _Builder:
         self.problems: List[Problem] = []
         self.components: Dict[str, Dict[str, ComponentRef]] = {k: {} for k in SECTIONS.values()}
         self._validated: Dict[Tuple[str, str], bool] = {}
+        self.env_refs: Dict[KeyPath, List[str]] = {}
+
+    def _secret(self, path: KeyPath) -> bool:
+        """Error messages must not print secrets: secret-looking keys or env values."""
+        if path and isinstance(path[-1], str) and is_secret(path[-1]):
+            return True
+        return any(is_secret(name) for name in self.env_refs.get(path, ()))
 
     # --- problems ---------------------------------------------------------------------------
     def add(self, path: KeyPath, problem: Problem, file: Optional[str] = None) -> None:
         problem.path = path
+        if problem.has_given and self._secret(path):
+            problem.given = REDACTED
         if file is not None:
             problem.file = file
         else:
@@ -595,6 +604,7 @@ def build_config(
         raise ConfigError(builder.problems, source)
     document, env_problems, env_refs = substitute(dict(document), env)
     builder.doc = document
+    builder.env_refs = env_refs
     for path, problem in env_problems:
         builder.add(path, problem)
 
