@@ -9,10 +9,15 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Optional
 
-from _harness import Case, direct, run_pair, target
+from _harness import Case, atarget, direct, run_pair, target
 
 from callpyback import CallPyBack, on_completion
-from callpyback.handlers import CircuitBreakerHandler, CircuitOpenError, RetryHandler
+from callpyback.handlers import (
+    CircuitBreakerHandler,
+    CircuitOpenError,
+    RetryHandler,
+    TimeoutHandler,
+)
 
 NUMBER, REPEAT = 20_000, 7
 _names = itertools.count()
@@ -61,6 +66,14 @@ def _open_breaker_op() -> Callable[[], Any]:
             pass
 
     return op
+
+
+def timeout_sync() -> Callable[[], Any]:
+    return direct(CallPyBack(error_handlers=[TimeoutHandler(5)])(target), 1)
+
+
+def timeout_async() -> Callable[[], Any]:
+    return direct(CallPyBack(error_handlers=[TimeoutHandler(5)])(atarget), 1, kind="async")
 
 
 def _missing(case: Case, package: str) -> Callable[[], tuple[float, float]]:
@@ -171,6 +184,20 @@ CASES = [
         _open_breaker_op,
         group="handlers",
         note="vs passthrough",
+    ),
+    Case(
+        "timeout(5), sync success (worker-thread hand-off)",
+        timeout_sync,
+        group="handlers",
+        note="vs passthrough",
+    ),
+    Case(
+        "timeout(5), coroutine success (asyncio.timeout, 3.11+)",
+        timeout_async,
+        kind="async",
+        baseline="async",
+        group="handlers",
+        note="vs async passthrough",
     ),
     _case("breaker success / pybreaker success", vs_pybreaker_success, "ours / theirs"),
     _case("breaker open fast fail / pybreaker open", vs_pybreaker_open, "ours / theirs"),

@@ -75,23 +75,40 @@ class TimeoutHandler(ErrorHandler):
     ) -> Any:
         import asyncio
 
+        if hasattr(asyncio, "timeout"):  # 3.11+: cancels in place, no extra task per call
+            scope = asyncio.timeout(self.seconds)
+            try:
+                async with scope:
+                    return await func(*args, **kwargs)
+            except TimeoutError:
+                if not scope.expired():
+                    raise  # the function's own TimeoutError
+        else:
+            finished, value, inner = await self._wait_for(asyncio, func, args, kwargs)
+            if finished:
+                return value
+            if inner is not None:
+                raise inner  # raised outside any except block: the carrier is not its context
+        context.note("timed_out_after", self.seconds)
+        raise CallTimeoutError(context.function_info.target, self.seconds, cancelled=True)
+
+    async def _wait_for(
+        self, asyncio: Any, func: Any, args: Any, kwargs: Any
+    ) -> tuple[bool, Any, BaseException | None]:
+        """Python < 3.11: ``(finished, value, the function's own TimeoutError or None)``."""
+
         async def attempt() -> Any:
             try:
                 return await func(*args, **kwargs)
             except (TimeoutError, asyncio.TimeoutError) as exc:
                 raise _InnerTimeout(exc) from None
 
-        inner: BaseException | None = None
         try:
-            return await asyncio.wait_for(attempt(), self.seconds)
+            return True, await asyncio.wait_for(attempt(), self.seconds), None
         except _InnerTimeout as carrier:
-            inner = carrier.exc
+            return False, None, carrier.exc
         except asyncio.TimeoutError:
-            pass
-        if inner is not None:
-            raise inner  # raised outside the except block so the carrier is not its context
-        context.note("timed_out_after", self.seconds)
-        raise CallTimeoutError(context.function_info.target, self.seconds, cancelled=True)
+            return False, None, None
 
     def __repr__(self) -> str:
         return f"TimeoutHandler(seconds={self.seconds!r}, name={self.name!r})"
