@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from . import _call  # the guard and the slow paths live with the rest of the hot path
 from ._context import ExecutionContext, ExecutionResult
 from .states import ExecutionState
 
@@ -80,8 +81,6 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
         "_ts": p.time_source,
         "_mono": p.monotonic,
     }
-    from . import _call  # the guard and the slow paths live with the rest of the hot path
-
     ns["_guard"] = _call._guard
     ns["_new_cell"] = _call._new_cell
     ns["_ident"] = _call._ident
@@ -149,7 +148,7 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
         _dispatch(lines, p.completed, "done", ref, use_ctx)
     w("    return value")
     source = "\n".join(lines) + "\n"
-    exec(compile(source, "<callpyback fast path>", "exec"), ns)
+    exec(compile(source, "<callpyback: observed call>", "exec"), ns)
     run: Run = ns["run"]
     run.__source__ = source  # type: ignore[attr-defined]  # for debugging and tests
     return run

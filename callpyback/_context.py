@@ -27,31 +27,42 @@ _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
 
 class FunctionInfo:
-    """What is known about a wrapped function, computed once per function rather than per call."""
+    """What is known about a wrapped function, computed once per function rather than per call.
 
-    __slots__ = (
-        "__weakref__",
-        "_signature",
-        "code",
-        "function",
-        "kind",
-        "module",
-        "name",
-        "qualname",
-    )
+    Everything but the function and its kind is derived on first use: the import hook wraps
+    thousands of functions and most are never asked about.
+    """
+
+    __slots__ = ("__weakref__", "_code", "_signature", "function", "kind")
 
     def __init__(self, function: Callable[..., Any], kind: str) -> None:
         self.function = function
         self.kind = kind  # "function", "coroutine", "generator" or "async_generator"
-        self.name: str = getattr(function, "__name__", type(function).__name__)
-        self.qualname: str = getattr(function, "__qualname__", self.name)
-        self.module: Optional[str] = getattr(function, "__module__", None)
-        self.code: Optional[types.CodeType] = _code_of(function)
         self._signature: Optional[inspect.Signature] = None
+        self._code: Any = _UNSET
+
+    @property
+    def name(self) -> str:
+        return getattr(self.function, "__name__", None) or type(self.function).__name__
+
+    @property
+    def qualname(self) -> str:
+        return getattr(self.function, "__qualname__", None) or self.name
+
+    @property
+    def module(self) -> Optional[str]:
+        return getattr(self.function, "__module__", None)
+
+    @property
+    def code(self) -> Optional[types.CodeType]:
+        """The code object that actually runs (through ``__wrapped__`` chains and methods)."""
+        code = self._code
+        if code is _UNSET:
+            code = self._code = _code_of(self.function)
+        return code  # type: ignore[no-any-return]
 
     @property
     def signature(self) -> Optional[inspect.Signature]:
-        # Lazy: the import hook wraps thousands of functions and most are never asked.
         if self._signature is None:
             import inspect
 
@@ -68,6 +79,9 @@ class FunctionInfo:
 
     def __repr__(self) -> str:
         return f"<FunctionInfo {self.target} ({self.kind})>"
+
+
+_UNSET: Any = object()
 
 
 def _code_of(function: Any) -> Optional[types.CodeType]:

@@ -66,7 +66,7 @@ def _code_flags(obj: Any) -> int:
 
 
 def _kind_of(func: Any) -> str:
-    flags = _code_flags(func)
+    flags = func.__code__.co_flags if type(func) is types.FunctionType else _code_flags(func)
     if flags & _CO_ASYNC_GENERATOR:
         return "async_generator"
     if flags & _CO_COROUTINE:
@@ -170,16 +170,28 @@ class CallPyBack:
                 "if you meant to pass observers, use CallPyBack(observers=[...])"
             )
         kind = _kind_of(func)
-        if kind in ("function", "generator"):
+        if not self._has_sync and kind in ("function", "generator"):
             self._check_sync_allowed(func)
         info = FunctionInfo(func, kind)
         wrapper = _MAKERS[kind](func, info, self)
-        try:
-            functools.update_wrapper(wrapper, func)
-        except (AttributeError, TypeError):  # e.g. an object whose __dict__ is not copyable
+        if type(func) is types.FunctionType:
+            # What functools.update_wrapper does, without its generic getattr loop: the import
+            # hook decorates thousands of functions at import time.
+            wrapper.__module__ = func.__module__
+            wrapper.__name__ = func.__name__
+            wrapper.__qualname__ = func.__qualname__
+            wrapper.__doc__ = func.__doc__
+            if func.__dict__:
+                wrapper.__dict__.update(func.__dict__)
             wrapper.__wrapped__ = func  # type: ignore[attr-defined]
-        if not hasattr(func, "__name__"):
-            wrapper.__name__ = wrapper.__qualname__ = type(func).__name__
+            wrapper.__annotations__ = func.__annotations__
+        else:
+            try:
+                functools.update_wrapper(wrapper, func)
+            except (AttributeError, TypeError):  # e.g. an object whose __dict__ is not copyable
+                wrapper.__wrapped__ = func  # type: ignore[attr-defined]
+            if not hasattr(func, "__name__"):
+                wrapper.__name__ = wrapper.__qualname__ = type(func).__name__
         wrapper.__callpyback__ = self  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 

@@ -6,6 +6,7 @@ import functools
 from typing import Any, Callable, FrozenSet, Optional, Tuple
 
 from ._call import run_attempts
+from ._codegen import compile_run
 from ._handling import HandlerChain
 from .states import ExecutionState
 
@@ -162,15 +163,11 @@ class Pipeline:
 
     def _compile_then_run(self, func: Any, info: Any, args: Any, kwargs: Any, g: Any) -> Any:
         __tracebackhide__ = True
-        from ._codegen import compile_run
-
         self.run = compile_run(self)
         return self.run(func, info, args, kwargs, g)
 
     async def _compile_then_arun(self, func: Any, info: Any, args: Any, kwargs: Any, g: Any) -> Any:
         __tracebackhide__ = True
-        from ._codegen import compile_run
-
         self.arun = compile_run(self, asynchronous=True)
         return await self.arun(func, info, args, kwargs, g)
 
