@@ -239,3 +239,12 @@ def test_real_registry_is_used_by_default(project: Path) -> None:
         raise RuntimeError("x")
 
     assert boom() == 0
+
+
+def test_pyproject_that_only_mentions_callpyback_is_not_a_config(project: Path) -> None:
+    """A comment or a dependency named callpyback does not make pyproject.toml a config."""
+    (project / "pyproject.toml").write_text(
+        '# configure with [tool.callpyback] later\n[project]\ndependencies = ["callpyback"]\n',
+        encoding="utf-8",
+    )
+    assert _load(project / "src").source == "<defaults>"

@@ -83,10 +83,19 @@ def discover(cwd: Union[os.PathLike[str], str, None] = None) -> Optional[Tuple[P
 
 
 def _has_tool_table(pyproject: Path) -> bool:
-    # A cheap text test first: most pyproject files have no [tool.callpyback] at all, and
-    # parsing is left to the loader, which reports syntax errors with their lines.
+    # A cheap text test first: most pyproject files never mention callpyback.
     try:
         text = pyproject.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return "tool.callpyback" in text or ("[tool]" in text and "callpyback" in text)
+    if "callpyback" not in text:
+        return False
+    from ._toml import _tomllib
+
+    toml = _tomllib()
+    try:
+        tool = toml.loads(text).get("tool")
+    except toml.TOMLDecodeError:
+        # It mentions callpyback but does not parse: let the loader report where it breaks.
+        return "tool.callpyback" in text
+    return isinstance(tool, dict) and isinstance(tool.get("callpyback"), dict)
