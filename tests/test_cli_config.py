@@ -316,3 +316,23 @@ def test_dump_toml_round_trips() -> None:
            "observers": {"x y": {"type": "t", "opts": {"k": 1.5}}},
            "pipelines": [{"match": ["a"], "observers": ["x", {"type": "t", "q": "a\"b"}]}]}
     assert tomllib.loads(dump_toml(doc)) == doc
+
+
+def test_check_build_reports_factory_failures(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--build constructs every pipeline, so an unimportable exception class is reported."""
+    (project / "callpyback.toml").write_text(
+        '[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
+        'exception_classes = ["no_such_module_zz.Error"]\n'
+        '[[pipelines]]\nmatch = ["b"]\ndefault_return = 0\n'
+        'exception_classes = ["other_missing_zz:Error"]\n',
+        encoding="utf-8",
+    )
+    assert main(["check"]) == 0
+    capsys.readouterr()
+    assert main(["check", "--build"]) == 1
+    err = capsys.readouterr().err
+    assert "2 problems" in err
+    assert ":4: pipelines[0].exception_classes" in err
+    assert ":8: pipelines[1].exception_classes" in err

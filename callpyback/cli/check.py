@@ -13,6 +13,7 @@ examples:
   callpyback check                      # the file found from the current directory
   callpyback check deploy/callpyback.toml
   callpyback check pyproject.toml       # its [tool.callpyback] table
+  callpyback check --build              # also construct every component
   callpyback check --json | jq '.problems[].key'
 
 exit status: 0 when the configuration is valid, 1 when it has problems."""
@@ -31,6 +32,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("file", nargs="?", metavar="FILE",
                         help="the config file (default: discovered as callpyback itself does)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--build", action="store_true",
+                        help="also build every pipeline's components (runs their factories, "
+                        "which may open files or connections)")
     parser.set_defaults(func=run)
     return parser
 
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.file)
+        if args.build:
+            config.build_all()
     except ConfigError as exc:
         if args.json:
             print(json.dumps({"valid": False, "source": exc.source,

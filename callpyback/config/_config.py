@@ -181,13 +181,32 @@ class Config:
         if found is None or not found.pipeline.enabled or found.pipeline.is_empty:
             return None
         wrapper = self._wrappers.get(found.index)
-        if wrapper is None:
-            with self._lock:
-                wrapper = self._wrappers.get(found.index)
-                if wrapper is None:
-                    wrapper = self._build(found.pipeline)
-                    self._wrappers[found.index] = wrapper
+        return wrapper if wrapper is not None else self.decorator(found.index)
+
+    def decorator(self, index: int) -> CallPyBack:
+        """The (cached) decorator of ``pipelines[index]``, built now if it was not yet."""
+        with self._lock:
+            wrapper = self._wrappers.get(index)
+            if wrapper is None:
+                wrapper = self._build(self.pipelines[index])
+                self._wrappers[index] = wrapper
         return wrapper
+
+    def build_all(self) -> None:
+        """Build every enabled, non-empty pipeline; one ConfigError lists every failure.
+
+        Validation cannot run component factories (they may open files or sockets), so this is
+        the deeper check ``callpyback check --build`` offers.
+        """
+        problems: List[Problem] = []
+        for pipeline in self.pipelines:
+            if pipeline.enabled and not pipeline.is_empty:
+                try:
+                    self.decorator(pipeline.index)
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(problems, self.source)
 
     # --- assembly ---------------------------------------------------------------------------
     def _where(self, path: KeyPath) -> Tuple[Optional[str], Optional[int]]:
