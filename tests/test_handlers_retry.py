@@ -404,3 +404,31 @@ def test_state_path_of_a_retried_call_is_legal(clock):
             path.append(S.EXECUTING)
         path.append(state)
     assert cpb.states.is_valid_path(path), path
+
+
+def test_async_observers_see_every_attempt_of_a_retried_coroutine(clock):
+    """On the coroutine path async observers are awaited for each failed attempt too."""
+    seen = []
+
+    class AsyncRec:
+        async def update(self, ctx):
+            await asyncio.sleep(0)
+            seen.append((ctx.state.name, ctx.attempt))
+
+    calls = []
+
+    async def fetch():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("down")
+        return "ok"
+
+    f = cpb.CallPyBack([AsyncRec()], error_handlers=[RetryHandler(3)], time_source=clock)(fetch)
+    assert asyncio.run(f()) == "ok"
+    assert seen == [
+        ("PRE_EXECUTION", 0),
+        ("POST_FAILURE", 1),
+        ("POST_FAILURE", 2),
+        ("POST_SUCCESS", 3),
+        ("COMPLETED", 3),
+    ]
