@@ -248,3 +248,29 @@ def test_pyproject_that_only_mentions_callpyback_is_not_a_config(project: Path) 
         encoding="utf-8",
     )
     assert _load(project / "src").source == "<defaults>"
+
+
+def test_plugin_rejecting_the_config_is_a_config_error(project: Path) -> None:
+    """A plugin's callpyback_configure raising ConfigurationError fails the load cleanly."""
+    from callpyback import plugins
+    from callpyback.errors import ConfigurationError
+    from callpyback.hookspecs import hookimpl
+
+    seen = []
+
+    class Strict:
+        @hookimpl
+        def callpyback_configure(self, config):  # type: ignore[no-untyped-def]
+            seen.append(config)
+            if config.settings.max_observer_failures > 50:
+                raise ConfigurationError("max_observer_failures above 50 is not allowed here")
+
+    plugins.reset()
+    try:
+        plugins.register_plugin(Strict(), name="strict-test")
+        assert _load(project).source == "<defaults>"
+        assert seen and seen[-1].source == "<defaults>"
+        with pytest.raises(ConfigError, match="a plugin rejected the configuration"):
+            _load(project, settings={"max_observer_failures": 99})
+    finally:
+        plugins.reset()

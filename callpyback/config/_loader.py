@@ -701,5 +701,18 @@ def _notify(config: Config) -> None:
     except ImportError:
         return
     notify = getattr(plugins, "notify_config", None)
-    if notify is not None:
+    if notify is None:
+        return
+    from ..errors import ConfigurationError
+
+    try:
         notify(config)
+    except ConfigError:
+        raise
+    except ConfigurationError as exc:  # a plugin's callpyback_configure rejected it
+        raise ConfigError(
+            [Problem(f"a plugin rejected the configuration: {exc}",
+                     file=None if config.source == "<defaults>" else config.source,
+                     allowed="what the plugin's message asks for (see `callpyback plugins`)")],
+            config.source,
+        ) from exc
