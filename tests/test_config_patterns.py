@@ -55,6 +55,8 @@ def matches(pattern: str, target: str) -> bool:
         (r"re:shop\.(payments|billing):.*", "shop.billing.x:charge", False),
         (r"re:.*:test_\w+", "pkg.mod:test_one", True),
         (r"re:.*:test_\w+", "pkg.mod:helper", False),
+        ("café.menu:prix_*", "café.menu.du_jour:prix_total", True),
+        ("pkg:outer.<locals>.inner", "pkg:outer.<locals>.inner", True),
     ],
 )
 def test_pattern_semantics(pattern: str, target: str, expected: bool) -> None:

@@ -18,8 +18,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 __all__ = ["Matcher", "Pattern", "PatternError", "compile_pattern"]
 
 _GLOB_CHARS = frozenset("*?[")
-_MODULE_OK = re.compile(r"[A-Za-z0-9_.*?\[\]!-]+\Z")
-_QUAL_OK = re.compile(r"[A-Za-z0-9_.*?\[\]!<>-]+\Z")
+# \w: Python identifiers may be non-ASCII (PEP 3131).
+_MODULE_OK = re.compile(r"[\w.*?\[\]!-]+\Z")
+_QUAL_OK = re.compile(r"[\w.*?\[\]!<>-]+\Z")
 _REGEX_META = frozenset(".^$*+?{}[]\\|()")
 
 
