@@ -40,6 +40,7 @@ class _Dispatcher:
         self.overflow = "drop"
         self.block_timeout = 0.1
         self.exit_timeout = 5.0
+        self.exiting = False
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -177,6 +178,9 @@ class _Dispatcher:
             with self.start_lock:
                 if self.thread is thread:
                     self.thread = None
+            # Notifications that arrived while the worker was stopping must not be stranded.
+            if self.queue and not self.exiting:
+                self._start()
         return done
 
 
@@ -254,6 +258,7 @@ def stats() -> Dict[str, Any]:
 
 
 def _at_exit() -> None:
+    _DISPATCHER.exiting = True
     _DISPATCHER.wait_marker(True, _DISPATCHER.exit_timeout)
 
 
