@@ -140,6 +140,9 @@ def _set_interrupted(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> 
     """Cancellation goes to COMPLETED, any other BaseException to ERROR; returns whom to notify."""
     ctx._time = p.monotonic() - ctx._start
     ctx._exception = exc
+    if p.chain.record_interrupt:
+        # e.g. a circuit breaker giving back a half-open trial slot the attempt held
+        _safe_hooks(p.chain.record_interrupt, exc, ctx)
     if _is_cancellation(exc):
         ctx._rare = rare = ctx._rare or _Rare()
         rare.cancelled = True
@@ -205,7 +208,7 @@ def _simple_failed(
 def _simple_interrupted(
     p: Pipeline, info: Any, args: Any, kwargs: Any, start: float, exc: BaseException, ctx: Any
 ) -> None:
-    if not (p.completed or p.error):
+    if not (p.completed or p.error or p.chain.record_interrupt):
         return
     if ctx is None:
         ctx = new_context(info, args, kwargs, p.time_source, start)
@@ -226,6 +229,45 @@ def run_attempts(
         _notify(p.pre, ctx)
         ctx._start = p.monotonic()
     return _attempts(func, p, ctx, args, kwargs)
+
+
+_RETRY: Any = object()  # _failed_attempt's "go round again"
+
+
+def _failed_attempt(p: Pipeline, ctx: ExecutionContext, exc: Exception) -> Any:
+    """A sync attempt raised: notify, let the chain decide.
+
+    Returns ``_RETRY`` (after sleeping) or the recovered value; otherwise raises the outcome.
+    """
+    __tracebackhide__ = True
+    chain = p.chain
+    _set_failure(p, ctx, exc)
+    # Handlers' bookkeeping first, so POST_FAILURE observers see e.g. the breaker it left.
+    if chain.record_failure:
+        _safe_hooks(chain.record_failure, exc, ctx)
+    if p.failure:
+        _notify(p.failure, ctx)
+    decision, by = chain.decide(exc, ctx) if chain else (None, "")
+    if type(decision) is Retry:
+        try:
+            p.sleep(decision.delay)
+        except BaseException as interrupt:
+            regs = _set_interrupted(p, ctx, interrupt)
+            if regs:
+                _notify(regs, ctx)
+            raise
+        return _RETRY
+    if type(decision) is Recover:
+        _recover(ctx, decision.value, by)
+        if p.completed:
+            _notify(p.completed, ctx)
+        return decision.value
+    ctx._state = _DONE
+    if p.completed:
+        _notify(p.completed, ctx)
+    if type(decision) is Raise:
+        _raise_decided(decision, exc)
+    raise exc
 
 
 def _attempts(
@@ -249,32 +291,10 @@ def _attempts(
         except Exception as exc:
             if capture is not None:
                 _set_locals(ctx, capture.finish())
-            _set_failure(p, ctx, exc)
-            if p.failure:
-                _notify(p.failure, ctx)
-            if chain.record_failure:
-                _safe_hooks(chain.record_failure, exc, ctx)
-            decision, by = chain.decide(exc, ctx) if chain else (None, "")
-            if type(decision) is Retry:
-                try:
-                    p.sleep(decision.delay)
-                except BaseException as interrupt:
-                    regs = _set_interrupted(p, ctx, interrupt)
-                    if regs:
-                        _notify(regs, ctx)
-                    raise
+            out = _failed_attempt(p, ctx, exc)
+            if out is _RETRY:
                 continue
-            if type(decision) is Recover:
-                _recover(ctx, decision.value, by)
-                if p.completed:
-                    _notify(p.completed, ctx)
-                return decision.value
-            ctx._state = _DONE
-            if p.completed:
-                _notify(p.completed, ctx)
-            if type(decision) is Raise:
-                _raise_decided(decision, exc)
-            raise
+            return out
         except BaseException as exc:
             if capture is not None:
                 _set_locals(ctx, capture.finish())
@@ -291,6 +311,27 @@ def _attempts(
         if p.completed:
             _notify(p.completed, ctx)
         return value
+
+
+def _first_attempt_failed(
+    func: Callable[..., Any],
+    p: Pipeline,
+    ctx: Optional[ExecutionContext],
+    info: Any,
+    args: Any,
+    kwargs: Any,
+    start: float,
+    exc: Exception,
+) -> Any:
+    """The compiled fast path's failure branch when the pipeline has error handlers."""
+    __tracebackhide__ = True
+    if ctx is None:  # nothing needed a context on the way in
+        ctx = new_context(info, args, kwargs, p.time_source, start)
+        ctx._attempt = 1
+    out = _failed_attempt(p, ctx, exc)
+    if out is _RETRY:
+        return _attempts(func, p, ctx, args, kwargs)
+    return out
 
 
 # --- coroutine -------------------------------------------------------------------------------
@@ -337,10 +378,10 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
                 if capture is not None:
                     _set_locals(ctx, capture.finish())
                 _set_failure(p, ctx, exc)
-                if p.failure:
-                    await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
                 if chain.record_failure:
                     _safe_hooks(chain.record_failure, exc, ctx)
+                if p.failure:
+                    await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
                 decision, by = (await chain.adecide(exc, ctx)) if chain else (None, "")
                 if type(decision) is Retry:
                     try:
@@ -412,10 +453,10 @@ def make_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[
             if capture is not None:
                 _set_locals(ctx, capture.finish())
             _set_failure(p, ctx, exc)
-            if p.failure:
-                _notify(p.failure, ctx)
             if chain.record_failure:
                 _safe_hooks(chain.record_failure, exc, ctx)
+            if p.failure:
+                _notify(p.failure, ctx)
             decision, by = chain.decide(exc, ctx, allow_retry=False) if chain else (None, "")
             if type(decision) is Recover:
                 _recover(ctx, decision.value, by)
@@ -504,10 +545,10 @@ def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Cal
             if capture is not None:
                 _set_locals(ctx, capture.finish())
             _set_failure(p, ctx, exc)
-            if p.failure:
-                await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
             if chain.record_failure:
                 _safe_hooks(chain.record_failure, exc, ctx)
+            if p.failure:
+                await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
             decision, by = (
                 (await chain.adecide(exc, ctx, allow_retry=False)) if chain else (None, "")
             )

@@ -15,7 +15,10 @@ generated ``run``:
 Coroutine functions get an ``async def`` twin when every observer is synchronous (sync observers
 never await, so the guard cell logic is the same).
 
-Only pipelines without error handlers or variable extraction come here (``Pipeline.simple``).
+Pipelines with error handlers come here too (unless a handler wraps the call itself, as a
+timeout does): the success path stays straight-line with the handlers' ``before_attempt`` and
+``after_success`` hooks inlined, and the first failure hands over to the general retry loop.
+Pipelines with variable extraction use the general loop.
 """
 
 from __future__ import annotations
@@ -88,8 +91,19 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     ns["_interrupted"] = _call._simple_interrupted
     ns["_observer_failed"] = _call._observer_failed
 
+    chain = p.chain
+    if chain:
+        assert not asynchronous, "coroutines with error handlers take the general async path"
+        ns["_first_failed"] = _call._first_attempt_failed
+        ns["_safe_hooks"] = _call._safe_hooks
+        for i, hook in enumerate(chain.before_attempt):
+            ns[f"_before{i}"] = hook
+        ns["_after_success"] = chain.after_success
     regs_all = (*p.pre, *p.success, *p.failure, *p.completed, *p.error)
-    use_ctx = any(needs_context(r) for r in regs_all)
+    # Hooks take the context; a chain without hooks (a retry) needs one only once it fails.
+    use_ctx = bool(chain.before_attempt or chain.after_success) or any(
+        needs_context(r) for r in regs_all
+    )
     names: Dict[int, int] = {}  # id(registration) -> index in the namespace
 
     def ref(reg: Registration) -> int:
@@ -118,20 +132,27 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     if use_ctx:
         w("    c._start = start; c._state = _S_EXEC; c._attempt = 1")
     w("    try:")
+    for i in range(len(chain.before_attempt) if chain else 0):
+        w(f"        _before{i}(c)")
     w(
         "        value = await func(*args, **kwargs)"
         if asynchronous
         else "        value = func(*args, **kwargs)"
     )
     w("    except Exception as exc:")
-    w("        _failed(_p, info, args, kwargs, start, exc, c)")
-    w("        raise")
+    if chain:
+        w("        return _first_failed(func, _p, c, info, args, kwargs, start, exc)")
+    else:
+        w("        _failed(_p, info, args, kwargs, start, exc, c)")
+        w("        raise")
     w("    except BaseException as exc:")
     w("        _interrupted(_p, info, args, kwargs, start, exc, c)")
     w("        raise")
     w("    t = _mono() - start")
     if use_ctx:
         w("    c._time = t; c._value = value")
+    if chain and chain.after_success:
+        w("    _safe_hooks(_after_success, c)")
     wants_result = any(
         reg.injection is not None and any(src == "result" for _, src in reg.injection)
         for reg in (*p.success, *p.completed)

@@ -116,6 +116,7 @@ class CallPyBack:
         variable_extractor: Any = None,
         error_handlers: Optional[Iterable[Any]] = None,
         enable_async_observers: bool = False,
+        max_execution_time: Optional[float] = None,
         name: Optional[str] = None,
     ) -> None:
         if max_observer_failures is not None and (
@@ -135,6 +136,12 @@ class CallPyBack:
         self.variable_extractor = _pick_extractor(variable_extractor, self.variable_names)
 
         handlers = list(error_handlers or ())
+        if max_execution_time is not None:
+            # A shortcut for the timeout handler, outermost so it bounds every attempt.
+            from .handlers import TimeoutHandler
+
+            handlers.insert(0, TimeoutHandler(max_execution_time))
+        self.max_execution_time = max_execution_time
         if exception_classes is not None and default_return is MISSING:
             raise ConfigurationError(
                 "exception_classes only says what default_return recovers; pass default_return=... "
@@ -172,6 +179,15 @@ class CallPyBack:
         kind = _kind_of(func)
         if not self._has_sync and kind in ("function", "generator"):
             self._check_sync_allowed(func)
+        if kind in ("generator", "async_generator") and (
+            self.chain.call_sync or self.chain.call_async
+        ):
+            raise ConfigurationError(
+                f"{_describe(func)} is a generator function, but this CallPyBack has an error "
+                "handler that wraps each call (such as TimeoutHandler / max_execution_time); it "
+                "cannot bound a generator, which runs as its consumer iterates. Use a separate "
+                "CallPyBack without it for generators"
+            )
         info = FunctionInfo(func, kind)
         wrapper = _MAKERS[kind](func, info, self)
         if type(func) is types.FunctionType:

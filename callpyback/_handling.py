@@ -7,7 +7,11 @@ call pays only for the hooks that exist:
 * ``before_attempt(context)``: runs inside each attempt, before the function (a circuit breaker
   raises ``CircuitOpenError`` here to fail fast);
 * ``after_success(context)``: after a successful attempt;
-* ``record_failure(exception, context)``: sees *every* failed attempt, whichever handler decides;
+* ``record_failure(exception, context)``: sees *every* failed attempt, whichever handler decides
+  (before POST_FAILURE observers, so they see its effect);
+* ``record_interrupt(exception, context)``: an attempt ended by cancellation or by a
+  ``BaseException`` such as ``KeyboardInterrupt`` (never a failure; lets a handler release what
+  it held for the attempt);
 * ``call_sync(func, args, kwargs, context)`` / ``call_async(...)``: wrap the attempt itself
   (a timeout).
 
@@ -199,6 +203,7 @@ class HandlerChain:
         "handlers",
         "is_async_only",
         "record_failure",
+        "record_interrupt",
     )
 
     def __init__(self, handlers: Sequence[Any]) -> None:
@@ -212,6 +217,9 @@ class HandlerChain:
         self.before_attempt = hooks("before_attempt")
         self.after_success = hooks("after_success")
         self.record_failure = hooks("record_failure")
+        # Attempts ended by cancellation or KeyboardInterrupt/SystemExit: never failures, but
+        # a handler may hold something for the attempt (a breaker's half-open trial slot).
+        self.record_interrupt = hooks("record_interrupt")
         # The core calls only the first call hook, so several (two timeouts, a timeout and a
         # custom wrapper) are composed here into one, in chain order (the first is outermost).
         self.call_sync = _compose(hooks("call_sync"), is_async=False)

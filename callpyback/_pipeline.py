@@ -153,8 +153,11 @@ class Pipeline:
         self.anotify = any(r.is_async for r in live)
         # ``run(func, info, args, kwargs)`` is the sync path; the fast one is compiled on first
         # use, so a burst of add_observer() calls compiles once, not once per call.
+        # Compiled unless an attempt needs the general loop's machinery up front (a capture
+        # around each attempt, or a handler wrapping the call itself).
+        compiled = extractor is None and not chain.call_sync
         self.run: Callable[..., Any] = (
-            self._compile_then_run if self.simple else functools.partial(run_attempts, self)
+            self._compile_then_run if compiled else functools.partial(run_attempts, self)
         )
         #: The coroutine twin of the fast path (None: use the general async path).
         self.arun: Optional[Callable[..., Any]] = (

@@ -174,17 +174,29 @@ def test_inner_timeout_of_two_fires():
         release.set()
 
 
-def test_generators_are_not_timed():
-    """Documented: call hooks only wrap plain calls, a generator runs on the caller's thread."""
-    callers = []
+def test_a_timeout_on_a_generator_is_refused():
+    """A call hook cannot bound a generator (it runs as it is iterated): refused at decoration."""
 
     def gen():
-        callers.append(threading.get_ident())
         yield 1
 
-    g = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])(gen)
-    assert list(g()) == [1]
-    assert callers == [threading.get_ident()]
+    deco = cpb.CallPyBack(error_handlers=[TimeoutHandler(30)])
+    with pytest.raises(cpb.ConfigurationError, match="is a generator function"):
+        deco(gen)
+
+    async def agen():
+        yield 1
+
+    with pytest.raises(cpb.ConfigurationError, match="cannot bound a generator"):
+        cpb.CallPyBack(max_execution_time=5)(agen)
+
+
+def test_max_execution_time_is_a_timeout_handler():
+    """CallPyBack(max_execution_time=s) puts a TimeoutHandler first in the chain."""
+    deco = cpb.CallPyBack(max_execution_time=2.5, default_return=None)
+    first = deco.chain.handlers[0]
+    assert isinstance(first, TimeoutHandler) and first.seconds == 2.5
+    assert deco(lambda: 7)() == 7
 
 
 # --- async ------------------------------------------------------------------------------------

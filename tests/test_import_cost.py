@@ -29,3 +29,12 @@ def test_decorating_and_calling_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_public_names_resolve() -> None:
+    """Every name in callpyback.__all__ (eager or lazy) resolves, and every lazy name is listed."""
+    import callpyback
+
+    for name in callpyback.__all__:
+        assert getattr(callpyback, name) is not None, name
+    assert set(callpyback._LAZY) <= set(callpyback.__all__)

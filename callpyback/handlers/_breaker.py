@@ -542,6 +542,13 @@ class CircuitBreakerHandler(ErrorHandler):
             breaker.on_success(token, clock)
         context.note("breaker_state", breaker._state)
 
+    def record_interrupt(self, exception: BaseException, context: Any) -> None:
+        # Cancelled or interrupted: neither a success nor a failure, but a trial slot it held
+        # must come back now rather than after another recovery timeout.
+        token = self._token(context)
+        if token is not None:
+            self.breaker.release(token)
+
     def _token(self, context: Any) -> int | None:
         token: int | None = context.handler_state.get(self._key)
         if token is not None:

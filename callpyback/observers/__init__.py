@@ -27,19 +27,24 @@ _LAZY = {
     "Redactor": "redaction",
 }
 
-__all__ = sorted(
-    [
-        "BaseObserver",
-        "CallbackObserver",
-        "create_callback_observer",
-        "on_call",
-        "on_completion",
-        "on_error",
-        "on_failure",
-        "on_success",
-        *_LAZY,
-    ]
-)
+__all__ = [
+    "AlertRule",
+    "AlertingObserver",
+    "AuditObserver",
+    "BaseObserver",
+    "CallbackObserver",
+    "ConcurrencyObserver",
+    "LoggingObserver",
+    "MetricsObserver",
+    "Redactor",
+    "TimingObserver",
+    "create_callback_observer",
+    "on_call",
+    "on_completion",
+    "on_error",
+    "on_failure",
+    "on_success",
+]
 
 
 def __getattr__(name: str) -> Any:
