@@ -9,12 +9,33 @@ from typing import Any, Callable
 from _harness import Case, direct, target, time_sync
 
 from callpyback import (
+    BaseObserver,
     CallPyBack,
+    ExecutionState,
     LoggingObserver,
     MetricsObserver,
     TimingObserver,
     on_completion,
 )
+
+
+class _Noop(BaseObserver):
+    """The floor for any observer that takes the context: the core's own cost."""
+
+    def __init__(self, *states: ExecutionState) -> None:
+        super().__init__(states=states)
+
+    def update(self, context: Any) -> None:
+        return None
+
+
+def noop_completed() -> Callable[[], Any]:
+    return direct(CallPyBack(observers=[_Noop(ExecutionState.COMPLETED)])(target), 1)
+
+
+def noop_pre_completed() -> Callable[[], Any]:
+    obs = _Noop(ExecutionState.PRE_EXECUTION, ExecutionState.COMPLETED)
+    return direct(CallPyBack(observers=[obs])(target), 1)
 
 
 def metrics() -> Callable[[], Any]:
@@ -97,6 +118,12 @@ def no_names_cost() -> Callable[[], tuple[float, float]]:
 
 
 CASES = [
+    Case("floor: no-op BaseObserver (COMPLETED)", noop_completed, group="observers"),
+    Case(
+        "floor: no-op BaseObserver (PRE_EXECUTION + COMPLETED)",
+        noop_pre_completed,
+        group="observers",
+    ),
     Case("MetricsObserver", metrics, target=4, group="observers"),
     Case("MetricsObserver(track_in_flight=False)", metrics_no_in_flight, group="observers"),
     Case("LoggingObserver, level disabled", logging_disabled, target=3, group="observers"),

@@ -113,6 +113,19 @@ def test_disabled_logger_emits_nothing_and_reads_nothing(logger):
     logger.setLevel(logging.DEBUG)  # logging's own cache is invalidated: records come back
     f(1)
     assert len(logger.records) == 1
+    logging.disable(logging.CRITICAL)  # the global switch is honoured at once...
+    try:
+        f(2)
+    finally:
+        logging.disable(logging.NOTSET)
+    logger.disabled = True  # ...and so is a disabled logger (as fileConfig leaves them)
+    try:
+        f(3)
+    finally:
+        logger.disabled = False
+    assert len(logger.records) == 1
+    f(4)
+    assert len(logger.records) == 2
 
 
 def test_interrupted_and_logger_by_name():

@@ -103,6 +103,11 @@ class LoggingObserver(BaseObserver):
         self.include_result = bool(include_result)
         self.exc_info = bool(exc_info)
         self._success = self.levels["success"]
+        # logging caches isEnabledFor per level in this dict and clears it in place whenever
+        # levels change (setLevel, logging.disable, new handlers' loggers), so reading it
+        # directly is always current; it is private, hence the fallback to the method.
+        cache = getattr(self.logger, "_cache", None)
+        self._enabled_cache: Dict[int, bool] = cache if isinstance(cache, dict) else {}
         wanted = {_DONE, _ERROR} if self.levels["call"] is None else {_PRE, _DONE, _ERROR}
         self.states = frozenset(wanted)
 
@@ -112,7 +117,13 @@ class LoggingObserver(BaseObserver):
             # The common case first: a success whose level is off costs two attribute reads and
             # logging's own per-level cache lookup.
             level = self._success
-            if level is None or not self.logger.isEnabledFor(level):
+            if level is None:
+                return
+            logger = self.logger
+            enabled = self._enabled_cache.get(level)
+            if enabled is None or logger.disabled:
+                enabled = logger.isEnabledFor(level)
+            if not enabled:
                 return
             outcome = "success"
         else:

@@ -18,9 +18,9 @@ _ERROR = ExecutionState.ERROR
 
 _COUNTERS = ("calls", "successes", "failures", "recoveries", "cancelled", "interrupted", "retries")
 
-#: Events a call appends, folded into the counters in batches.  A plain float is the duration of
-#: a first-attempt success (the common case); None is a call starting; anything else is a tuple
-#: (outcome, duration, attempt).
+#: Events a call appends, folded into the counters in batches.  None is a call starting; a tuple
+#: is (outcome, duration, attempt); anything else is the duration of a first-attempt success (the
+#: common case).
 _START = None
 _SUCCESS, _FAILURE, _RECOVERED, _CANCELLED, _INTERRUPTED = range(5)
 _OUTCOME_FIELD = ("successes", "failures", "recoveries", "cancelled", "interrupted")
@@ -70,16 +70,16 @@ class FunctionStats:
         in_flight, peak = self.in_flight, self.max_in_flight
         successes = calls = 0
         for event in batch:
-            if event.__class__ is float:
+            if event is _START:
+                in_flight += 1
+                if in_flight > peak:
+                    peak = in_flight
+            elif event.__class__ is not tuple:  # a plain duration: a first-attempt success
                 calls += 1
                 successes += 1
                 keep(event)
                 if in_flight > 0:
                     in_flight -= 1
-            elif event is _START:
-                in_flight += 1
-                if in_flight > peak:
-                    peak = in_flight
             else:
                 outcome, elapsed, attempt = event
                 calls += 1
@@ -184,7 +184,7 @@ class MetricsObserver(BaseObserver):
         events = stats.events
         state = context._state
         if state is _DONE and context._exception is None and context._attempt == 1:
-            events.append(float(context._time or 0.0))
+            events.append(context._time or 0.0)  # never None at COMPLETED; None marks a start
         elif state is _PRE:
             events.append(_START)
         else:
