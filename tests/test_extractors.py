@@ -160,6 +160,25 @@ def test_generators_and_coroutines():
     assert sorted(s["mine"] for s in aseen) == [0, 100, 200, 300, 400]
 
 
+def test_async_generators():
+    """An async generator reports its locals as they were when it finished."""
+    deco, seen = capturing(["acc"])
+
+    @deco
+    async def running(n):
+        acc = 0
+        for i in range(n):
+            acc += i
+            await asyncio.sleep(0)
+            yield acc
+
+    async def main():
+        return [x async for x in running(4)]
+
+    assert asyncio.run(main()) == [0, 1, 3, 6]
+    assert seen == [{"acc": 6}]
+
+
 def test_closure_cell_variables_are_captured():
     """A variable captured by an inner closure (a cell variable) is still read."""
     deco, seen = capturing(["shared"])
