@@ -133,7 +133,9 @@ class AuditTrail:
         if self._fd is None or self._pid != pid:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            # O_BINARY: no newline translation on Windows, or the hashes would not match.
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT
+            flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
             self._fd = os.open(self.path, flags, 0o640)
             self._pid = pid
             self._last = None
@@ -189,6 +191,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _read_at(fd: int, length: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, length, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows; appends ignore the position
+    return os.read(fd, length)  # pragma: no cover
+
+
 def _read_tail(fd: int, size: int, path: Path) -> Tuple[int, str, bool]:
     """(seq, hash, torn) of the last complete record; (0, GENESIS, False) for an empty file."""
     if size == 0:
@@ -197,7 +206,7 @@ def _read_tail(fd: int, size: int, path: Path) -> Tuple[int, str, bool]:
     start = size
     while True:
         start = max(0, start - chunk)
-        lines = os.pread(fd, size - start, start).split(b"\n")
+        lines = _read_at(fd, size - start, start).split(b"\n")
         torn = lines[-1] != b""  # the file does not end with a newline
         complete = lines[:-1]
         # Unless we read from the start of the file, the first piece may be a partial line.
