@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "payments" / "payments.py"
+DROPIN = EXAMPLE.parent / "dropin"
 
 
 @pytest.fixture
@@ -66,3 +68,26 @@ def test_a_deleted_record_is_caught(trail: Path) -> None:
     result = verify(trail)
     assert result.returncode == 1
     assert "line 4: record seq 4 is missing (found seq 5)" in result.stderr
+
+
+def test_drop_in_config_audits_a_module_without_decorators(tmp_path: Path) -> None:
+    """`callpyback run app.py` applies dropin/callpyback.toml: transfer is audited, balance not."""
+    shutil.copytree(DROPIN, tmp_path / "dropin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
+    env.pop("PAYMENTS_AUDIT_TRAIL", None)
+    run = subprocess.run(
+        ["callpyback", "run", "app.py"],
+        cwd=tmp_path / "dropin",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "LimitExceededError: finance.limits: amount 99999.00 EUR" in run.stdout
+    trail = tmp_path / "dropin" / "audit" / "transactions.jsonl"
+    records = [json.loads(line) for line in trail.read_text(encoding="ascii").splitlines()]
+    assert [(r["what"], r["outcome"]) for r in records] == [
+        ("bank.payments:transfer", "success"),
+        ("bank.payments:transfer", "blocked"),
+    ]
+    assert verify(trail).returncode == 0
