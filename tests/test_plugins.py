@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import pytest
 
@@ -132,16 +132,24 @@ def test_import_callpyback_scans_nothing() -> None:
     assert out.strip() == "[]"
 
 
+def importlib_metadata() -> Any:
+    import importlib_metadata as backport  # Python 3.9
+
+    return backport
+
+
 def test_entry_points_are_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Repeated get_registry() calls, and a reconfiguration, reuse the first scan."""
     calls = []
-    real = importlib.metadata.entry_points
+    # The module discovery reads entry points from (the backport before Python 3.10).
+    metadata = importlib.metadata if sys.version_info >= (3, 10) else importlib_metadata()
+    real = metadata.entry_points
 
     def counting(**kw: object) -> object:
         calls.append(kw)
         return real(**kw)
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    monkeypatch.setattr(metadata, "entry_points", counting)
     first = plugins.get_registry()
     assert plugins.get_registry() is first
     plugins.configure(deny=["nothing-like-this"])
