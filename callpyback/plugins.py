@@ -408,10 +408,10 @@ def _unknown_hooks(pm: pluggy.PluginManager, obj: Any, name: str) -> Optional[st
         if optional:
             continue
         close = difflib.get_close_matches(caller.name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         return (
-            f"plugin {name!r} implements unknown hook {caller.name!r}{hint} "
-            f"CallPyBack hooks are {known}"
+            f"plugin {name!r} implements unknown hook {caller.name!r}{hint}; "
+            f"CallPyBack's hooks are {known}"
         )
     return None
 

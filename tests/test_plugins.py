@@ -448,7 +448,11 @@ def test_misspelt_hook_name_is_refused(site: Site) -> None:
     site.dist("typo-dist", "1.0", {"typo": "typo_mod"}, {"typo_mod": source})
     typo = info("typo")
     assert typo.status == "refused"
-    assert "did you mean 'callpyback_register_components'" in (typo.error or "")
+    assert typo.error == (
+        "plugin 'typo' implements unknown hook 'callpyback_register_component' (did you mean "
+        "'callpyback_register_components'?); CallPyBack's hooks are "
+        "['callpyback_configure', 'callpyback_register_components']"
+    )
 
 
 # --- programmatic registration ----------------------------------------------------------------
