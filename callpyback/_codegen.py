@@ -26,7 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _call  # the guard and the slow paths live with the rest of the hot path
-from ._context import ExecutionContext, ExecutionResult
+from ._context import ExecutionContext, ExecutionResult, new_context
+from .observers._base import NEEDS_CONTEXT
 from .states import ExecutionState
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ Run = Callable[[Callable[..., Any], Any, Tuple[Any, ...], Dict[str, Any], Any], 
 
 
 def needs_context(reg: Registration) -> bool:
-    if reg.injection is None or not reg.direct:
+    if not reg.direct:
         return True
     return any(src in _NEEDS_CONTEXT for _, src in reg.injection)
 
@@ -55,6 +56,7 @@ def _expr(src: str, phase: str) -> str:
         "local_variables": "c.local_variables",
         "function_signature": "info.signature",
         "function": "info.function",
+        "function_info": "info",
         "args": "args",
         "kwargs": "kwargs",
         "state": "_S_PRE" if before else ("_S_OK" if phase == "ok" else "_S_DONE"),
@@ -99,11 +101,12 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
         for i, hook in enumerate(chain.before_attempt):
             ns[f"_before{i}"] = hook
         ns["_after_success"] = chain.after_success
-    regs_all = (*p.pre, *p.success, *p.failure, *p.completed, *p.error)
-    # Hooks take the context; a chain without hooks (a retry) needs one only once it fails.
-    use_ctx = bool(chain.before_attempt or chain.after_success) or any(
-        needs_context(r) for r in regs_all
-    )
+    ns["_new_context"] = new_context
+    ns["_NEEDS_CONTEXT"] = NEEDS_CONTEXT
+    # Hooks take the context, so a chain with hooks builds it up front; otherwise it is built
+    # lazily, just before the first observer that needs it (a gated observer that declines
+    # then costs no context at all), and a chain without hooks (a retry) only once it fails.
+    eager = bool(chain.before_attempt or chain.after_success)
     names: Dict[int, int] = {}  # id(registration) -> index in the namespace
 
     def ref(reg: Registration) -> int:
@@ -113,104 +116,144 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
             ns[f"_reg{i}"] = reg
             ns[f"_fn{i}"] = reg.fn
             ns[f"_cb{i}"] = reg.callback
+            ns[f"_gate{i}"] = reg.gate
         return i
 
     head = "async def run" if asynchronous else "def run"
-    lines: List[str] = [f"{head}(func, info, args, kwargs, g):", "    __tracebackhide__ = True"]
-    w = lines.append
-    if use_ctx:
-        w("    c = _new(_Ctx); c.function_info = info; c.args = args; c.kwargs = kwargs")
-        w("    c.time_source = _ts; c._attempt = 0; c._time = None; c._value = None")
-        w("    c._exception = None; c._rare = None; c._state = _S_INIT")
+    gen = _Writer([f"{head}(func, info, args, kwargs, g):", "    __tracebackhide__ = True"])
+    w = gen.line
+    if eager:
+        w("c = _new_context(info, args, kwargs, _ts, 0.0)")
+        gen.ctx = "always"
     else:
-        w("    c = None")
+        w("c = None")
     if p.pre:
-        if use_ctx:
-            w("    c._start = _mono(); c._state = _S_PRE")
-        _dispatch(lines, p.pre, "pre", ref, use_ctx)
-    w("    start = _mono()")
-    if use_ctx:
-        w("    c._start = start; c._state = _S_EXEC; c._attempt = 1")
-    w("    try:")
+        if gen.ctx == "always":
+            w("c._start = _mono(); c._state = _S_PRE")
+        _dispatch(gen, p.pre, "pre", ref)
+    w("start = _mono()")
+    gen.when_ctx("c._start = start; c._state = _S_EXEC; c._attempt = 1")
+    w("try:")
     for i in range(len(chain.before_attempt) if chain else 0):
-        w(f"        _before{i}(c)")
-    w(
-        "        value = await func(*args, **kwargs)"
-        if asynchronous
-        else "        value = func(*args, **kwargs)"
-    )
-    w("    except Exception as exc:")
+        w(f"    _before{i}(c)")
+    w(f"    value = {'await ' if asynchronous else ''}func(*args, **kwargs)")
+    w("except Exception as exc:")
     if chain:
-        w("        return _first_failed(func, _p, c, info, args, kwargs, start, exc)")
+        w("    return _first_failed(func, _p, c, info, args, kwargs, start, exc)")
     else:
-        w("        _failed(_p, info, args, kwargs, start, exc, c)")
-        w("        raise")
-    w("    except BaseException as exc:")
-    w("        _interrupted(_p, info, args, kwargs, start, exc, c)")
-    w("        raise")
-    w("    t = _mono() - start")
-    if use_ctx:
-        w("    c._time = t; c._value = value")
+        w("    _failed(_p, info, args, kwargs, start, exc, c)")
+        w("    raise")
+    w("except BaseException as exc:")
+    w("    _interrupted(_p, info, args, kwargs, start, exc, c)")
+    w("    raise")
+    w("t = _mono() - start")
+    gen.when_ctx("c._time = t; c._value = value")
     if chain and chain.after_success:
-        w("    _safe_hooks(_after_success, c)")
+        w("_safe_hooks(_after_success, c)")
     wants_result = any(
-        reg.injection is not None and any(src == "result" for _, src in reg.injection)
+        reg.direct and any(src == "result" for _, src in reg.injection or ())
         for reg in (*p.success, *p.completed)
     )
     if wants_result:
-        w("    r = _new(_Result); r.value = value; r.execution_time = t")
+        w("r = _new(_Result); r.value = value; r.execution_time = t")
     if p.success:
-        if use_ctx:
-            w("    c._state = _S_OK")
-        _dispatch(lines, p.success, "ok", ref, use_ctx)
-    if use_ctx:
-        w("    c._state = _S_DONE")
+        gen.when_ctx("c._state = _S_OK")
+        _dispatch(gen, p.success, "ok", ref)
+    gen.when_ctx("c._state = _S_DONE")
     if p.completed:
-        _dispatch(lines, p.completed, "done", ref, use_ctx)
-    w("    return value")
-    source = "\n".join(lines) + "\n"
+        _dispatch(gen, p.completed, "done", ref)
+    w("return value")
+    source = "\n".join(gen.lines) + "\n"
     exec(compile(source, "<callpyback: observed call>", "exec"), ns)
     run: Run = ns["run"]
     run.__source__ = source  # type: ignore[attr-defined]  # for debugging and tests
     return run
 
 
+class _Writer:
+    """Source lines of ``run``, and what is known at this point about the context ``c``."""
+
+    def __init__(self, lines: List[str]) -> None:
+        self.lines = lines
+        self.ctx = "none"  # "none": c is None here; "maybe": it may exist; "always": it does
+        self.indent = 1
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.indent + text)
+
+    def when_ctx(self, text: str) -> None:
+        """Keep an existing context in step (its state, times and value)."""
+        if self.ctx == "always":
+            self.line(text)
+        elif self.ctx == "maybe":
+            self.line("if c is not None:")
+            self.line(f"    {text}")
+
+    def ensure_ctx(self, phase: str) -> None:
+        """Build the context here if nothing has yet, with the fields this phase knows."""
+        if self.ctx == "always":
+            return
+        self.line("if c is None:")
+        if phase == "pre":
+            self.line("    c = _new_context(info, args, kwargs, _ts, _mono()); c._state = _S_PRE")
+        else:
+            state = "_S_OK" if phase == "ok" else "_S_DONE"
+            self.line("    c = _new_context(info, args, kwargs, _ts, start)")
+            self.line(f"    c._attempt = 1; c._time = t; c._value = value; c._state = {state}")
+        if self.ctx == "none":
+            self.ctx = "maybe"
+
+
 def _dispatch(
-    lines: List[str],
-    regs: Tuple[Registration, ...],
-    phase: str,
-    ref: Callable[[Registration], int],
-    use_ctx: bool,
+    gen: _Writer, regs: Tuple[Registration, ...], phase: str, ref: Callable[[Registration], int]
 ) -> None:
-    w = lines.append
+    w = gen.line
     guarded = any(r.guard for r in regs)
-    pad = "    "
     if guarded:
-        w("    if g is None:")
-        w("        g = _new_cell()")
-        w("    g[0] = _ident()")
-        w("    try:")
-        pad = "        "
+        w("if g is None:")
+        w("    g = _new_cell()")
+        w("g[0] = _ident()")
+        w("try:")
+        gen.indent += 1
+    state = {"pre": "_S_PRE", "ok": "_S_OK", "done": "_S_DONE"}[phase]
     for reg in regs:
         i = ref(reg)
-        if reg.injection is None or not reg.direct:
+        gated = reg.gate is not None
+        if gated:
+            # The observer said it may decline this state cheaply: ask before doing anything.
+            w(f"if _gate{i}({state}):")
+            gen.indent += 1
+        if not reg.direct:
+            gen.ensure_ctx(phase)
             call = f"_fn{i}(c)"
         else:
+            if needs_context(reg):
+                gen.ensure_ctx(phase)
             parts = [
                 _expr(src, phase) if kw is None else f"{kw}={_expr(src, phase)}"
-                for kw, src in reg.injection
+                for kw, src in reg.injection or ()
             ]
             call = f"_cb{i}({', '.join(parts)})"
-        w(f"{pad}try:")
-        w(f"{pad}    {call}")
-        w(f"{pad}except Exception as e:")
-        w(f"{pad}    _observer_failed(_reg{i}, e)")
-        w(f"{pad}else:")
-        w(f"{pad}    if _reg{i}.failures:")
-        w(f"{pad}        _reg{i}.failures = 0")
+        w("try:")
+        if reg.escalates:
+            w(f"    if {call} is _NEEDS_CONTEXT:")
+            gen.indent += 2
+            gen.ensure_ctx(phase)
+            w(f"_fn{i}(c)")
+            gen.indent -= 2
+        else:
+            w(f"    {call}")
+        w("except Exception as e:")
+        w(f"    _observer_failed(_reg{i}, e)")
+        w("else:")
+        w(f"    if _reg{i}.failures:")
+        w(f"        _reg{i}.failures = 0")
+        if gated:
+            gen.indent -= 1
     if guarded:
-        w("    finally:")
-        w("        g[0] = 0")
+        gen.indent -= 1
+        w("finally:")
+        w("    g[0] = 0")
 
 
 def describe(run: Optional[Run]) -> str:

@@ -360,20 +360,37 @@ class ExecutionContext:
         rare.handler_state[key] = value
 
     def snapshot(self) -> ExecutionContext:
-        """A frozen copy of this context as it is now (for observers that run later)."""
-        copy = ExecutionContext.__new__(ExecutionContext)
-        for slot in ExecutionContext.__slots__:
-            object.__setattr__(copy, slot, getattr(self, slot))
+        """A frozen copy of this context as it is now (for observers that run later).
+
+        Plain assignments rather than a loop over ``__slots__``: background dispatch calls this
+        on the caller's thread for every notification.
+        """
+        copy = _new(ExecutionContext)
+        copy.function_info = self.function_info
+        copy.args = self.args
+        copy.kwargs = self.kwargs
+        copy.time_source = self.time_source
+        copy._start = self._start
+        copy._state = self._state
+        copy._attempt = self._attempt
+        copy._time = self._time
+        copy._value = self._value
+        copy._exception = self._exception
         rare = copy._rare = _Rare()
         old = self._rare
         if old is not None:
-            for slot in _Rare.__slots__:
-                setattr(rare, slot, getattr(old, slot))
+            rare.arguments = old.arguments
+            rare.locals = old.locals
+            rare.recovered_by = old.recovered_by
+            rare.cancelled = old.cancelled
+            rare.timestamp = old.timestamp
             if old.metadata is not None:
                 rare.metadata = dict(old.metadata)
             if old.handler_state is not None:
                 rare.handler_state = dict(old.handler_state)
-        rare.timestamp = self.timestamp
+        if rare.timestamp is None:
+            ts = self.time_source
+            rare.timestamp = ts.now() - (ts.monotonic() - self._start)
         return copy
 
     def __repr__(self) -> str:

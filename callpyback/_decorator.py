@@ -295,6 +295,7 @@ class CallPyBack:
             guard=bool(getattr(observer, "reentrancy_guard", True)),
             injection=getattr(observer, "injection", None),
             callback=getattr(observer, "callback", None),
+            gate=_optional_callable(observer, "gate"),
         )
         with self._lock:
             if is_async and self._has_sync:
@@ -404,6 +405,11 @@ class CallPyBack:
         label = f" {self.name!r}" if self.name else ""
         counts = f"observers={len(self._registrations)} handlers={len(self.chain.handlers)}"
         return f"<CallPyBack{label} {counts}>"
+
+
+def _optional_callable(obj: Any, name: str) -> Any:
+    value = getattr(obj, name, None)
+    return value if callable(value) else None
 
 
 def _weak_update(ref: Any) -> Callable[[Any], Any]:

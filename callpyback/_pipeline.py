@@ -23,8 +23,10 @@ class Registration:
         "callback",
         "direct",
         "disabled",
+        "escalates",
         "failures",
         "fn",
+        "gate",
         "guard",
         "injection",
         "is_async",
@@ -54,6 +56,7 @@ class Registration:
         guard: bool = True,
         injection: Any = None,
         callback: Any = None,
+        gate: Any = None,
     ) -> None:
         self.owner = owner
         self.observer = observer  # None when held weakly; see ``ref``
@@ -72,6 +75,12 @@ class Registration:
         self.direct = (
             injection is not None and callback is not None and ref is None and not background
         )
+        #: Optional ``gate(state) -> bool`` the fast path asks first: False means "update would
+        #: do nothing for this state", so no context is built for it.
+        self.gate = gate if ref is None and not background else None
+        #: A direct callback that may answer NEEDS_CONTEXT (built-in observers; never a user's
+        #: callback observer, whose return value means nothing).
+        self.escalates = self.direct and not getattr(observer, "is_callback_observer", False)
         self.failures = 0  # consecutive; reset by a success
         self.total_failures = 0
         self.disabled = False

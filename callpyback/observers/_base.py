@@ -9,6 +9,7 @@ from ..states import NOTIFIED_STATES, PHASE_STATES, ExecutionState, Phase
 
 __all__ = [
     "INJECTABLE",
+    "NEEDS_CONTEXT",
     "BaseObserver",
     "CallbackObserver",
     "create_callback_observer",
@@ -21,6 +22,18 @@ __all__ = [
 ]
 
 StateSpec = Union[ExecutionState, Phase, str]
+
+
+class _NeedsContext:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEEDS_CONTEXT"
+
+
+#: A built-in observer's direct ``callback`` (see ``BaseObserver``) returns this to say "this
+#: notification needs the whole context after all": the core then calls ``update(context)``.
+NEEDS_CONTEXT: Any = _NeedsContext()
 
 #: Parameter name -> expression on the context ``c`` that a callback parameter of that name gets.
 INJECTABLE = {
@@ -39,6 +52,7 @@ INJECTABLE = {
     "kwargs": "c.kwargs",
     "function": "c.function_info.function",
     "attempt": "c._attempt",
+    "function_info": "c.function_info",
 }
 
 
@@ -119,6 +133,13 @@ class BaseObserver:
     #: guard, which saves a little per call).  Anything that may call a wrapped function,
     #: directly or not, must keep it.
     reentrancy_guard: bool = True
+
+    # Optional fast-path protocol (used by the built-in observers; see docs/observers.md):
+    # ``callback`` + ``injection`` let the compiled fast path call ``callback`` directly with
+    # injected arguments, without building a context, where the outcome is known (before the
+    # call, and after a first-attempt success); ``callback`` may return NEEDS_CONTEXT to have
+    # ``update(context)`` called instead.  ``gate(state) -> bool`` answers "would update do
+    # anything for this state?" there; False skips the observer and its context.
 
     def __init__(
         self,
@@ -240,6 +261,8 @@ def _is_coroutine_function(fn: Any) -> bool:
 
 class CallbackObserver(BaseObserver):
     """An observer made from a plain callable, its parameters injected by name."""
+
+    is_callback_observer = True
 
     def __init__(
         self,

@@ -111,6 +111,17 @@ class LoggingObserver(BaseObserver):
         wanted = {_DONE, _ERROR} if self.levels["call"] is None else {_PRE, _DONE, _ERROR}
         self.states = frozenset(wanted)
 
+    def gate(self, state: Any) -> bool:
+        """Asked by the core's fast path (a first-attempt success, or before the call): would
+        :meth:`update` log anything?  When not, the call builds no context for this observer."""
+        level = self._success if state is _DONE else self.levels["call"]
+        if level is None:
+            return False
+        enabled = self._enabled_cache.get(level)
+        if enabled is None or self.logger.disabled:
+            enabled = self.logger.isEnabledFor(level)
+        return bool(enabled)
+
     def update(self, context: Any) -> None:
         state = context._state
         if state is _DONE and context._exception is None:

@@ -162,6 +162,11 @@ class MetricsObserver(BaseObserver):
         self._lock = threading.Lock()  # guards the two maps below (creation only)
         self._by_info: Dict[Any, FunctionStats] = {}
         self._by_target: Dict[str, FunctionStats] = {}
+        # The core's compiled fast path calls ``callback`` directly, with these injected
+        # arguments and no context object, where it knows the outcome: PRE_EXECUTION, and a
+        # first attempt that succeeded.  Everything else still goes through ``update``.
+        self.callback = self._direct
+        self.injection = ((None, "function_info"), (None, "state"), (None, "execution_time"))
 
     def _stats_for(self, info: Any) -> FunctionStats:
         with self._lock:
@@ -189,6 +194,15 @@ class MetricsObserver(BaseObserver):
             events.append(_START)
         else:
             events.append((_outcome(context), context._time, context._attempt))
+        if len(events) >= _BATCH:
+            stats.fold(blocking=False)
+
+    def _direct(self, function_info: Any, state: Any, execution_time: Optional[float]) -> None:
+        stats = self._by_info.get(function_info)
+        if stats is None:
+            stats = self._stats_for(function_info)
+        events = stats.events
+        events.append(_START if state is _PRE else (execution_time or 0.0))
         if len(events) >= _BATCH:
             stats.fold(blocking=False)
 

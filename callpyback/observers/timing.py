@@ -10,7 +10,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 from .._histogram import Histogram
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import BaseObserver
+from ._base import NEEDS_CONTEXT, BaseObserver
 from ._patterns import matches
 
 __all__ = ["SlowCall", "TimingObserver"]
@@ -119,6 +119,10 @@ class TimingObserver(BaseObserver):
         self._by_target: Dict[str, _Timing] = {}
         self.callback_failures = 0
         self.states = frozenset({ExecutionState.COMPLETED})
+        # The core's fast path calls ``_direct`` without a context for a first-attempt success;
+        # a slow call asks for the context (NEEDS_CONTEXT) so ``update`` can describe it.
+        self.callback = self._direct
+        self.injection = ((None, "function_info"), (None, "execution_time"))
 
     def threshold_for(self, info: Any) -> Optional[float]:
         """The threshold that applies to the function described by ``info`` (a FunctionInfo)."""
@@ -138,6 +142,22 @@ class TimingObserver(BaseObserver):
                     self._by_target[target] = timing
                 self._by_info[info] = timing
             return timing
+
+    def _direct(self, function_info: Any, execution_time: float) -> Any:
+        timing = self._by_info.get(function_info)
+        if timing is None:
+            timing = self._timing_for(function_info)
+        threshold = timing.threshold
+        if threshold is not None and execution_time >= threshold:
+            return NEEDS_CONTEXT  # update() records it and reports the slow call
+        durations = timing.durations
+        durations.append(execution_time)
+        if len(durations) >= _BATCH and timing.lock.acquire(False):
+            try:
+                timing.fold_locked()
+            finally:
+                timing.lock.release()
+        return None
 
     def update(self, context: Any) -> None:
         timing = self._by_info.get(context.function_info)

@@ -1,0 +1,120 @@
+"""The compiled fast path: lazy context, direct callbacks, gates and NEEDS_CONTEXT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from callpyback import BaseObserver, CallPyBack, MockTimeSource, on_call
+from callpyback import ExecutionState as S
+from callpyback.observers._base import NEEDS_CONTEXT
+
+
+class Direct(BaseObserver):
+    """Uses the fast-path protocol: a direct callback, and update() for everything else."""
+
+    def __init__(self, answer: Any = None, gate: Any = None) -> None:
+        super().__init__(states=[S.PRE_EXECUTION, S.COMPLETED])
+        self.direct_calls: list[tuple[Any, ...]] = []
+        self.updates: list[tuple[S, Any, Any]] = []
+        self.answer = answer
+        self.callback = self._direct
+        self.injection = ((None, "function_info"), (None, "state"), ("t", "execution_time"))
+        if gate is not None:
+            self.gate = gate
+
+    def _direct(self, info: Any, state: S, t: Any) -> Any:
+        self.direct_calls.append((info.name, state, t))
+        return self.answer
+
+    def update(self, context: Any) -> None:
+        self.updates.append((context.state, context.execution_time, context.exception))
+
+
+def test_direct_callback_on_success_update_on_failure(clock: MockTimeSource) -> None:
+    """Successes take the direct callback; a failure goes through update(context)."""
+    obs = Direct()
+
+    @CallPyBack(observers=[obs], time_source=clock)
+    def f(fail: bool) -> int:
+        clock.advance(0.5)
+        if fail:
+            raise ValueError("no")
+        return 1
+
+    assert f(False) == 1
+    assert obs.direct_calls == [("f", S.PRE_EXECUTION, None), ("f", S.COMPLETED, 0.5)]
+    assert obs.updates == []
+    obs.direct_calls.clear()
+    with pytest.raises(ValueError):
+        f(True)
+    assert obs.direct_calls == [("f", S.PRE_EXECUTION, None)]
+    assert [(s, t) for s, t, _ in obs.updates] == [(S.COMPLETED, 0.5)]
+    assert isinstance(obs.updates[0][2], ValueError)
+
+
+def test_needs_context_escalates_to_update(clock: MockTimeSource) -> None:
+    """A direct callback answering NEEDS_CONTEXT gets update() with a complete context."""
+    obs = Direct(answer=NEEDS_CONTEXT)
+
+    @CallPyBack(observers=[obs], time_source=clock)
+    def f() -> str:
+        clock.advance(2.0)
+        return "x"
+
+    assert f() == "x"
+    assert obs.updates == [(S.PRE_EXECUTION, None, None), (S.COMPLETED, 2.0, None)]
+
+
+def test_gate_false_skips_the_observer_entirely() -> None:
+    """A gate that declines means neither the callback nor update runs for that state."""
+    asked: list[S] = []
+
+    def gate(state: S) -> bool:
+        asked.append(state)
+        return state is S.COMPLETED
+
+    obs = Direct(gate=gate)
+    CallPyBack(observers=[obs])(lambda: 3)()
+    assert asked == [S.PRE_EXECUTION, S.COMPLETED]
+    assert [c[1] for c in obs.direct_calls] == [S.COMPLETED]
+
+
+def test_context_built_late_is_consistent_with_earlier_blocks() -> None:
+    """A context first needed after the call carries the same call's facts."""
+    seen: dict[str, Any] = {}
+
+    class Late(BaseObserver):
+        def __init__(self) -> None:
+            super().__init__(states=[S.COMPLETED])
+
+        def update(self, context: Any) -> None:
+            seen.update(
+                state=context.state,
+                attempt=context.attempt,
+                value=context.value,
+                args=context.args,
+                arguments=dict(context.arguments),
+            )
+
+    calls: list[Any] = []
+    deco = CallPyBack(observers=[on_call(lambda args: calls.append(args)), Late()])
+    assert deco(lambda a, b=2: a + b)(1) == 3
+    assert calls == [(1,)]
+    assert seen == {
+        "state": S.COMPLETED,
+        "attempt": 1,
+        "value": 3,
+        "args": (1,),
+        "arguments": {"a": 1, "b": 2},
+    }
+
+
+def test_compiled_source_builds_no_context_for_callbacks() -> None:
+    """With only callback observers the generated code never builds a context."""
+    deco = CallPyBack(observers=[on_call(lambda args: None)])
+    deco(lambda: 1)()
+    assert deco.pipeline is not None
+    source = deco.pipeline.run.__source__  # type: ignore[attr-defined]
+    assert "_new_context" not in source
