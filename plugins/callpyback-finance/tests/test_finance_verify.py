@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import List
 
 import pytest
 from callpyback_finance import AuditTrail, verify_file
 from callpyback_finance.chain import canonical, record_hash
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture
@@ -94,6 +97,16 @@ def test_reordered_records(chain: Path) -> None:
     )
 
 
+def test_reformatted_record_with_equal_values(chain: Path) -> None:
+    """Bytes that parse to the same values are still an edit: the line must be canonical."""
+    new = lines(chain)
+    new[1] = new[1].replace('"seq":2', '"seq": 2')
+    write(chain, new)
+    assert verify_file(chain).problem == (
+        "line 2: record seq 2 is not in the canonical form it was written in: the line was edited"
+    )
+
+
 @pytest.mark.parametrize(
     ("garbage", "message"),
     [
@@ -147,3 +160,53 @@ def test_console_script_exit_status(chain: Path) -> None:
     missing = run_cli("verify", str(chain.with_name("nope.jsonl")))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
     assert run_cli("verify", str(chain), "--count", "5").returncode == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(min_value=1, max_value=8),
+    data=st.data(),
+)
+def test_any_single_edit_is_reported_at_its_line(count: int, data: st.DataObject) -> None:
+    """Property: changing one character of any record is reported at exactly that line."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trail.jsonl"
+        writer = AuditTrail(path, durability="flush")
+        for i in range(count):
+            writer.append({"amounts": {"amount": str(i)}, "memo": "x" * i, "duration": i / 4})
+        writer.close()
+        original = lines(path)
+        line = data.draw(st.integers(min_value=0, max_value=count - 1), label="line")
+        text = original[line].rstrip("\n")
+        at = data.draw(st.integers(min_value=0, max_value=len(text) - 1), label="at")
+        char = data.draw(st.characters(min_codepoint=32, max_codepoint=126), label="char")
+        assume(char != text[at])
+        edited = list(original)
+        edited[line] = text[:at] + char + text[at + 1 :] + "\n"
+        write(path, edited)
+        result = verify_file(path)
+        assert not result.ok
+        assert result.line == line + 1, (result.problem, edited[line])
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(min_value=2, max_value=8), data=st.data())
+def test_any_removal_or_swap_is_reported(count: int, data: st.DataObject) -> None:
+    """Property: removing a record (not the last) or swapping two is reported where it starts."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trail.jsonl"
+        writer = AuditTrail(path, durability="flush")
+        for i in range(count):
+            writer.append({"n": i})
+        writer.close()
+        original = lines(path)
+        first = data.draw(st.integers(min_value=0, max_value=count - 2), label="first")
+        if data.draw(st.booleans(), label="swap"):
+            second = data.draw(st.integers(min_value=first + 1, max_value=count - 1))
+            edited = list(original)
+            edited[first], edited[second] = edited[second], edited[first]
+        else:
+            edited = original[:first] + original[first + 1 :]
+        write(path, edited)
+        result = verify_file(path)
+        assert not result.ok and result.line == first + 1, result.problem

@@ -283,6 +283,12 @@ def verify_file(
             seq = record["seq"]
             if record_hash(record) != record["hash"]:
                 return broken(f"record seq {seq!r} does not match its hash: it was modified")
+            if text != canonical(record).encode("ascii"):
+                # Same values, other bytes (say 0.0 written as 0e0): still an edit of the file.
+                return broken(
+                    f"record seq {seq!r} is not in the canonical form it was written in: the "
+                    "line was edited"
+                )
             if seq != expect_seq:
                 if isinstance(seq, int) and seq > expect_seq:
                     missing = (
