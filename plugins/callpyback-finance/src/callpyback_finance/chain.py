@@ -271,8 +271,8 @@ def verify_file(
                     "incomplete record at the end of the file (a write was interrupted, or the "
                     "file was truncated)"
                 )
-            text = raw.strip()
-            if not text:
+            text = raw[:-1]
+            if not text.strip():
                 return broken("empty line where a record was expected")
             try:
                 record = json.loads(text)
