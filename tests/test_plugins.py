@@ -576,3 +576,22 @@ def test_a_plugin_hook_may_use_the_registry_while_discovery_runs() -> None:
     callpyback.register_plugin(Curious(), name="curious")
     plugins.get_registry()
     assert seen == [["mock", "system"]]
+
+
+def test_a_denied_plugins_types_are_unknown_to_the_config(tmp_path: Path) -> None:
+    """The config sees exactly the registry that discovery built: a denied type is an error."""
+    path = tmp_path / "callpyback.toml"
+    trail = (tmp_path / "t.jsonl").as_posix()
+    path.write_text(
+        f'version = 1\n[observers.ledger]\ntype = "finance.audit"\npath = "{trail}"\n',
+        encoding="utf-8",
+    )
+    plugins.configure(deny=["callpyback-finance"])
+    with pytest.raises(callpyback.ConfigError) as info:
+        callpyback.load_config(path)
+    assert "callpyback.toml:3: observers.ledger.type: unknown observer type 'finance.audit'" in str(
+        info.value
+    )
+    plugins.configure(deny=[])
+    config = callpyback.load_config(path)
+    assert config.pipeline_for("anything:f") is None  # loads now; no pipelines
