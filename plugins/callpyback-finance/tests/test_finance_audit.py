@@ -57,6 +57,15 @@ def test_records_form_a_hash_chain(audited: Callable[..., Any], trail: Path, clo
     assert verify_file(trail).ok and verify_file(trail).records == 3
 
 
+def test_who_from_an_argument(audited: Callable[..., Any], trail: Path) -> None:
+    @audited(who_field="operator")
+    def approve(operator: str, account: str, amount: int) -> None: ...
+
+    approve("clerk-17", "ACC-1", 10)
+    (record,) = read(trail)
+    assert record["who"] == "clerk-17"
+
+
 def test_new_trail_is_not_world_readable(create: Callable[..., Any], trail: Path) -> None:
     create("observer", "finance.audit", path=str(trail))
     assert trail.stat().st_mode & 0o777 == 0o640

@@ -93,7 +93,8 @@ class FinanceRedactor(Redactor):
 class FinanceAuditObserver(AuditObserver):
     """Appends one hash-chained record per completed (or interrupted) call to ``path``.
 
-    The record is the core audit record (``timestamp``/``epoch`` from the time source, ``who``,
+    The record is the core audit record (``timestamp``/``epoch`` from the time source, ``who``
+    (the OS user, or the ``who_field`` argument),
     ``what``, ``outcome``, ``duration``, ``attempt``, ``exception``, ``pid``, ``thread``) plus
     ``amounts``, ``currency``, ``parties``, optional ``fields`` and ``flags``, and the chain's
     ``seq``, ``prev`` and ``hash``.  ``outcome`` is ``blocked`` when a rule refused the call.
@@ -112,6 +113,7 @@ class FinanceAuditObserver(AuditObserver):
         redaction: str = "mask",
         redaction_key: Optional[str] = None,
         durability: str = "fsync",
+        who_field: Optional[str] = None,
         priority: int = 0,
         name: str = "finance.audit",
     ) -> None:
@@ -119,6 +121,7 @@ class FinanceAuditObserver(AuditObserver):
         created = not os.path.exists(path)
         super().__init__(
             path,
+            who=_who_from(who_field) if who_field else None,
             include_arguments=include_arguments,
             redactor=redactor,
             fsync=durability == "fsync",
@@ -209,6 +212,14 @@ class FinanceAuditObserver(AuditObserver):
             f"<FinanceAuditObserver path={self.path_str!r} written={self.records_written} "
             f"errors={self.write_errors}>"
         )
+
+
+def _who_from(field: str) -> Any:
+    def who(context: Any) -> Any:
+        # The initiator of a transaction is usually an argument (an operator or customer id).
+        return context.arguments.get(field)
+
+    return who
 
 
 def _outcome(context: Any, core: str) -> str:

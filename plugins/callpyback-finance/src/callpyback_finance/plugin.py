@@ -39,6 +39,9 @@ class AuditOptions(_Options):
     redaction: Literal["mask", "hash", "remove"] = "mask"
     redaction_key: Optional[str] = None
     durability: Literal["fsync", "flush"] = "fsync"
+    who_field: Optional[str] = Field(
+        default=None, description="The argument naming who initiated the call (else the OS user)."
+    )
     priority: int = 0
 
 
