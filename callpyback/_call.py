@@ -234,10 +234,29 @@ def run_attempts(
 _RETRY: Any = object()  # _failed_attempt's "go round again"
 
 
-def _failed_attempt(p: Pipeline, ctx: ExecutionContext, exc: Exception) -> Any:
+def _interrupt(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> None:
+    regs = _set_interrupted(p, ctx, exc)
+    if regs:
+        _notify(regs, ctx)
+
+
+def _finish(p: Pipeline, ctx: ExecutionContext, value: Any) -> None:
+    """A successful attempt: POST_SUCCESS, then COMPLETED."""
+    _set_success(p, ctx, value)
+    if p.success:
+        _notify(p.success, ctx)
+    ctx._state = _DONE
+    if p.completed:
+        _notify(p.completed, ctx)
+
+
+def _failed_attempt(
+    p: Pipeline, ctx: ExecutionContext, exc: Exception, allow_retry: bool = True
+) -> Any:
     """A sync attempt raised: notify, let the chain decide.
 
     Returns ``_RETRY`` (after sleeping) or the recovered value; otherwise raises the outcome.
+    Generators pass ``allow_retry=False``: a retry would restart them and repeat items.
     """
     __tracebackhide__ = True
     chain = p.chain
@@ -247,14 +266,12 @@ def _failed_attempt(p: Pipeline, ctx: ExecutionContext, exc: Exception) -> Any:
         _safe_hooks(chain.record_failure, exc, ctx)
     if p.failure:
         _notify(p.failure, ctx)
-    decision, by = chain.decide(exc, ctx) if chain else (None, "")
+    decision, by = chain.decide(exc, ctx, allow_retry) if chain else (None, "")
     if type(decision) is Retry:
         try:
             p.sleep(decision.delay)
         except BaseException as interrupt:
-            regs = _set_interrupted(p, ctx, interrupt)
-            if regs:
-                _notify(regs, ctx)
+            _interrupt(p, ctx, interrupt)
             raise
         return _RETRY
     if type(decision) is Recover:
@@ -298,18 +315,11 @@ def _attempts(
         except BaseException as exc:
             if capture is not None:
                 _set_locals(ctx, capture.finish())
-            regs = _set_interrupted(p, ctx, exc)
-            if regs:
-                _notify(regs, ctx)
+            _interrupt(p, ctx, exc)
             raise
         if capture is not None:
             _set_locals(ctx, capture.finish())
-        _set_success(p, ctx, value)
-        if p.success:
-            _notify(p.success, ctx)
-        ctx._state = _DONE
-        if p.completed:
-            _notify(p.completed, ctx)
+        _finish(p, ctx, value)
         return value
 
 
@@ -334,7 +344,70 @@ def _first_attempt_failed(
     return out
 
 
-# --- coroutine -------------------------------------------------------------------------------
+# --- coroutine ---------------------------------------------------------------------------------
+# The general async path: pipelines with async observers, async-capable handlers, a call hook
+# (timeout) or extraction.  Everything else on coroutines takes the compiled ``Pipeline.arun``.
+
+
+async def _adispatch(p: Pipeline, regs: tuple[Any, ...], ctx: ExecutionContext) -> None:
+    if p.anotify:
+        await _anotify(regs, ctx)
+    else:
+        _notify(regs, ctx)
+
+
+async def _ainterrupt(p: Pipeline, ctx: ExecutionContext, exc: BaseException) -> None:
+    regs = _set_interrupted(p, ctx, exc)
+    if regs:
+        await _adispatch(p, regs, ctx)
+
+
+async def _afinish(p: Pipeline, ctx: ExecutionContext, value: Any) -> None:
+    _set_success(p, ctx, value)
+    if p.success:
+        await _adispatch(p, p.success, ctx)
+    ctx._state = _DONE
+    if p.completed:
+        await _adispatch(p, p.completed, ctx)
+
+
+async def _afailed_attempt(
+    p: Pipeline, ctx: ExecutionContext, exc: Exception, allow_retry: bool = True
+) -> Any:
+    """The async twin of :func:`_failed_attempt` (awaits async handlers and observers)."""
+    __tracebackhide__ = True
+    chain = p.chain
+    _set_failure(p, ctx, exc)
+    if chain.record_failure:
+        _safe_hooks(chain.record_failure, exc, ctx)
+    if p.failure:
+        await _adispatch(p, p.failure, ctx)
+    decision, by = (await chain.adecide(exc, ctx, allow_retry)) if chain else (None, "")
+    if type(decision) is Retry:
+        try:
+            await p.asleep(decision.delay)
+        except BaseException as interrupt:
+            await _ainterrupt(p, ctx, interrupt)
+            raise
+        return _RETRY
+    if type(decision) is Recover:
+        _recover(ctx, decision.value, by)
+        if p.completed:
+            await _adispatch(p, p.completed, ctx)
+        return decision.value
+    ctx._state = _DONE
+    if p.completed:
+        await _adispatch(p, p.completed, ctx)
+    if type(decision) is Raise:
+        _raise_decided(decision, exc)
+    raise exc
+
+
+async def _abefore_attempt(chain: Any, ctx: ExecutionContext) -> None:
+    for hook in chain.before_attempt:
+        res = hook(ctx)
+        if res is not None and hasattr(res, "__await__"):
+            await res
 
 
 def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., Any]:
@@ -351,13 +424,9 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
         if p.arun is not None:
             return await p.arun(func, info, args, kwargs, g)
         ctx = new_context(info, args, kwargs, p.time_source, p.monotonic())
-        notify = p.anotify
         if p.pre:
             ctx._state = _PRE
-            if notify:
-                await _anotify(p.pre, ctx)
-            else:
-                _notify(p.pre, ctx)
+            await _adispatch(p, p.pre, ctx)
             ctx._start = p.monotonic()
         chain = p.chain
         extractor = p.extractor
@@ -366,10 +435,8 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
             ctx._attempt += 1
             capture = extractor.begin(info.code, p.variable_names) if extractor else None
             try:
-                for hook in chain.before_attempt:
-                    res = hook(ctx)
-                    if res is not None and hasattr(res, "__await__"):
-                        await res
+                if chain.before_attempt:
+                    await _abefore_attempt(chain, ctx)
                 if chain.call_async:
                     value = await chain.call_async[0](func, args, kwargs, ctx)
                 else:
@@ -377,47 +444,18 @@ def make_async(func: Callable[..., Any], info: Any, owner: Any) -> Callable[...,
             except Exception as exc:
                 if capture is not None:
                     _set_locals(ctx, capture.finish())
-                _set_failure(p, ctx, exc)
-                if chain.record_failure:
-                    _safe_hooks(chain.record_failure, exc, ctx)
-                if p.failure:
-                    await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
-                decision, by = (await chain.adecide(exc, ctx)) if chain else (None, "")
-                if type(decision) is Retry:
-                    try:
-                        await p.asleep(decision.delay)
-                    except BaseException as interrupt:
-                        regs = _set_interrupted(p, ctx, interrupt)
-                        if regs:
-                            await _anotify(regs, ctx) if notify else _notify(regs, ctx)
-                        raise
+                out = await _afailed_attempt(p, ctx, exc)
+                if out is _RETRY:
                     continue
-                if type(decision) is Recover:
-                    _recover(ctx, decision.value, by)
-                    if p.completed:
-                        await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
-                    return decision.value
-                ctx._state = _DONE
-                if p.completed:
-                    await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
-                if type(decision) is Raise:
-                    _raise_decided(decision, exc)
-                raise
+                return out
             except BaseException as exc:
                 if capture is not None:
                     _set_locals(ctx, capture.finish())
-                regs = _set_interrupted(p, ctx, exc)
-                if regs:
-                    await _anotify(regs, ctx) if notify else _notify(regs, ctx)
+                await _ainterrupt(p, ctx, exc)
                 raise
             if capture is not None:
                 _set_locals(ctx, capture.finish())
-            _set_success(p, ctx, value)
-            if p.success:
-                await _anotify(p.success, ctx) if notify else _notify(p.success, ctx)
-            ctx._state = _DONE
-            if p.completed:
-                await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+            await _afinish(p, ctx, value)
             return value
 
     return wrapper
@@ -441,49 +479,25 @@ def make_generator(func: Callable[..., Any], info: Any, owner: Any) -> Callable[
             ctx._state = _PRE
             _notify(p.pre, ctx)
             ctx._start = p.monotonic()
-        chain = p.chain
         ctx._state = _EXEC
         ctx._attempt = 1
         capture = p.extractor.begin(info.code, p.variable_names) if p.extractor else None
         try:
-            for hook in chain.before_attempt:
+            for hook in p.chain.before_attempt:
                 hook(ctx)
             value = yield from func(*args, **kwargs)
         except Exception as exc:
             if capture is not None:
                 _set_locals(ctx, capture.finish())
-            _set_failure(p, ctx, exc)
-            if chain.record_failure:
-                _safe_hooks(chain.record_failure, exc, ctx)
-            if p.failure:
-                _notify(p.failure, ctx)
-            decision, by = chain.decide(exc, ctx, allow_retry=False) if chain else (None, "")
-            if type(decision) is Recover:
-                _recover(ctx, decision.value, by)
-                if p.completed:
-                    _notify(p.completed, ctx)
-                return decision.value
-            ctx._state = _DONE
-            if p.completed:
-                _notify(p.completed, ctx)
-            if type(decision) is Raise:
-                _raise_decided(decision, exc)
-            raise
+            return _failed_attempt(p, ctx, exc, allow_retry=False)
         except BaseException as exc:
             if capture is not None:
                 _set_locals(ctx, capture.finish())
-            regs = _set_interrupted(p, ctx, exc)
-            if regs:
-                _notify(regs, ctx)
+            _interrupt(p, ctx, exc)
             raise
         if capture is not None:
             _set_locals(ctx, capture.finish())
-        _set_success(p, ctx, value)
-        if p.success:
-            _notify(p.success, ctx)
-        ctx._state = _DONE
-        if p.completed:
-            _notify(p.completed, ctx)
+        _finish(p, ctx, value)
         return value
 
     return wrapper
@@ -514,20 +528,16 @@ def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Cal
             except StopAsyncIteration:
                 return
         ctx = new_context(info, args, kwargs, p.time_source, p.monotonic())
-        notify = p.anotify
         if p.pre:
             ctx._state = _PRE
-            await _anotify(p.pre, ctx) if notify else _notify(p.pre, ctx)
+            await _adispatch(p, p.pre, ctx)
             ctx._start = p.monotonic()
-        chain = p.chain
         ctx._state = _EXEC
         ctx._attempt = 1
         capture = p.extractor.begin(info.code, p.variable_names) if p.extractor else None
         try:
-            for hook in chain.before_attempt:
-                res = hook(ctx)
-                if res is not None and hasattr(res, "__await__"):
-                    await res
+            if p.chain.before_attempt:
+                await _abefore_attempt(p.chain, ctx)
             item = await agen.__anext__()
             while True:
                 try:
@@ -544,40 +554,16 @@ def make_async_generator(func: Callable[..., Any], info: Any, owner: Any) -> Cal
         except Exception as exc:
             if capture is not None:
                 _set_locals(ctx, capture.finish())
-            _set_failure(p, ctx, exc)
-            if chain.record_failure:
-                _safe_hooks(chain.record_failure, exc, ctx)
-            if p.failure:
-                await _anotify(p.failure, ctx) if notify else _notify(p.failure, ctx)
-            decision, by = (
-                (await chain.adecide(exc, ctx, allow_retry=False)) if chain else (None, "")
-            )
-            if type(decision) is Recover:
-                # An async generator cannot return a value: recovery ends it quietly.
-                _recover(ctx, decision.value, by)
-                if p.completed:
-                    await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
-                return
-            ctx._state = _DONE
-            if p.completed:
-                await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
-            if type(decision) is Raise:
-                _raise_decided(decision, exc)
-            raise
+            # An async generator cannot return a value: a recovery ends it quietly.
+            await _afailed_attempt(p, ctx, exc, allow_retry=False)
+            return
         except BaseException as exc:
             if capture is not None:
                 _set_locals(ctx, capture.finish())
-            regs = _set_interrupted(p, ctx, exc)
-            if regs:
-                await _anotify(regs, ctx) if notify else _notify(regs, ctx)
+            await _ainterrupt(p, ctx, exc)
             raise
         if capture is not None:
             _set_locals(ctx, capture.finish())
-        _set_success(p, ctx, None)
-        if p.success:
-            await _anotify(p.success, ctx) if notify else _notify(p.success, ctx)
-        ctx._state = _DONE
-        if p.completed:
-            await _anotify(p.completed, ctx) if notify else _notify(p.completed, ctx)
+        await _afinish(p, ctx, None)
 
     return wrapper
