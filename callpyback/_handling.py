@@ -21,7 +21,6 @@ coroutine and async-generator paths.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Sequence, Tuple, Type
 
 from .errors import ConfigurationError
@@ -164,7 +163,7 @@ class _CallableHandler:
     def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
         self.name = getattr(func, "__qualname__", repr(func))
-        if inspect.iscoroutinefunction(func):
+        if _is_async(func):
             self.handle = self._ahandle  # type: ignore[method-assign]
 
     def handle(self, exception: BaseException, context: Any) -> Any:
@@ -189,7 +188,9 @@ def as_handler(obj: Any) -> Any:
 
 
 def _is_async(fn: Any) -> bool:
-    return fn is not None and inspect.iscoroutinefunction(fn)
+    # Code flags directly: ``inspect`` is not worth its import time for this one test.
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return code is not None and bool(code.co_flags & 0x80)  # CO_COROUTINE
 
 
 class HandlerChain:
@@ -259,7 +260,7 @@ class HandlerChain:
         for h in self.handlers:
             try:
                 decision = h.handle(exception, context)
-                if inspect.isawaitable(decision):
+                if hasattr(decision, "__await__"):
                     decision = await decision
                 if decision is not None:
                     decision = _check(decision, h)

@@ -11,7 +11,7 @@ def test_import_does_not_pull_heavy_modules() -> None:
     code = (
         "import sys, callpyback\n"
         "heavy = ['pydantic', 'pluggy', 'tomllib', 'tomli', 'concurrent.futures', 'asyncio',"
-        " 'logging', 'importlib.metadata']\n"
+        " 'logging', 'importlib.metadata', 'inspect']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
