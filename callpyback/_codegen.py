@@ -65,6 +65,7 @@ def _expr(src: str, phase: str) -> str:
         "value": "None" if before else "value",
         "exception": "None",
         "attempt": "0" if before else "1",
+        "outcome": "None" if before else "'success'",
     }[src]
 
 

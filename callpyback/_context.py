@@ -306,6 +306,25 @@ class ExecutionContext:
         return ExecutionFailure(exc, self._time)
 
     @property
+    def outcome(self) -> Optional[str]:
+        """``"success"``, ``"failure"``, ``"recovered"``, ``"cancelled"`` or ``"interrupted"``.
+
+        None before the first attempt has an outcome.  At POST_FAILURE it is the failed
+        attempt's ("failure"), whatever the handlers then decide.
+        """
+        if self._time is None:
+            return None
+        if self._state is ExecutionState.ERROR:
+            return "interrupted"
+        rare = self._rare
+        if rare is not None:
+            if rare.cancelled:
+                return "cancelled"
+            if rare.recovered_by is not None:
+                return "recovered"
+        return "success" if self._exception is None else "failure"
+
+    @property
     def value(self) -> Any:
         """The returned (or recovered) value; None while there is none."""
         return self._value

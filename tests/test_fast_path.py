@@ -118,3 +118,46 @@ def test_compiled_source_builds_no_context_for_callbacks() -> None:
     assert deco.pipeline is not None
     source = deco.pipeline.run.__source__  # type: ignore[attr-defined]
     assert "_new_context" not in source
+
+
+def test_outcome_names_every_ending() -> None:
+    """context.outcome (and the injected ``outcome``) names how each call ended."""
+    seen: list[Any] = []
+
+    def watch(state: S, outcome: Any) -> None:
+        seen.append((state.name, outcome))
+
+    deco = CallPyBack(observers=[watch])
+    deco(lambda: 1)()
+    with pytest.raises(ValueError):
+        deco(lambda: int("x"))()
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        deco(interrupted)()
+    CallPyBack(observers=[watch], default_return=0)(lambda: 1 / 0)()
+
+    @deco
+    def gen() -> Any:
+        yield 1
+
+    g = gen()
+    next(g)
+    g.close()
+    assert seen == [
+        ("PRE_EXECUTION", None),
+        ("POST_SUCCESS", "success"),
+        ("COMPLETED", "success"),
+        ("PRE_EXECUTION", None),
+        ("POST_FAILURE", "failure"),
+        ("COMPLETED", "failure"),
+        ("PRE_EXECUTION", None),
+        ("ERROR", "interrupted"),
+        ("PRE_EXECUTION", None),
+        ("POST_FAILURE", "failure"),
+        ("COMPLETED", "recovered"),
+        ("PRE_EXECUTION", None),
+        ("COMPLETED", "cancelled"),
+    ]

@@ -12,6 +12,7 @@ __all__ = [
     "NEEDS_CONTEXT",
     "BaseObserver",
     "CallbackObserver",
+    "call_user_callback",
     "create_callback_observer",
     "on_call",
     "on_completion",
@@ -53,7 +54,29 @@ INJECTABLE = {
     "function": "c.function_info.function",
     "attempt": "c._attempt",
     "function_info": "c.function_info",
+    "outcome": "c.outcome",
 }
+
+
+def call_user_callback(owner: Any, callback: Any, arg: Any, logger: str, what: str) -> None:
+    """Run a user's alert-style callback; its failure is logged once and counted on ``owner``.
+
+    The callback is the user's code: its failure must never stop the observer's own work (or,
+    through the observer, the observed call).
+    """
+    try:
+        callback(arg)
+    except Exception as exc:
+        owner.callback_failures += 1
+        if owner.callback_failures == 1:
+            import logging
+
+            logging.getLogger(logger).error(
+                "%s raised %r (further failures are counted in callback_failures)",
+                what,
+                exc,
+                exc_info=exc,
+            )
 
 
 def resolve_states(

@@ -20,7 +20,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import BaseObserver
+from ._base import BaseObserver, call_user_callback
 from ._patterns import matches
 
 __all__ = ["Alert", "AlertRule", "AlertingObserver"]
@@ -341,18 +341,7 @@ class AlertingObserver(BaseObserver):
 
                 logging.getLogger("callpyback.alerts").warning(message)
             return
-        try:
-            callback(alert)
-        except Exception as exc:
-            self.callback_failures += 1
-            if self.callback_failures == 1:
-                import logging
-
-                logging.getLogger("callpyback.alerts").error(
-                    "alert callback raised %r (further failures are counted in callback_failures)",
-                    exc,
-                    exc_info=exc,
-                )
+        call_user_callback(self, callback, alert, "callpyback.alerts", "alert callback")
 
     def active(self) -> List[Tuple[str, str]]:
         """``(rule name, module:qualname)`` of every rule firing now."""

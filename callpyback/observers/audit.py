@@ -141,16 +141,7 @@ class AuditObserver(BaseObserver):
         """The record of one call, as a JSON-serialisable dict (redaction already applied)."""
         info = context.function_info
         ts = context.timestamp
-        if context.state is _ERROR:
-            outcome = "interrupted"
-        elif context.exception is None:
-            outcome = "success"
-        elif context.cancelled:
-            outcome = "cancelled"
-        elif context.recovered:
-            outcome = "recovered"
-        else:
-            outcome = "failure"
+        outcome = context.outcome
         redactor = self.redactor
         record: Dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(ts, timezone.utc).isoformat(),

@@ -15,7 +15,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import BaseObserver
+from ._base import BaseObserver, call_user_callback
 from ._patterns import matches
 
 __all__ = ["CallIdentity", "ConcurrencyObserver", "Overlap"]
@@ -218,18 +218,9 @@ class ConcurrencyObserver(BaseObserver):
                 others,
             )
             return
-        try:
-            self.on_overlap(overlap)
-        except Exception as exc:
-            self.callback_failures += 1
-            if self.callback_failures == 1:
-                import logging
-
-                logging.getLogger("callpyback.concurrency").error(
-                    "on_overlap callback raised %r (further failures are counted)",
-                    exc,
-                    exc_info=exc,
-                )
+        call_user_callback(
+            self, self.on_overlap, overlap, "callpyback.concurrency", "on_overlap callback"
+        )
 
     def get_report(self) -> Dict[str, Any]:
         """Per function: calls, in_flight and max_concurrency; plus the overlap count and list."""

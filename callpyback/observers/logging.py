@@ -138,16 +138,7 @@ class LoggingObserver(BaseObserver):
                 return
             outcome = "success"
         else:
-            if state is _PRE:
-                outcome = "call"
-            elif state is _ERROR:
-                outcome = "interrupted"
-            elif context.cancelled:
-                outcome = "cancelled"
-            elif context.recovered:
-                outcome = "recovered"
-            else:
-                outcome = "failure"
+            outcome = "call" if state is _PRE else context.outcome
             level = self.levels[outcome]
             if level is None or not self.logger.isEnabledFor(level):
                 return

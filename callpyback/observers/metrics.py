@@ -23,6 +23,13 @@ _COUNTERS = ("calls", "successes", "failures", "recoveries", "cancelled", "inter
 #: common case).
 _START = None
 _SUCCESS, _FAILURE, _RECOVERED, _CANCELLED, _INTERRUPTED = range(5)
+_CODES = {
+    "success": _SUCCESS,
+    "failure": _FAILURE,
+    "recovered": _RECOVERED,
+    "cancelled": _CANCELLED,
+    "interrupted": _INTERRUPTED,
+}
 _OUTCOME_FIELD = ("successes", "failures", "recoveries", "cancelled", "interrupted")
 #: Events kept before a call folds them (bounds memory between reads).
 _BATCH = 256
@@ -292,15 +299,7 @@ class MetricsObserver(BaseObserver):
 
 
 def _outcome(context: Any) -> int:
-    if context._state is _ERROR:
-        return _INTERRUPTED
-    if context._exception is None:
-        return _SUCCESS
-    if context.cancelled:
-        return _CANCELLED
-    if context.recovered:
-        return _RECOVERED
-    return _FAILURE
+    return _CODES[context.outcome]
 
 
 def _label(value: str) -> str:

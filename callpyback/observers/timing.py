@@ -10,7 +10,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 from .._histogram import Histogram
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import NEEDS_CONTEXT, BaseObserver
+from ._base import NEEDS_CONTEXT, BaseObserver, call_user_callback
 from ._patterns import matches
 
 __all__ = ["SlowCall", "TimingObserver"]
@@ -178,14 +178,7 @@ class TimingObserver(BaseObserver):
             self._slow(context, timing, elapsed, threshold)
 
     def _slow(self, context: Any, timing: _Timing, elapsed: float, threshold: float) -> None:
-        if context._exception is None:
-            outcome = "success"
-        elif context.cancelled:
-            outcome = "cancelled"
-        elif context.recovered:
-            outcome = "recovered"
-        else:
-            outcome = "failure"
+        outcome = context.outcome
         record = SlowCall(
             function=context.function_info.target,
             duration=elapsed,
@@ -214,20 +207,9 @@ class TimingObserver(BaseObserver):
                 },
             )
             return
-        try:
-            self.on_slow(record)
-        except Exception as exc:
-            # The callback is the user's; its failure must not stop timing from being recorded.
-            self.callback_failures += 1
-            if self.callback_failures == 1:
-                import logging
-
-                logging.getLogger("callpyback.timing").error(
-                    "TimingObserver on_slow callback raised %r (further failures are counted in "
-                    "callback_failures)",
-                    exc,
-                    exc_info=exc,
-                )
+        call_user_callback(
+            self, self.on_slow, record, "callpyback.timing", "TimingObserver on_slow callback"
+        )
 
     # --- reading --------------------------------------------------------------------------
     def slow_calls(self) -> List[SlowCall]:
