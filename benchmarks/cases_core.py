@@ -24,6 +24,11 @@ def observers(n: int) -> Callable[[], Any]:
     return direct(deco(target), 1)
 
 
+def value_observer() -> Callable[[], Any]:
+    deco = CallPyBack(observers=[on_success(lambda value: None)])
+    return direct(deco(target), 1)
+
+
 def per_extra_observer() -> Callable[[], tuple[float, float]]:
     """Slope of cost per added observer, in units of the passthrough call."""
 
@@ -107,6 +112,8 @@ def import_time() -> Callable[[], tuple[float, float]]:
 CASES = [
     Case("empty pipeline (decorator, no observers)", empty, target=1.1),
     Case("one on_success(lambda result: ...) observer", lambda: observers(1), target=3.5),
+    Case("one on_success(lambda value: ...) (no duration asked)", lambda: value_observer(),
+         note="no clock read: nothing can see a duration"),
     Case("ten on_success observers", lambda: observers(10)),
     Case(
         "each further observer (slope 1 -> 1000)",

@@ -33,6 +33,10 @@ from .states import ExecutionState
 if TYPE_CHECKING:
     from ._pipeline import Pipeline, Registration
 
+#: Injectable sources that expose a duration or the clock (directly or through the context).
+_TIMED = frozenset({"context", "result", "execution_time", "timestamp"})
+
+
 #: Injectable sources that need a context object (everything else is a local of ``run``).
 _NEEDS_CONTEXT = frozenset({"context", "arguments", "metadata", "timestamp", "local_variables"})
 
@@ -108,6 +112,14 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     # lazily, just before the first observer that needs it (a gated observer that declines
     # then costs no context at all), and a chain without hooks (a retry) only once it fails.
     eager = bool(chain.before_attempt or chain.after_success)
+    # Clock reads are skipped when nothing can see a duration: every observer is a direct
+    # callback that asked for none of the timed names, and there are no handlers (a retry's
+    # max_time reads the elapsed time).  ``on_success(lambda value: ...)`` pays no clock.
+    regs_all = (*p.pre, *p.success, *p.failure, *p.completed, *p.error)
+    timed = bool(chain) or any(
+        not r.direct or any(src in _TIMED for _, src in r.injection or ()) for r in regs_all
+    )
+
     names: Dict[int, int] = {}  # id(registration) -> index in the namespace
 
     def ref(reg: Registration) -> int:
@@ -132,7 +144,7 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
         if gen.ctx == "always":
             w("c._start = _mono(); c._state = _S_PRE")
         _dispatch(gen, p.pre, "pre", ref)
-    w("start = _mono()")
+    w("start = _mono()" if timed else "start = 0.0")
     gen.when_ctx("c._start = start; c._state = _S_EXEC; c._attempt = 1")
     w("try:")
     for i in range(len(chain.before_attempt) if chain else 0):
@@ -147,7 +159,7 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     w("except BaseException as exc:")
     w("    _interrupted(_p, info, args, kwargs, start, exc, c)")
     w("    raise")
-    w("t = _mono() - start")
+    w("t = _mono() - start" if timed else "t = 0.0")
     gen.when_ctx("c._time = t; c._value = value")
     if chain and chain.after_success:
         w("_safe_hooks(_after_success, c)")

@@ -161,3 +161,40 @@ def test_outcome_names_every_ending() -> None:
         ("PRE_EXECUTION", None),
         ("COMPLETED", "cancelled"),
     ]
+
+
+def test_no_clock_when_no_observer_can_see_a_duration(clock: MockTimeSource) -> None:
+    """Callbacks that ask for no timed name cost no clock read; one that asks gets real time."""
+    seen: list[Any] = []
+    untimed = CallPyBack(
+        observers=[
+            on_call(lambda args: seen.append(args)),
+        ],
+        time_source=clock,
+    )
+    untimed(lambda x: x)(1)
+    assert untimed.pipeline is not None
+    assert "start = 0.0" in untimed.pipeline.run.__source__  # type: ignore[attr-defined]
+
+    from callpyback import on_failure, on_success
+
+    timed = CallPyBack(
+        observers=[
+            on_success(lambda value: seen.append(value)),
+            on_failure(lambda execution_time: seen.append(execution_time)),
+        ],
+        time_source=clock,
+    )
+
+    @timed
+    def slow(fail: bool) -> int:
+        clock.advance(1.5)
+        if fail:
+            raise ValueError
+        return 2
+
+    assert slow(False) == 2
+    with pytest.raises(ValueError):
+        slow(True)
+    assert seen == [(1,), 2, 1.5]
+    assert "start = _mono()" in timed.pipeline.run.__source__  # type: ignore[union-attr]
