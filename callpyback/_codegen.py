@@ -23,7 +23,7 @@ Pipelines with variable extraction use the general loop.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 from . import _call  # the guard and the slow paths live with the rest of the hot path
 from ._context import ExecutionContext, ExecutionResult, new_context
@@ -268,6 +268,3 @@ def _dispatch(
         w("finally:")
         w("    g[0] = 0")
 
-
-def describe(run: Optional[Run]) -> str:
-    return getattr(run, "__source__", "<not compiled>")
