@@ -108,9 +108,13 @@ def _safe_hooks(hooks: tuple[Any, ...], *args: Any) -> None:
         try:
             hook(*args)
         except Exception:
-            import logging
+            _hook_failed(hook)
 
-            logging.getLogger("callpyback.handlers").exception("error handler hook %r failed", hook)
+
+def _hook_failed(hook: Any) -> None:
+    import logging
+
+    logging.getLogger("callpyback.handlers").exception("error handler hook %r failed", hook)
 
 
 # --- outcome steps shared by every shape (not on the inline fast path) -------------------------

@@ -105,7 +105,9 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
         ns["_safe_hooks"] = _call._safe_hooks
         for i, hook in enumerate(chain.before_attempt):
             ns[f"_before{i}"] = hook
-        ns["_after_success"] = chain.after_success
+        for i, hook in enumerate(chain.after_success):
+            ns[f"_after{i}"] = hook
+        ns["_hook_failed"] = _call._hook_failed
     ns["_new_context"] = new_context
     ns["_NEEDS_CONTEXT"] = NEEDS_CONTEXT
     # Hooks take the context, so a chain with hooks builds it up front; otherwise it is built
@@ -136,7 +138,10 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     gen = _Writer([f"{head}(func, info, args, kwargs, g):", "    __tracebackhide__ = True"])
     w = gen.line
     if eager:
-        w("c = _new_context(info, args, kwargs, _ts, 0.0)")
+        # Inline rather than new_context(): this line runs on every call of the pipeline.
+        w("c = _new(_Ctx); c.function_info = info; c.args = args; c.kwargs = kwargs")
+        w("c.time_source = _ts; c._start = 0.0; c._state = _S_INIT; c._attempt = 0")
+        w("c._time = None; c._value = None; c._exception = None; c._rare = None")
         gen.ctx = "always"
     else:
         w("c = None")
@@ -162,7 +167,12 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     w("t = _mono() - start" if timed else "t = 0.0")
     gen.when_ctx("c._time = t; c._value = value")
     if chain and chain.after_success:
-        w("_safe_hooks(_after_success, c)")
+        # Handler bookkeeping must never become the caller's exception (as _safe_hooks).
+        for i in range(len(chain.after_success)):
+            w("try:")
+            w(f"    _after{i}(c)")
+            w("except Exception:")
+            w(f"    _hook_failed(_after{i})")
     wants_result = any(
         reg.direct and any(src == "result" for _, src in reg.injection or ())
         for reg in (*p.success, *p.completed)
@@ -267,4 +277,3 @@ def _dispatch(
         gen.indent -= 1
         w("finally:")
         w("    g[0] = 0")
-
