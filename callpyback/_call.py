@@ -190,36 +190,22 @@ def make_sync(func: Callable[..., Any], info: Any, owner: Any) -> Callable[..., 
     return wrapper
 
 
-def _simple_failed(
-    p: Pipeline, info: Any, args: Any, kwargs: Any, start: float, exc: Exception, ctx: Any
-) -> None:
-    """The compiled fast path's failure branch: POST_FAILURE then COMPLETED (caller re-raises)."""
-    if not (p.failure or p.completed):
-        return
+def _late_context(
+    p: Pipeline, ctx: Optional[ExecutionContext], info: Any, args: Any, kwargs: Any, start: float
+) -> ExecutionContext:
+    """The compiled fast path's context, built now if nothing needed one before the call."""
     if ctx is None:
         ctx = new_context(info, args, kwargs, p.time_source, start)
         ctx._attempt = 1
-    ctx._time = p.monotonic() - start
-    ctx._exception = exc
-    ctx._state = _FAIL
-    if p.failure:
-        _notify(p.failure, ctx)
-    ctx._state = _DONE
-    if p.completed:
-        _notify(p.completed, ctx)
+    return ctx
 
 
-def _simple_interrupted(
+def _first_attempt_interrupted(
     p: Pipeline, info: Any, args: Any, kwargs: Any, start: float, exc: BaseException, ctx: Any
 ) -> None:
-    if not (p.completed or p.error or p.chain.record_interrupt):
-        return
-    if ctx is None:
-        ctx = new_context(info, args, kwargs, p.time_source, start)
-        ctx._attempt = 1
-    regs = _set_interrupted(p, ctx, exc)
-    if regs:
-        _notify(regs, ctx)
+    """The compiled fast path's BaseException branch (the caller re-raises)."""
+    if p.completed or p.error or p.chain.record_interrupt:
+        _interrupt(p, _late_context(p, ctx, info, args, kwargs, start), exc)
 
 
 def run_attempts(
@@ -337,11 +323,11 @@ def _first_attempt_failed(
     start: float,
     exc: Exception,
 ) -> Any:
-    """The compiled fast path's failure branch when the pipeline has error handlers."""
+    """The compiled fast path's failure branch: the same steps as any failed attempt."""
     __tracebackhide__ = True
-    if ctx is None:  # nothing needed a context on the way in
-        ctx = new_context(info, args, kwargs, p.time_source, start)
-        ctx._attempt = 1
+    if not (p.chain or p.failure or p.completed):
+        raise exc  # nobody to tell and nothing to decide: no context either
+    ctx = _late_context(p, ctx, info, args, kwargs, start)
     out = _failed_attempt(p, ctx, exc)
     if out is _RETRY:
         return _attempts(func, p, ctx, args, kwargs)

@@ -94,14 +94,13 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
     ns["_guard"] = _call._guard
     ns["_new_cell"] = _call._new_cell
     ns["_ident"] = _call._ident
-    ns["_failed"] = _call._simple_failed
-    ns["_interrupted"] = _call._simple_interrupted
+    ns["_first_failed"] = _call._first_attempt_failed
+    ns["_interrupted"] = _call._first_attempt_interrupted
     ns["_observer_failed"] = _call._observer_failed
 
     chain = p.chain
     if chain:
         assert not asynchronous, "coroutines with error handlers take the general async path"
-        ns["_first_failed"] = _call._first_attempt_failed
         ns["_safe_hooks"] = _call._safe_hooks
         for i, hook in enumerate(chain.before_attempt):
             ns[f"_before{i}"] = hook
@@ -156,11 +155,7 @@ def compile_run(p: Pipeline, asynchronous: bool = False) -> Run:
         w(f"    _before{i}(c)")
     w(f"    value = {'await ' if asynchronous else ''}func(*args, **kwargs)")
     w("except Exception as exc:")
-    if chain:
-        w("    return _first_failed(func, _p, c, info, args, kwargs, start, exc)")
-    else:
-        w("    _failed(_p, info, args, kwargs, start, exc, c)")
-        w("    raise")
+    w("    return _first_failed(func, _p, c, info, args, kwargs, start, exc)")
     w("except BaseException as exc:")
     w("    _interrupted(_p, info, args, kwargs, start, exc, c)")
     w("    raise")

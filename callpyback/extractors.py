@@ -189,36 +189,39 @@ class _Slot:
             if not pending:
                 self._uninstall()
 
-    def _make_profile_hook(self, prev: Any) -> Callable[[Any, str, Any], None]:
+    def _claimer(self) -> Callable[[Any], None]:
+        """``on_call(frame)``: hand ``frame`` to the capture waiting for it, if one is."""
         pending = self.pending
         found = self._found
 
-        def profile_hook(frame: Any, event: str, arg: Any) -> None:
-            if prev is not None:
-                prev(frame, event, arg)  # the existing profiler sees every event, as before
-            if event == "call":
-                try:
-                    cap = _claim(pending, frame)
-                    if cap is not None:
-                        found(cap, frame)
-                except Exception:  # pragma: no cover - a hook must never break the program
-                    pass
-
-        return profile_hook
-
-    def _make_trace_hook(self, prev: Any) -> Callable[[Any, str, Any], Any]:
-        pending = self.pending
-        found = self._found
-
-        def trace_hook(frame: Any, event: str, arg: Any) -> Any:
-            # A global trace function only receives "call"; what it returns traces the frame.
-            local = prev(frame, event, arg) if prev is not None else None
+        def on_call(frame: Any) -> None:
             try:
                 cap = _claim(pending, frame)
                 if cap is not None:
                     found(cap, frame)
             except Exception:  # pragma: no cover - a hook must never break the program
                 pass
+
+        return on_call
+
+    def _make_profile_hook(self, prev: Any) -> Callable[[Any, str, Any], None]:
+        on_call = self._claimer()
+
+        def profile_hook(frame: Any, event: str, arg: Any) -> None:
+            if prev is not None:
+                prev(frame, event, arg)  # the existing profiler sees every event, as before
+            if event == "call":
+                on_call(frame)
+
+        return profile_hook
+
+    def _make_trace_hook(self, prev: Any) -> Callable[[Any, str, Any], Any]:
+        on_call = self._claimer()
+
+        def trace_hook(frame: Any, event: str, arg: Any) -> Any:
+            # A global trace function only receives "call"; what it returns traces the frame.
+            local = prev(frame, event, arg) if prev is not None else None
+            on_call(frame)
             return local
 
         return trace_hook

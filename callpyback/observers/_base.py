@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, FrozenSet, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Collection, Dict, FrozenSet, Iterable, Optional, Tuple, Union
 
 from ..errors import ConfigurationError
 from ..states import NOTIFIED_STATES, PHASE_STATES, ExecutionState, Phase
@@ -20,6 +20,7 @@ __all__ = [
     "on_failure",
     "on_success",
     "resolve_states",
+    "state_for_function",
 ]
 
 StateSpec = Union[ExecutionState, Phase, str]
@@ -77,6 +78,30 @@ def call_user_callback(owner: Any, callback: Any, arg: Any, logger: str, what: s
                 exc,
                 exc_info=exc,
             )
+
+
+def state_for_function(
+    lock: Any,
+    by_info: Dict[Any, Any],
+    by_target: Dict[str, Any],
+    info: Any,
+    make: Callable[[Any], Any],
+) -> Any:
+    """Create (once) an observer's per-function state for ``info``.
+
+    Keyed by the ``FunctionInfo`` for the hot-path lookup, and by ``module:qualname`` so that a
+    function decorated twice (a reload, two decorators) shares one entry.  Callers do the
+    lock-free ``by_info.get(info)`` first and come here only on a miss.
+    """
+    with lock:
+        state = by_info.get(info)
+        if state is None:
+            target = info.target
+            state = by_target.get(target)
+            if state is None:
+                state = by_target[target] = make(info)
+            by_info[info] = state
+        return state
 
 
 def resolve_states(

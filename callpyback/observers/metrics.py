@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from .._histogram import Histogram, quantile_key
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import BaseObserver
+from ._base import BaseObserver, state_for_function
 
 __all__ = ["FunctionStats", "MetricsObserver"]
 
@@ -176,15 +176,13 @@ class MetricsObserver(BaseObserver):
         self.injection = ((None, "function_info"), (None, "state"), (None, "execution_time"))
 
     def _stats_for(self, info: Any) -> FunctionStats:
-        with self._lock:
-            stats = self._by_info.get(info)
-            if stats is None:
-                target = info.target
-                stats = self._by_target.get(target)
-                if stats is None:
-                    stats = self._by_target[target] = FunctionStats(target, self.relative_accuracy)
-                self._by_info[info] = stats
-            return stats
+        return state_for_function(  # type: ignore[no-any-return]
+            self._lock,
+            self._by_info,
+            self._by_target,
+            info,
+            lambda i: FunctionStats(i.target, self.relative_accuracy),
+        )
 
     def update(self, context: Any) -> None:
         # Hot path: a dict lookup keyed by the FunctionInfo object and one list append.

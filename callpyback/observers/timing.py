@@ -10,7 +10,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 from .._histogram import Histogram
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import NEEDS_CONTEXT, BaseObserver, call_user_callback
+from ._base import NEEDS_CONTEXT, BaseObserver, call_user_callback, state_for_function
 from ._patterns import matches
 
 __all__ = ["SlowCall", "TimingObserver"]
@@ -132,16 +132,13 @@ class TimingObserver(BaseObserver):
         return self.threshold
 
     def _timing_for(self, info: Any) -> _Timing:
-        with self._lock:
-            timing = self._by_info.get(info)
-            if timing is None:
-                target = info.target
-                timing = self._by_target.get(target)
-                if timing is None:
-                    timing = _Timing(self.threshold_for(info), self.relative_accuracy)
-                    self._by_target[target] = timing
-                self._by_info[info] = timing
-            return timing
+        return state_for_function(  # type: ignore[no-any-return]
+            self._lock,
+            self._by_info,
+            self._by_target,
+            info,
+            lambda i: _Timing(self.threshold_for(i), self.relative_accuracy),
+        )
 
     def _direct(self, function_info: Any, execution_time: float) -> Any:
         timing = self._by_info.get(function_info)
