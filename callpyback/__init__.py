@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._context import ExecutionContext, ExecutionFailure, ExecutionResult, FunctionInfo
-from ._decorator import CallPyBack, callpyback
+from ._decorator import CallPyBack, callpyback, instrumented_by
 from ._handling import Decision, DefaultErrorHandler, Raise, Recover, Retry
 from .errors import (
     CallPyBackError,
@@ -131,6 +131,7 @@ __all__ = [
     "flush",
     "hookimpl",
     "install",
+    "instrumented_by",
     "load_config",
     "on_call",
     "on_completion",

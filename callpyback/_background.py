@@ -19,9 +19,12 @@ from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 from .errors import ConfigurationError
 
-__all__ = ["background_update", "configure", "flush", "shutdown", "stats"]
+__all__ = ["background_update", "configure", "flush", "shutdown", "stats", "submit_call"]
 
-_Item = Tuple[Callable[[Any], Any], Any, str, bool]
+#: ``(registration, context)`` from generic paths, or the raw facts of a notification from the
+#: compiled fast path: ``(registration, info, state, args, kwargs, value, time, attempt, start)``;
+#: the worker builds the context then, so the caller's thread pays for a tuple, not a snapshot.
+_Item = Tuple[Any, ...]
 
 
 class _Marker:
@@ -101,11 +104,12 @@ class _Dispatcher:
 
     # --- worker side ------------------------------------------------------------------------
     def _run(self) -> None:
-        from ._call import _IN_OBSERVER
+        from ._context import new_context
+        from ._engine import _TL
 
-        # Functions a background observer calls are not observed again (no feedback loops): the
-        # core's re-entrancy guard is a per-context cell holding the dispatching thread's ident.
-        _IN_OBSERVER.set([threading.get_ident()])
+        # A function a background observer calls is not reported back to that observer (no
+        # feedback loops): the engine's re-entrancy guard, for this thread.
+        active = _TL.a
         loop: Any = None
         queue = self.queue
         wakeup = self.wakeup
@@ -127,18 +131,29 @@ class _Dispatcher:
                     if item.stop:
                         return
                     continue
-                fn, context, name, is_async = item
+                reg = item[0]
+                if len(item) == 2:
+                    context = item[1]
+                else:
+                    _, info, state, args, kwargs, value, elapsed, attempt, start = item
+                    context = new_context(info, args, kwargs, reg.owner.time_source, start)
+                    context._state = state
+                    context._attempt = attempt
+                    context._time = elapsed
+                    context._value = value
+                active.append(reg)
                 try:
-                    result = fn(context)
-                    if is_async or (result is not None and hasattr(result, "__await__")):
+                    result = reg.run(context)
+                    if reg.is_async or (result is not None and hasattr(result, "__await__")):
                         if loop is None:
                             import asyncio
 
                             loop = asyncio.new_event_loop()
                         loop.run_until_complete(_await(result))
                 except Exception as exc:
-                    self._failed(name, exc)
+                    self._failed(reg.name, exc)
                 finally:
+                    active.pop()
                     self.processed += 1
                     if self.overflow == "block":
                         with self.space:
@@ -191,15 +206,19 @@ async def _await(awaitable: Any) -> Any:
 _DISPATCHER = _Dispatcher()
 
 
-def background_update(fn: Callable[[Any], Any], name: str, is_async: bool) -> Callable[[Any], None]:
-    """What the pipeline calls instead of ``fn``: snapshot the context and queue it for ``fn``."""
+def background_update(reg: Any) -> Callable[[Any], None]:
+    """What generic paths call for a background registration: queue a frozen snapshot."""
     submit = _DISPATCHER.submit
 
     def enqueue(context: Any) -> None:
-        submit((fn, context.snapshot(), name, is_async))
+        submit((reg, context.snapshot()))
 
-    enqueue.__qualname__ = f"background({name})"
+    enqueue.__qualname__ = f"background({reg.name})"
     return enqueue
+
+
+#: The compiled fast path's submission (see :data:`_Item`): the bound method itself, no frame.
+submit_call: Callable[[_Item], None] = _DISPATCHER.submit
 
 
 def flush(timeout: Optional[float] = None) -> bool:

@@ -1,8 +1,9 @@
 """Per-function info and the per-call context handed to observers and error handlers.
 
-The context is one slotted object per call.  Everything an observer may not need (bound
-arguments, the result object, the timestamp, the metadata dict) is computed on first access, so
-a call whose observers read little pays little.
+The context is one slotted object per call, built by :func:`new_context` only (the engine's one
+way to make one) and only when an observer or handler needs it.  Observers read it through the
+public, read-only properties below; the underscored slots belong to the engine.  What few calls
+need (bound arguments, the timestamp, the metadata dict) is computed on first access.
 """
 
 from __future__ import annotations
@@ -21,25 +22,42 @@ __all__ = [
     "ExecutionResult",
     "FunctionInfo",
     "RecoveredResult",
+    "new_context",
 ]
 
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
+_UNSET: Any = object()
 
 
 class FunctionInfo:
-    """What is known about a wrapped function, computed once per function rather than per call.
+    """What is known about an observed function, computed once per function, never per call.
 
-    Everything but the function and its kind is derived on first use: the import hook wraps
+    ``target`` is how patterns, reports and metrics name it: ``module:qualname`` for a
+    function, or a scheme of an integration's own (``http:GET /orders/{id}``).  Everything but
+    the function, its kind and its target is derived on first use: the import hook wraps
     thousands of functions and most are never asked about.
     """
 
-    __slots__ = ("__weakref__", "_code", "_signature", "function", "kind")
+    __slots__ = ("__weakref__", "_code", "_params", "_signature", "_target", "function", "kind",
+                 "pipeline")
 
-    def __init__(self, function: Callable[..., Any], kind: str) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        kind: str,
+        *,
+        target: Optional[str] = None,
+        pipeline: Optional[str] = None,
+    ) -> None:
         self.function = function
-        self.kind = kind  # "function", "coroutine", "generator" or "async_generator"
+        #: "function", "coroutine", "generator" or "async_generator"
+        self.kind = kind
+        #: The name of the pipeline (decorator) observing it, if it has one.
+        self.pipeline = pipeline
+        self._target = target
         self._signature: Optional[inspect.Signature] = None
         self._code: Any = _UNSET
+        self._params: Any = _UNSET
 
     @property
     def name(self) -> str:
@@ -74,14 +92,24 @@ class FunctionInfo:
 
     @property
     def target(self) -> str:
-        """``module:qualname``, the form patterns and messages use."""
-        return f"{self.module}:{self.qualname}"
+        """``module:qualname`` (or the integration's own target), as patterns and reports use."""
+        target = self._target
+        if target is None:
+            target = self._target = f"{self.module}:{self.qualname}"
+        return target
+
+    @property
+    def file_path(self) -> Optional[str]:
+        code = self.code
+        return code.co_filename if code is not None else None
+
+    @property
+    def line_number(self) -> Optional[int]:
+        code = self.code
+        return code.co_firstlineno if code is not None else None
 
     def __repr__(self) -> str:
         return f"<FunctionInfo {self.target} ({self.kind})>"
-
-
-_UNSET: Any = object()
 
 
 def _code_of(function: Any) -> Optional[types.CodeType]:
@@ -101,7 +129,7 @@ class ExecutionResult:
     value: Any
     execution_time: float
 
-    # Class-level defaults, overridden by RecoveredResult: the fast path sets just two slots.
+    # Class-level defaults, overridden by RecoveredResult: the engine sets just two slots.
     recovered: bool = False
     recovered_by: Optional[str] = None
     success = True
@@ -182,6 +210,8 @@ class _Rare:
         "handler_state",
         "locals",
         "metadata",
+        "path",
+        "raise_",
         "recovered_by",
         "timestamp",
     )
@@ -194,64 +224,77 @@ class _Rare:
         self.timestamp: Optional[float] = None
         self.recovered_by: Optional[str] = None
         self.cancelled = False
+        self.path: Optional[list[ExecutionState]] = None  # the states taken (checking mode)
+        self.raise_: Optional[BaseException] = None  # what the wrapper raises instead
 
 
 class ExecutionContext:
-    """Everything about one call, as observers see it.  Read-only from an observer's side.
+    """Everything about one call, as observers and handlers see it.  Read-only to them.
 
-    The wrapper writes the private slots directly (and skips ``__init__``: see :func:`new_context`);
-    the public surface is properties, so an observer cannot change what another observer (or the
-    caller) sees, except through the deliberately writable :attr:`metadata` scratch space.
-    Fields few calls need live in a lazily allocated ``_rare`` record.
+    Every public attribute is a read-only property: an observer cannot change what the
+    function is called with, nor what another observer (or the caller) sees, except through
+    :attr:`metadata`, the deliberately writable scratch space, and :meth:`note`, which error
+    handlers use.
     """
 
     __slots__ = (
+        "_args",
         "_attempt",
-        "_exception",
+        "_exc",
+        "_info",
+        "_kwargs",
         "_rare",
         "_start",
         "_state",
         "_time",
+        "_ts",
         "_value",
-        "args",
-        "function_info",
-        "kwargs",
-        "time_source",
     )
 
     def __init__(
         self,
         function_info: FunctionInfo,
-        args: Tuple[Any, ...],
-        kwargs: Dict[str, Any],
-        time_source: Any,
+        args: Tuple[Any, ...] = (),
+        kwargs: Optional[Dict[str, Any]] = None,
+        time_source: Any = None,
     ) -> None:
-        self.function_info = function_info
-        self.args = args
-        self.kwargs = kwargs
-        self.time_source = time_source
-        self._start: float = time_source.monotonic()
-        self._state = ExecutionState.INITIALIZED
-        self._attempt = 0
-        self._time: Optional[float] = None
-        self._value: Any = None
-        self._exception: Optional[BaseException] = None
-        self._rare: Optional[_Rare] = None
+        if time_source is None:
+            from .time_sources import SystemTimeSource
 
-    def _more(self) -> _Rare:
-        rare = self._rare
-        if rare is None:
-            rare = self._rare = _Rare()
-        return rare
+            time_source = SystemTimeSource()
+        _fill(self, function_info, args, kwargs or {}, time_source, time_source.monotonic())
 
     # --- identity of the call -------------------------------------------------------------
     @property
+    def function_info(self) -> FunctionInfo:
+        return self._info
+
+    @property
     def function(self) -> Callable[..., Any]:
-        return self.function_info.function
+        return self._info.function
 
     @property
     def function_signature(self) -> Optional[inspect.Signature]:
-        return self.function_info.signature
+        return self._info.signature
+
+    @property
+    def target(self) -> str:
+        """The call's ``module:qualname`` (or integration target)."""
+        return self._info.target
+
+    @property
+    def time_source(self) -> Any:
+        return self._ts
+
+    @property
+    def args(self) -> Tuple[Any, ...]:
+        """The positional arguments the function is called with (defaults applied)."""
+        return self._args
+
+    @property
+    def kwargs(self) -> Mapping[str, Any]:
+        """The keyword arguments the function is called with, as a read-only mapping."""
+        return types.MappingProxyType(self._kwargs)
 
     @property
     def state(self) -> ExecutionState:
@@ -264,10 +307,10 @@ class ExecutionContext:
 
     @property
     def arguments(self) -> Mapping[str, Any]:
-        """Parameter name to value, defaults applied; bound on first access only."""
+        """Parameter name to value, defaults applied, read-only; bound on first access only."""
         rare = self._more()
         if rare.arguments is None:
-            rare.arguments = _bind(self.function_info, self.args, self.kwargs)
+            rare.arguments = _bind(self._info, self._args, self._kwargs)
         return rare.arguments
 
     @property
@@ -276,8 +319,8 @@ class ExecutionContext:
         rare = self._more()
         if rare.timestamp is None:
             # Derived on demand from the monotonic start rather than read on every call.
-            ts = self.time_source
-            rare.timestamp = ts.now() - (ts.monotonic() - self._start)
+            ts = self._ts
+            rare.timestamp = ts.now() - max(0.0, ts.monotonic() - self._start)
         return rare.timestamp
 
     @property
@@ -288,14 +331,11 @@ class ExecutionContext:
     # --- outcome ----------------------------------------------------------------------------
     @property
     def result(self) -> Any:
-        """An :class:`ExecutionResult`, an :class:`ExecutionFailure`, or None before the outcome.
-
-        Built on access from the context's fields (cheap, and only for observers that ask).
-        """
+        """An :class:`ExecutionResult`, an :class:`ExecutionFailure`, or None before the outcome."""
         if self._time is None:
             return None
         rare = self._rare
-        exc = self._exception
+        exc = self._exc
         if rare is not None:
             if rare.recovered_by is not None:
                 return ExecutionResult(self._value, self._time, True, rare.recovered_by)
@@ -322,7 +362,7 @@ class ExecutionContext:
                 return "cancelled"
             if rare.recovered_by is not None:
                 return "recovered"
-        return "success" if self._exception is None else "failure"
+        return "success" if self._exc is None else "failure"
 
     @property
     def value(self) -> Any:
@@ -332,11 +372,11 @@ class ExecutionContext:
     @property
     def exception(self) -> Optional[BaseException]:
         """The exception of the latest failed attempt, if any (kept after a recovery)."""
-        return self._exception
+        return self._exc
 
     @property
     def succeeded(self) -> bool:
-        return self._time is not None and self._exception is None and not self.cancelled
+        return self._time is not None and self._exc is None and not self.cancelled
 
     @property
     def recovered(self) -> bool:
@@ -371,6 +411,12 @@ class ExecutionContext:
             return _EMPTY
         return types.MappingProxyType(rare.handler_state)
 
+    @property
+    def path(self) -> Tuple[ExecutionState, ...]:
+        """The states this call went through, internal ones included (checking mode only)."""
+        rare = self._rare
+        return tuple(rare.path) if rare is not None and rare.path is not None else ()
+
     def note(self, key: str, value: Any) -> None:
         """For error handlers: record a fact about this call in :attr:`handler_state`."""
         rare = self._more()
@@ -378,23 +424,20 @@ class ExecutionContext:
             rare.handler_state = {}
         rare.handler_state[key] = value
 
-    def snapshot(self) -> ExecutionContext:
-        """A frozen copy of this context as it is now (for observers that run later).
+    def _more(self) -> _Rare:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
 
-        Plain assignments rather than a loop over ``__slots__``: background dispatch calls this
-        on the caller's thread for every notification.
-        """
-        copy = _new(ExecutionContext)
-        copy.function_info = self.function_info
-        copy.args = self.args
-        copy.kwargs = self.kwargs
-        copy.time_source = self.time_source
-        copy._start = self._start
+    def snapshot(self) -> ExecutionContext:
+        """A frozen copy of this context as it is now (for observers that run later)."""
+        copy = new_context(self._info, self._args, dict(self._kwargs), self._ts, self._start)
         copy._state = self._state
         copy._attempt = self._attempt
         copy._time = self._time
         copy._value = self._value
-        copy._exception = self._exception
+        copy._exc = self._exc
         rare = copy._rare = _Rare()
         old = self._rare
         if old is not None:
@@ -408,19 +451,39 @@ class ExecutionContext:
             if old.handler_state is not None:
                 rare.handler_state = dict(old.handler_state)
         if rare.timestamp is None:
-            ts = self.time_source
-            rare.timestamp = ts.now() - (ts.monotonic() - self._start)
+            rare.timestamp = self.timestamp
         return copy
 
     def __repr__(self) -> str:
         return (
-            f"<ExecutionContext {self.function_info.target} state={self._state.name} "
+            f"<ExecutionContext {self._info.target} state={self._state.name} "
             f"attempt={self._attempt} result={self.result!r}>"
         )
 
 
 _new = object.__new__
 _INITIALIZED = ExecutionState.INITIALIZED
+
+
+def _fill(
+    c: ExecutionContext,
+    info: FunctionInfo,
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    time_source: Any,
+    start: float,
+) -> None:
+    c._info = info
+    c._args = args
+    c._kwargs = kwargs
+    c._ts = time_source
+    c._start = start
+    c._state = _INITIALIZED
+    c._attempt = 0
+    c._time = None
+    c._value = None
+    c._exc = None
+    c._rare = None
 
 
 def new_context(
@@ -430,23 +493,25 @@ def new_context(
     time_source: Any,
     start: float,
 ) -> ExecutionContext:
-    """The wrappers' constructor: skips ``__init__``'s call overhead (this is per call)."""
+    """The one way the engine builds a context (``__init__`` is for users and tests).
+
+    ``kwargs`` must be a dict the function is *not* called with: observers get a read-only
+    view of it, and it must not alias what the call uses.
+    """
     c = _new(ExecutionContext)
-    c.function_info = info
-    c.args = args
-    c.kwargs = kwargs
-    c.time_source = time_source
-    c._start = start
-    c._state = _INITIALIZED
-    c._attempt = 0
-    c._time = None
-    c._value = None
-    c._exception = None
-    c._rare = None
+    _fill(c, info, args, kwargs, time_source, start)
     return c
 
 
 def _bind(info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Mapping[str, Any]:
+    params = info._params
+    if params is _UNSET:
+        params = info._params = _simple_params(info.function)
+    if params is not None:
+        # The common shape (no *args/**kwargs, no keyword-only parameters): the engine passes
+        # every positional parameter, defaults applied, so zip is the whole binding.
+        if len(args) == len(params) and not kwargs:
+            return types.MappingProxyType(dict(zip(params, args)))
     sig = info.signature
     if sig is None:
         return types.MappingProxyType({"args": args, "kwargs": dict(kwargs)})
@@ -460,3 +525,13 @@ def _bind(info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> 
             return types.MappingProxyType({"args": args, "kwargs": dict(kwargs)})
     bound.apply_defaults()
     return types.MappingProxyType(dict(bound.arguments))
+
+
+def _simple_params(function: Any) -> Optional[Tuple[str, ...]]:
+    """Positional parameter names of a plain function with nothing but positional parameters."""
+    code = getattr(function, "__code__", None)
+    if not isinstance(code, types.CodeType) or type(function) is not types.FunctionType:
+        return None
+    if code.co_flags & 0x0C or code.co_kwonlyargcount:  # CO_VARARGS | CO_VARKEYWORDS
+        return None
+    return tuple(code.co_varnames[: code.co_argcount])

@@ -1,35 +1,38 @@
-"""The ``CallPyBack`` decorator: validation, observer management and choosing a wrapper shape."""
+"""The ``CallPyBack`` decorator: validation, observer management, and the functions it observes.
+
+A decorator owns a :class:`~callpyback._pipeline.Pipeline` and every function it observes.
+When its observers change it builds a new pipeline and recompiles those functions' code
+(``_engine.rebind``), so a call never checks whether something changed.
+"""
 
 from __future__ import annotations
 
 import functools
 import itertools
+import sys
 import threading
 import types
 import weakref
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
-from . import _call
+from . import _engine
 from ._context import FunctionInfo
 from ._handling import MISSING, DefaultErrorHandler, HandlerChain, check_exception_classes
+from ._inject import resolve_injection
 from ._pipeline import Pipeline, Registration
 from .errors import ConfigurationError
-from .observers._base import CallbackObserver, StateSpec, observer_states, resolve_states
+from .states import ExecutionState, StateSpec, resolve_states
 from .time_sources import SystemTimeSource
 
-__all__ = ["CallPyBack", "callpyback"]
+__all__ = ["CallPyBack", "callpyback", "instrumented_by"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _SEQ = itertools.count()
 _SYSTEM_TIME = SystemTimeSource()
 
-_MAKERS = {
-    "function": _call.make_sync,
-    "coroutine": _call.make_async,
-    "generator": _call.make_generator,
-    "async_generator": _call.make_async_generator,
-}
+#: Every live decorator, for process-wide seams (a time-source override, a call capture).
+_LIVE: "weakref.WeakSet[CallPyBack]" = weakref.WeakSet()
 
 
 def _log() -> Any:
@@ -42,7 +45,6 @@ def _describe(obj: Any) -> str:
     return getattr(obj, "__qualname__", None) or repr(obj)
 
 
-# Code-object flags (as in the ``inspect`` module, which is not imported just for these).
 _CO_GENERATOR = 0x20
 _CO_COROUTINE = 0x80
 _CO_ASYNC_GENERATOR = 0x200
@@ -65,7 +67,8 @@ def _code_flags(obj: Any) -> int:
     return 0
 
 
-def _kind_of(func: Any) -> str:
+def kind_of(func: Any) -> str:
+    """"function", "coroutine", "generator" or "async_generator"."""
     flags = func.__code__.co_flags if type(func) is types.FunctionType else _code_flags(func)
     if flags & _CO_ASYNC_GENERATOR:
         return "async_generator"
@@ -77,7 +80,7 @@ def _kind_of(func: Any) -> str:
 
 
 def _is_observer_like(obj: Any) -> bool:
-    return callable(getattr(obj, "update", None))
+    return callable(getattr(obj, "update", None)) or callable(getattr(obj, "notify", None))
 
 
 def _looks_like_decoration_target(obj: Any) -> bool:
@@ -86,6 +89,82 @@ def _looks_like_decoration_target(obj: Any) -> bool:
     if isinstance(obj, (list, tuple, set, frozenset)) or _is_observer_like(obj):
         return False
     return callable(obj)
+
+
+def _observer_states(observer: Any) -> Optional[frozenset[ExecutionState]]:
+    states = getattr(observer, "states", None)
+    phases = getattr(observer, "phases", None)
+    if states is None and phases is None:
+        return None
+    return resolve_states(states, phases, owner=repr(observer))
+
+
+# --- what a decorator observes ------------------------------------------------------------------
+
+
+class _Bound:
+    """One function this decorator observes: a new wrapper, or a function instrumented in place."""
+
+    __slots__ = ("__weakref__", "copy", "func", "info", "ref")
+
+    def __init__(self, ref: Any, func: Any, info: FunctionInfo, copy: Any = None) -> None:
+        self.ref = ref  # weak reference to the wrapper (or to the function instrumented in place)
+        self.func = func  # what runs the original code
+        self.info = info
+        self.copy = copy  # in place: the private copy; None for a decorator-mode wrapper
+
+
+class InPlace:
+    """The record of a function instrumented in place: enough to undo it exactly."""
+
+    __slots__ = ("code", "decorator", "func")
+
+    def __init__(self, func: types.FunctionType, code: types.CodeType, decorator: Any) -> None:
+        self.func = func
+        self.code = code  # the original code
+        self.decorator = decorator
+
+    @property
+    def active(self) -> bool:
+        return self.func.__code__ is not self.code
+
+    def undo(self) -> bool:
+        """Give the function its original code back; False if it was already."""
+        if not self.active:
+            return False
+        self.decorator._forget(self.func)
+        self.func.__code__ = self.code
+        _IN_PLACE.pop(self.func, None)
+        return True
+
+
+#: function instrumented in place -> its record (nothing is written on the function itself)
+_IN_PLACE: "weakref.WeakKeyDictionary[Any, InPlace]" = weakref.WeakKeyDictionary()
+
+
+def instrumented_by(func: Any) -> Optional["CallPyBack"]:
+    """The ``CallPyBack`` observing ``func`` (a wrapper it returned, a function the import hook
+    instruments in place, or a method or class/static method of either), or None."""
+    for _ in range(3):
+        decorator = getattr(func, "__callpyback__", None)
+        if decorator is not None:
+            return decorator  # type: ignore[no-any-return]
+        record = in_place_record(func)
+        if record is not None:
+            return record.decorator  # type: ignore[no-any-return]
+        inner = getattr(func, "__func__", None)  # bound methods, classmethod, staticmethod
+        if inner is None:
+            return None
+        func = inner
+    return None
+
+
+def in_place_record(func: Any) -> Optional[InPlace]:
+    """The in-place record of ``func``, if CallPyBack instruments it in place."""
+    try:
+        return _IN_PLACE.get(func)
+    except TypeError:  # not weak-referenceable
+        return None
 
 
 class CallPyBack:
@@ -106,7 +185,7 @@ class CallPyBack:
 
     def __init__(
         self,
-        observers: Optional[Iterable[Any]] = None,
+        observers: Any = None,
         *,
         variable_names: Optional[Sequence[str]] = None,
         exception_classes: Any = None,
@@ -129,13 +208,13 @@ class CallPyBack:
                 f"observer), got {max_observer_failures!r}"
             )
         self.max_observer_failures = max_observer_failures
-        self.time_source = _check_time_source(time_source)
+        self._time_source = _check_time_source(time_source)
         self.name = name
         self.enable_async_observers = bool(enable_async_observers)
         self.variable_names = _check_variable_names(variable_names)
         self.variable_extractor = _pick_extractor(variable_extractor, self.variable_names)
 
-        handlers = list(error_handlers or ())
+        handlers = _as_list(error_handlers, "error_handlers")
         if max_execution_time is not None:
             # A shortcut for the timeout handler, outermost so it bounds every attempt.
             from .handlers import TimeoutHandler
@@ -158,25 +237,83 @@ class CallPyBack:
         )
         self.chain = HandlerChain(handlers)
 
-        self._lock = threading.Lock()  # guards changes, never calls
+        self._lock = threading.RLock()  # guards changes, never calls
         self._registrations: Tuple[Registration, ...] = ()
+        self._bound: List[_Bound] = []
         self._has_sync = False
-        # The wrappers read the current pipeline from this one-item list (see _call.make_sync).
-        self._current: List[Optional[Pipeline]] = [None]
-        for obs in observers or ():
+        self._pipeline_now: Pipeline = self._build()
+        if observers is not None and _is_observer_like(observers):
+            observers = [observers]  # one observer given where a list was expected
+        for obs in _as_list(observers, "observers"):
             self.add_observer(obs)
-        self._rebuild()
+        _LIVE.add(self)
 
     # --- decoration ---------------------------------------------------------------------
     def __call__(self, func: F) -> F:
         if isinstance(func, (classmethod, staticmethod)):
-            return type(func)(self(func.__func__))
+            return type(func)(self(func.__func__))  # type: ignore[return-value]
+        if isinstance(func, type):
+            raise ConfigurationError(
+                f"CallPyBack decorates functions and methods, not classes ({func.__qualname__} "
+                "is a class): decorate the methods to observe, or select them with a "
+                "callpyback.toml pattern such as 'module:Class.*'"
+            )
         if not callable(func):
             raise ConfigurationError(
                 f"CallPyBack can only decorate callables, got {func!r} ({type(func).__name__}); "
                 "if you meant to pass observers, use CallPyBack(observers=[...])"
             )
-        kind = _kind_of(func)
+        kind = kind_of(func)
+        self._check_kind(func, kind)
+        info = FunctionInfo(func, kind, pipeline=self.name)
+        with self._lock:
+            wrapper = _engine.make_wrapper(self._pipeline_now, func, info)
+            self._bound.append(_Bound(weakref.ref(wrapper, self._unbind), func, info))
+        _copy_metadata(wrapper, func)
+        wrapper.__callpyback__ = self  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def observe(self, func: Callable[..., Any], *, target: str) -> Callable[..., Any]:
+        """Like decorating ``func``, but its calls are reported under ``target``.
+
+        For integrations whose calls are not a Python function's own: a web request
+        (``http:GET /orders/{id}``) or a database statement (``db:SELECT orders``).
+        """
+        kind = kind_of(func)
+        self._check_kind(func, kind)
+        info = FunctionInfo(func, kind, target=target, pipeline=self.name)
+        with self._lock:
+            wrapper = _engine.make_wrapper(self._pipeline_now, func, info)
+            self._bound.append(_Bound(weakref.ref(wrapper, self._unbind), func, info))
+        _copy_metadata(wrapper, func)
+        wrapper.__callpyback__ = self  # type: ignore[attr-defined]
+        return wrapper
+
+    def instrument_in_place(self, func: types.FunctionType) -> InPlace:
+        """Observe ``func`` itself: every reference to it, taken before or after, is observed.
+
+        The function keeps its identity, name, defaults and attributes; its code becomes the
+        observing wrapper, and the original code runs in a private copy.  ``undo()`` on the
+        returned record restores it.  This is how the import hook instruments.
+        """
+        if type(func) is not types.FunctionType:
+            raise ConfigurationError(
+                f"only plain functions can be instrumented in place, got {func!r}"
+            )
+        if func in _IN_PLACE:
+            raise ConfigurationError(f"{_describe(func)} is already instrumented in place")
+        kind = kind_of(func)
+        self._check_kind(func, kind)
+        copy = _engine.copy_function(func)
+        info = FunctionInfo(copy, kind, pipeline=self.name)
+        record = InPlace(func, func.__code__, self)
+        with self._lock:
+            _engine.instrument(self._pipeline_now, func, copy, info)
+            self._bound.append(_Bound(weakref.ref(func, self._unbind), copy, info, copy))
+        _IN_PLACE[func] = record
+        return record
+
+    def _check_kind(self, func: Any, kind: str) -> None:
         if not self._has_sync and kind in ("function", "generator"):
             self._check_sync_allowed(func)
         if kind in ("generator", "async_generator") and (
@@ -188,28 +325,6 @@ class CallPyBack:
                 "cannot bound a generator, which runs as its consumer iterates. Use a separate "
                 "CallPyBack without it for generators"
             )
-        info = FunctionInfo(func, kind)
-        wrapper = _MAKERS[kind](func, info, self)
-        if type(func) is types.FunctionType:
-            # What functools.update_wrapper does, without its generic getattr loop: the import
-            # hook decorates thousands of functions at import time.
-            wrapper.__module__ = func.__module__
-            wrapper.__name__ = func.__name__
-            wrapper.__qualname__ = func.__qualname__
-            wrapper.__doc__ = func.__doc__
-            if func.__dict__:
-                wrapper.__dict__.update(func.__dict__)
-            wrapper.__wrapped__ = func  # type: ignore[attr-defined]
-            wrapper.__annotations__ = func.__annotations__
-        else:
-            try:
-                functools.update_wrapper(wrapper, func)
-            except (AttributeError, TypeError):  # e.g. an object whose __dict__ is not copyable
-                wrapper.__wrapped__ = func  # type: ignore[attr-defined]
-            if not hasattr(func, "__name__"):
-                wrapper.__name__ = wrapper.__qualname__ = type(func).__name__
-        wrapper.__callpyback__ = self  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
 
     def _check_sync_allowed(self, func: Any) -> None:
         with self._lock:
@@ -223,6 +338,14 @@ class CallPyBack:
                     f"functions, but {_describe(func)} is synchronous"
                 )
             self._has_sync = True
+
+    def _unbind(self, ref: Any) -> None:
+        with self._lock:
+            self._bound = [b for b in self._bound if b.ref is not ref]
+
+    def _forget(self, func: Any) -> None:
+        with self._lock:
+            self._bound = [b for b in self._bound if b.ref() is not func]
 
     # --- observers ----------------------------------------------------------------------
     def add_observer(
@@ -240,32 +363,96 @@ class CallPyBack:
         ``states``/``phases`` override what the observer subscribes to; ``weak=True`` holds it
         by weak reference so it drops out of dispatch when collected.  Returns the observer.
         """
-        if not _is_observer_like(observer):
-            if callable(observer):
-                observer = CallbackObserver(observer)
-            else:
-                raise ConfigurationError(
-                    f"{observer!r} is not an observer: give it an update(context) method, or "
-                    "pass a callable (see on_call/on_success/on_failure/on_completion)"
-                )
-        name = getattr(observer, "name", None) or type(observer).__name__
-        wanted = (
-            resolve_states(states, phases, owner=name)
-            if states is not None or phases is not None
-            else observer_states(observer)
-        )
-        prio = getattr(observer, "priority", 0) if priority is None else priority
+        reg = self._registration(observer, states, phases, weak, priority, background)
+        with self._lock:
+            if reg.is_async and self._has_sync:
+                raise _async_on_sync(reg.name, None)
+            self._registrations = (*self._registrations, reg)
+            self._rebuild_locked()
+        return observer
+
+    def _registration(
+        self,
+        observer: Any,
+        states: Optional[Iterable[StateSpec]],
+        phases: Optional[Iterable[StateSpec]],
+        weak: bool,
+        priority: Optional[int],
+        background: Optional[bool],
+    ) -> Registration:
+        plain = not _is_observer_like(observer)
+        if plain and not callable(observer):
+            raise ConfigurationError(
+                f"{observer!r} is not an observer: give it an update(context) method, or "
+                "pass a callable (see on_call/on_success/on_failure/on_completion)"
+            )
+        if plain:
+            name = getattr(observer, "__qualname__", None) or repr(observer)
+            wanted = (
+                resolve_states(states, phases, owner=name)
+                if states is not None or phases is not None
+                else None
+            )
+            prio = 0 if priority is None else priority
+            notify: Any = observer
+            update: Any = None
+            is_async = bool(_code_flags(observer) & _CO_COROUTINE)
+            guard = True
+            escalates = False
+        else:
+            name = getattr(observer, "name", None) or type(observer).__name__
+            wanted = (
+                resolve_states(states, phases, owner=name)
+                if states is not None or phases is not None
+                else _observer_states(observer)
+            )
+            prio = getattr(observer, "priority", 0) if priority is None else priority
+            notify = getattr(observer, "notify", None)
+            if not callable(notify):
+                notify = None
+            update = getattr(observer, "update", None)
+            if not callable(update) or getattr(update, "_callpyback_abstract", False):
+                update = None
+            is_async = bool(getattr(observer, "is_async", False)) or bool(
+                _code_flags(update or notify) & _CO_COROUTINE
+            )
+            guard = bool(getattr(observer, "reentrancy_guard", True))
+            # A callback observer's return value means nothing; another observer's notify may
+            # ask for update(context) by returning NEEDS_CONTEXT, unless it is annotated as
+            # returning None (then the engine does not even look).
+            escalates = (
+                update is not None
+                and notify is not None
+                and not getattr(observer, "is_callback_observer", False)
+                and getattr(notify, "__annotations__", {}).get("return", "?") not in (None, "None")
+            )
         if not isinstance(prio, int) or isinstance(prio, bool):
             raise ConfigurationError(f"observer {name!r}: priority must be an int, got {prio!r}")
-        update = observer.update
-        is_async = bool(getattr(observer, "is_async", False)) or bool(
-            _code_flags(update) & _CO_COROUTINE
-        )
+        inject = resolve_injection(notify, name) if notify is not None else None
+        if update is None and notify is None:
+            raise ConfigurationError(f"observer {name!r} has neither update() nor notify()")
         bg = self.enable_async_observers or bool(
             getattr(observer, "background", False) if background is None else background
         )
+        gate = None if plain else _optional_callable(observer, "gate")
+        enter = None if plain else _optional_callable(observer, "enter")
+        exit_ = None if plain else _optional_callable(observer, "exit")
+        if (enter is None) != (exit_ is None):
+            raise ConfigurationError(
+                f"observer {name!r} defines only one of enter(context) and exit(context, token); "
+                "an around-observer needs both"
+            )
+        if enter is not None and bg:
+            raise ConfigurationError(
+                f"observer {name!r} has enter/exit hooks around the function body; it must run "
+                "on the caller's thread, so it cannot be a background observer"
+            )
         ref = None
         if weak:
+            if plain:
+                raise ConfigurationError(
+                    f"weak=True needs an observer object; {name!r} is a plain callable"
+                )
             try:
                 ref = weakref.ref(observer, self._drop_dead)
             except TypeError:
@@ -273,44 +460,42 @@ class CallPyBack:
                     f"observer {name!r} ({type(observer).__name__}) does not support weak "
                     "references; add __weakref__ to its __slots__ or use weak=False"
                 ) from None
-            fn = _weak_update(ref)
-        else:
-            fn = update
+            # Nothing of the observer may be held strongly: no bound methods in the pipeline.
+            update = _weak_update(ref)
+            notify = inject = gate = enter = exit_ = None
+            escalates = False
+        if update is None:
+            update = _engine_context_caller(notify, inject, name)
         if bg:
-            from ._background import background_update
-
-            fn = background_update(fn, name, is_async)
-            is_async = False
-        reg = Registration(
+            is_async = False  # the worker awaits it
+        return Registration(
             owner=self,
             observer=None if weak else observer,
             ref=ref,
-            fn=fn,
             name=name,
             priority=prio,
             seq=next(_SEQ),
             states=frozenset(wanted) if wanted is not None else None,
             is_async=is_async,
             background=bg,
-            guard=bool(getattr(observer, "reentrancy_guard", True)),
-            injection=getattr(observer, "injection", None),
-            callback=getattr(observer, "callback", None),
-            gate=_optional_callable(observer, "gate"),
+            guard=guard,
+            update=update,
+            call=None if bg else notify,
+            inject=None if bg else inject,
+            escalates=escalates,
+            gate=None if bg else gate,
+            enter=enter,
+            exit=exit_,
         )
-        with self._lock:
-            if is_async and self._has_sync:
-                raise _async_on_sync(name, None)
-            self._registrations = (*self._registrations, reg)
-            self._rebuild_locked()
-        return observer
 
     def remove_observer(self, observer: Any) -> bool:
         """Detach every registration of ``observer``; False if it was not attached."""
         with self._lock:
             keep = tuple(r for r in self._registrations if r.target() is not observer)
             removed = len(keep) != len(self._registrations)
-            self._registrations = keep
-            self._rebuild_locked()
+            if removed:
+                self._registrations = keep
+                self._rebuild_locked()
         return removed
 
     def enable_observer(self, observer: Any) -> bool:
@@ -340,17 +525,20 @@ class CallPyBack:
             self._registrations = tuple(r for r in self._registrations if r.ref is not ref)
             self._rebuild_locked()
 
-    def _observer_failed(self, reg: Registration, exc: Exception) -> None:
+    def _observer_failed(self, reg: Registration, exc: BaseException) -> None:
         reg.failures += 1
         reg.total_failures += 1
         if reg.failures == 1:
             # Logged once per streak of failures, with the traceback; the rest are counted.
-            _log().error(
-                "observer %r raised %r; the observed call is unaffected",
-                reg.name,
-                exc,
-                exc_info=exc,
-            )
+            try:
+                _log().error(
+                    "observer %r raised %r; the observed call is unaffected",
+                    reg.name,
+                    exc,
+                    exc_info=exc,
+                )
+            except Exception:  # a logging failure (or the recursion limit) must not escape
+                pass
         limit = self.max_observer_failures
         if limit is not None and reg.failures >= limit and not reg.disabled:
             if not self._disable(reg):
@@ -359,8 +547,8 @@ class CallPyBack:
                 f"observer {reg.name!r} failed {reg.failures} times in a row and was disabled; "
                 "call enable_observer() to re-enable it"
             )
-            _log().warning(message)
             try:
+                _log().warning(message)
                 import warnings
 
                 from .errors import ObserverDisabledWarning
@@ -377,34 +565,134 @@ class CallPyBack:
             self._rebuild_locked()
             return True
 
+    # --- the pipeline -------------------------------------------------------------------
+    @property
+    def time_source(self) -> Any:
+        """The time source calls use now (a test override, if one is active, else our own)."""
+        override = _OVERRIDE.time_source
+        return override if override is not None else self._time_source
+
+    @time_source.setter
+    def time_source(self, value: Any) -> None:
+        self._time_source = _check_time_source(value)
+        self._rebuild()
+
+    def _build(self) -> Pipeline:
+        return Pipeline(
+            self._registrations + _OVERRIDE.registrations(self),
+            self.chain,
+            self.time_source,
+            self.variable_extractor,
+            self.variable_names,
+            check=_engine._Checking.on,
+        )
+
     def _rebuild(self) -> None:
         with self._lock:
             self._rebuild_locked()
 
     def _rebuild_locked(self) -> None:
-        pipeline = Pipeline(
-            self._registrations,
-            self.chain,
-            self.time_source,
-            self.variable_extractor,
-            self.variable_names,
-        )
-        # None is the wrapper's one-branch passthrough signal.
-        self._current[0] = None if pipeline.empty else pipeline
+        pipeline = self._build()
+        self._pipeline_now = pipeline
+        for bound in list(self._bound):
+            target = bound.ref()
+            if target is None:
+                continue
+            if bound.copy is None:
+                _engine.rebind(pipeline, target, bound.func, bound.info)
+            else:
+                _engine.instrument(pipeline, target, bound.copy, bound.info)
 
     @property
     def pipeline(self) -> Optional[Pipeline]:
         """The pipeline calls use now (None: nothing to do, calls pass straight through)."""
-        return self._current[0]
+        p = self._pipeline_now
+        return None if p.empty else p
 
     @property
-    def _pipeline(self) -> Optional[Pipeline]:
-        return self._current[0]
+    def functions(self) -> List[Any]:
+        """The functions this decorator observes (wrappers, and functions instrumented in place)."""
+        return [t for t in (b.ref() for b in list(self._bound)) if t is not None]
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         counts = f"observers={len(self._registrations)} handlers={len(self.chain.handlers)}"
         return f"<CallPyBack{label} {counts}>"
+
+
+class _Override:
+    """Process-wide seams for tests (``callpyback.testing``): a time source in force for every
+    pipeline, and observers attached to every decorator (a call capture).  Changing either
+    rebuilds every live decorator once; no call pays anything while they are unused."""
+
+    def __init__(self) -> None:
+        self.time_source: Any = None
+        self.observers: Tuple[Tuple[Any, Dict[int, Registration]], ...] = ()
+        self.lock = threading.Lock()
+
+    def registrations(self, decorator: CallPyBack) -> Tuple[Registration, ...]:
+        out = []
+        for observer, per_decorator in self.observers:
+            reg = per_decorator.get(id(decorator))
+            if reg is None:
+                reg = per_decorator[id(decorator)] = decorator._registration(
+                    observer, None, None, False, None, None
+                )
+            out.append(reg)
+        return tuple(out)
+
+
+_OVERRIDE = _Override()
+
+
+def rebuild_all() -> None:
+    """Recompile every live decorator's functions (after a process-wide seam changed)."""
+    for decorator in list(_LIVE):
+        decorator._rebuild()
+
+
+def _copy_metadata(wrapper: Any, func: Any) -> None:
+    if type(func) is types.FunctionType:
+        # What functools.update_wrapper does, without its generic getattr loop: the import
+        # hook decorates thousands of functions at import time.
+        wrapper.__module__ = func.__module__
+        wrapper.__name__ = func.__name__
+        wrapper.__qualname__ = func.__qualname__
+        wrapper.__doc__ = func.__doc__
+        if func.__dict__:
+            wrapper.__dict__.update(func.__dict__)
+        wrapper.__wrapped__ = func
+        wrapper.__annotations__ = func.__annotations__
+        if sys.version_info >= (3, 12):
+            wrapper.__type_params__ = func.__type_params__
+        return
+    try:
+        functools.update_wrapper(wrapper, func)
+    except (AttributeError, TypeError):  # e.g. an object whose __dict__ is not copyable
+        wrapper.__wrapped__ = func
+    if not hasattr(func, "__name__"):
+        wrapper.__name__ = wrapper.__qualname__ = type(func).__name__
+
+
+def _as_list(value: Any, what: str) -> List[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        raise ConfigurationError(f"{what} must be a list, got the string {value!r}")
+    try:
+        return list(value)
+    except TypeError:
+        if what == "error_handlers" and (callable(value) or hasattr(value, "handle")):
+            return [value]  # one handler given where a list was expected
+        raise ConfigurationError(
+            f"{what} must be a list (or other iterable), got {value!r} ({type(value).__name__})"
+        ) from None
+
+
+def _engine_context_caller(notify: Any, inject: Any, name: str) -> Any:
+    from ._inject import context_caller
+
+    return context_caller(notify, inject, name)
 
 
 def _optional_callable(obj: Any, name: str) -> Any:
@@ -462,8 +750,8 @@ def _pick_extractor(extractor: Any, names: Tuple[str, ...]) -> Any:
     if extractor is not None:
         if not callable(getattr(extractor, "begin", None)):
             raise ConfigurationError(
-                f"variable_extractor {extractor!r} needs a begin(code, names) method returning a "
-                "capture with finish() (see callpyback.extractors)"
+                f"variable_extractor {extractor!r} needs a begin(code, names, caller) method "
+                "returning a capture with finish() (see callpyback.extractors)"
             )
         return extractor
     if not names:

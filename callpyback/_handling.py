@@ -15,6 +15,14 @@ call pays only for the hooks that exist:
 * ``call_sync(func, args, kwargs, context)`` / ``call_async(...)``: wrap the attempt itself
   (a timeout).
 
+Two optional attributes keep handlers off the per-call cost when they have nothing to do:
+
+* ``hot``: an object with a boolean ``idle`` attribute.  While it is true the engine skips
+  ``before_attempt`` and ``after_success`` (so no context is built for them); on success it
+  calls ``hot.count()`` instead, if ``hot`` has one (a breaker counts closed-state successes).
+* ``reads_time``: False if the handler never reads a duration or timestamp from the context;
+  a pipeline whose handlers all say so reads no clock until something else needs one.
+
 ``handle``/``before_attempt``/``call_async`` may be ``async def``; they are then only usable on
 coroutine and async-generator paths.
 """
@@ -197,12 +205,16 @@ class HandlerChain:
     """The handlers of one pipeline, with their optional hooks sorted out once."""
 
     __slots__ = (
+        "after_hot",
         "after_success",
         "before_attempt",
+        "before_hot",
         "call_async",
         "call_sync",
         "handlers",
+        "is_async",
         "is_async_only",
+        "reads_time",
         "record_failure",
         "record_interrupt",
     )
@@ -215,8 +227,13 @@ class HandlerChain:
                 getattr(h, attr) for h in self.handlers if callable(getattr(h, attr, None))
             )
 
-        self.before_attempt = hooks("before_attempt")
-        self.after_success = hooks("after_success")
+        def with_hot(attr: str) -> Tuple[Tuple[Any, ...], Tuple[Any, ...]]:
+            found = [h for h in self.handlers if callable(getattr(h, attr, None))]
+            hots = tuple(_hot(h) for h in found)
+            return tuple(getattr(h, attr) for h in found), hots
+
+        self.before_attempt, self.before_hot = with_hot("before_attempt")
+        self.after_success, self.after_hot = with_hot("after_success")
         self.record_failure = hooks("record_failure")
         # Attempts ended by cancellation or KeyboardInterrupt/SystemExit: never failures, but
         # a handler may hold something for the attempt (a breaker's half-open trial slot).
@@ -225,6 +242,10 @@ class HandlerChain:
         # custom wrapper) are composed here into one, in chain order (the first is outermost).
         self.call_sync = _compose(hooks("call_sync"), is_async=False)
         self.call_async = _compose(hooks("call_async"), is_async=True)
+        #: Whether some handler's decision must be awaited (only on coroutine paths).
+        self.is_async = any(_is_async(getattr(h, "handle", None)) for h in self.handlers)
+        #: Whether some handler may read a duration or timestamp (unknown handlers: yes).
+        self.reads_time = any(getattr(h, "reads_time", True) for h in self.handlers)
         self.is_async_only = [
             handler_name(h)
             for h in self.handlers
@@ -270,6 +291,18 @@ class HandlerChain:
             if decision is not None and (allow_retry or type(decision) is not Retry):
                 return decision, handler_name(h)
         return None, ""
+
+
+def _hot(handler: Any) -> Any:
+    hot = getattr(handler, "hot", None)
+    if hot is None:
+        return None
+    if not hasattr(hot, "idle"):
+        raise ConfigurationError(
+            f"error handler {handler_name(handler)}: its 'hot' attribute must have a boolean "
+            f"'idle' attribute (see callpyback._handling), got {hot!r}"
+        )
+    return hot
 
 
 def _compose(calls: Tuple[Any, ...], *, is_async: bool) -> Tuple[Any, ...]:

@@ -1,43 +1,63 @@
-"""Observer registrations and the immutable, compiled pipeline a wrapper reads once per call."""
+"""Observer registrations and the immutable pipeline (the *plan*) the engine compiles.
+
+A :class:`Pipeline` is built whenever a decorator's observers change (copy-on-write): it sorts
+the registrations per notified state once and works out everything the compiled wrapper needs
+to know (does anyone read the clock, a context, the arguments; which hooks exist), so that a
+call decides nothing.
+"""
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, FrozenSet, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
-from ._call import run_attempts
-from ._codegen import compile_run
 from ._handling import HandlerChain
+from ._inject import Injection, context_caller, resolve_injection
 from .states import ExecutionState
 
 __all__ = ["Pipeline", "Registration"]
 
 S = ExecutionState
 
+#: Injectable names that need the context object (the rest the engine holds in locals).
+_CONTEXT_SOURCES = frozenset({"context", "arguments", "metadata", "timestamp", "local_variables"})
+#: Injectable names through which an observer can see a duration or the clock.
+_TIMED_SOURCES = frozenset({"context", "result", "execution_time", "timestamp"})
+
 
 class Registration:
-    """One observer attached to one decorator instance, with its own failure count."""
+    """One observer attached to one decorator, with its own consecutive-failure count.
+
+    ``call``/``inject``: the direct callback the engine calls with injected arguments (a
+    callback observer's function, or an observer's ``notify``); ``update(context)``: what the
+    generic paths call (the observer's ``update``, or ``call`` fed from the context).
+    """
 
     __slots__ = (
         "background",
-        "callback",
-        "direct",
+        "call",
         "disabled",
+        "enter",
         "escalates",
+        "exit",
         "failures",
-        "fn",
         "gate",
+        "gate_inject",
+        "gate_run",
         "guard",
-        "injection",
+        "inject",
         "is_async",
         "name",
+        "needs_context",
         "observer",
         "owner",
         "priority",
         "ref",
+        "run",
         "seq",
         "states",
+        "timed",
         "total_failures",
+        "update",
     )
 
     def __init__(
@@ -46,22 +66,24 @@ class Registration:
         owner: Any,
         observer: Any,
         ref: Any,
-        fn: Callable[[Any], Any],
         name: str,
         priority: int,
         seq: int,
         states: Optional[FrozenSet[ExecutionState]],
         is_async: bool,
         background: bool,
-        guard: bool = True,
-        injection: Any = None,
-        callback: Any = None,
-        gate: Any = None,
+        guard: bool,
+        update: Callable[[Any], Any],
+        call: Optional[Callable[..., Any]] = None,
+        inject: Optional[Injection] = None,
+        escalates: bool = False,
+        gate: Optional[Callable[[Any], Any]] = None,
+        enter: Optional[Callable[[Any], Any]] = None,
+        exit: Optional[Callable[[Any, Any], Any]] = None,
     ) -> None:
         self.owner = owner
         self.observer = observer  # None when held weakly; see ``ref``
         self.ref = ref
-        self.fn = fn
         self.name = name
         self.priority = priority
         self.seq = seq
@@ -69,18 +91,30 @@ class Registration:
         self.is_async = is_async
         self.background = background
         self.guard = guard
-        #: For callback observers: how to call ``callback`` directly (see ``_codegen``).
-        self.injection = injection
-        self.callback = callback
-        self.direct = (
-            injection is not None and callback is not None and ref is None and not background
+        self.gate = gate
+        # The gate's parameters are injected by name too; generic paths feed them from the
+        # context.
+        self.gate_inject = resolve_injection(gate, f"{name}.gate") if gate is not None else None
+        self.gate_run = (
+            context_caller(gate, self.gate_inject, name) if gate is not None else None
         )
-        #: Optional ``gate(state) -> bool`` the fast path asks first: False means "update would
-        #: do nothing for this state", so no context is built for it.
-        self.gate = gate if ref is None and not background else None
-        #: A direct callback that may answer NEEDS_CONTEXT (built-in observers; never a user's
-        #: callback observer, whose return value means nothing).
-        self.escalates = self.direct and not getattr(observer, "is_callback_observer", False)
+        self.enter = enter
+        self.exit = exit
+        if call is not None and inject is None:
+            call = None  # no introspectable signature: the generic path hands it the context
+        self.call = call
+        self.inject = inject
+        self.escalates = escalates and call is not None
+        #: What the generic paths (failures, background workers) and an escalation call.
+        self.run = update
+        self.update = update
+        if background:
+            from ._background import background_update
+
+            self.update = background_update(self)
+        sources = {src for _, src in (*(inject or ()), *(self.gate_inject or ()))}
+        self.needs_context = call is None or bool(sources & _CONTEXT_SOURCES)
+        self.timed = call is None or escalates or bool(sources & _TIMED_SOURCES)
         self.failures = 0  # consecutive; reset by a success
         self.total_failures = 0
         self.disabled = False
@@ -96,6 +130,7 @@ class Registration:
             f" {flag}"
             for flag, on in (
                 ("weak", self.ref is not None),
+                ("direct", self.call is not None),
                 ("async", self.is_async),
                 ("background", self.background),
                 ("disabled", self.disabled),
@@ -106,30 +141,11 @@ class Registration:
 
 
 class Pipeline:
-    """Pre-sorted observer tuples per notified state, the handler chain, clock and extractor.
+    """What the engine compiles: observers per state, the handler chain, clock and extractor.
 
-    Immutable: adding or removing an observer builds a new one (copy-on-write), so a call reads
-    a consistent pipeline without taking a lock.
+    Immutable: adding or removing an observer builds a new one, so a call reads a consistent
+    pipeline without taking a lock.  Its compiled wrappers are cached in :attr:`templates`.
     """
-
-    __slots__ = (
-        "anotify",
-        "arun",
-        "asleep",
-        "chain",
-        "completed",
-        "error",
-        "extractor",
-        "failure",
-        "monotonic",
-        "pre",
-        "run",
-        "simple",
-        "sleep",
-        "success",
-        "time_source",
-        "variable_names",
-    )
 
     def __init__(
         self,
@@ -138,6 +154,8 @@ class Pipeline:
         time_source: Any,
         extractor: Any,
         variable_names: Tuple[str, ...],
+        *,
+        check: bool = False,
     ) -> None:
         live = sorted(
             (r for r in registrations if not r.disabled), key=lambda r: (-r.priority, r.seq)
@@ -151,43 +169,67 @@ class Pipeline:
         self.failure = for_state(S.POST_FAILURE)
         self.completed = for_state(S.COMPLETED)
         self.error = for_state(S.ERROR)
+        notified = {*self.pre, *self.success, *self.failure, *self.completed, *self.error}
+        self.registrations = tuple(r for r in live if r in notified or r.enter is not None)
         self.chain = chain
         self.time_source = time_source
         self.monotonic: Callable[[], float] = time_source.monotonic
         self.sleep: Callable[[float], None] = time_source.sleep
-        self.asleep: Callable[[float], Any] = getattr(time_source, "asleep", None) or _asyncio_sleep
+        self.asleep: Callable[[float], Any] = getattr(time_source, "asleep", None) or _asleep
         self.extractor = extractor
         self.variable_names = variable_names
-        self.simple = not chain and extractor is None
-        self.anotify = any(r.is_async for r in live)
-        # ``run(func, info, args, kwargs)`` is the sync path; the fast one is compiled on first
-        # use, so a burst of add_observer() calls compiles once, not once per call.
-        # Compiled unless an attempt needs the general loop's machinery up front (a capture
-        # around each attempt, or a handler wrapping the call itself).
-        compiled = extractor is None and not chain.call_sync
-        self.run: Callable[..., Any] = (
-            self._compile_then_run if compiled else functools.partial(run_attempts, self)
+        self.extractor_takes_caller = extractor is not None and _takes_caller(extractor)
+        self.check = check
+        regs = self.registrations
+        self.observers = bool(regs)
+        self.anotify = any(r.is_async for r in regs)
+        self.guarded = any(r.guard for r in regs)
+        around = tuple(r for r in regs if r.enter is not None)
+        self.around = bool(around)
+        self._around = around
+        # A clock is read only if something can see a duration: an observer that is not a
+        # direct callback (it gets the whole context), a callback asking for a duration, the
+        # timestamp or the context, a handler that may read the time, or extraction.
+        self.timed = (
+            any(r.timed for r in regs) or (bool(chain) and chain.reads_time) or check
         )
-        #: The coroutine twin of the fast path (None: use the general async path).
-        self.arun: Optional[Callable[..., Any]] = (
-            self._compile_then_arun if self.simple and not self.anotify else None
+        self.wants_result = any(
+            r.call is not None and any(src == "result" for _, src in r.inject or ())
+            for r in (*self.success, *self.completed)
         )
-
-    def _compile_then_run(self, func: Any, info: Any, args: Any, kwargs: Any, g: Any) -> Any:
-        __tracebackhide__ = True
-        self.run = compile_run(self)
-        return self.run(func, info, args, kwargs, g)
-
-    async def _compile_then_arun(self, func: Any, info: Any, args: Any, kwargs: Any, g: Any) -> Any:
-        __tracebackhide__ = True
-        self.arun = compile_run(self, asynchronous=True)
-        return await self.arun(func, info, args, kwargs, g)
-
-    @property
-    def empty(self) -> bool:
-        return self.simple and not (
-            self.pre or self.success or self.failure or self.completed or self.error
+        # Some things need the context before the call: built once, up front.
+        self.eager_context = (
+            extractor is not None
+            or self.around
+            or bool(chain.call_sync or chain.call_async)
+            or any(hot is None for hot in chain.before_hot)
         )
+        self.sees_failures = bool(
+            self.failure or self.completed or self.error or chain or extractor is not None
+        )
+        self.can_retry = bool(chain)
+        self.empty = not regs and not chain and extractor is None
+        #: (kind, shape key, mode, free variables) -> compiled Template
+        self.templates: Dict[Any, Any] = {}
+
+    def enter_all(self, context: Any) -> Tuple[Any, ...]:
+        """Enter every around-hook (a stretch of the body is about to run); isolated."""
+        tokens = []
+        for reg in self._around:
+            try:
+                tokens.append(reg.enter(context))  # type: ignore[misc]
+            except Exception as exc:
+                tokens.append(None)
+                reg.owner._observer_failed(reg, exc)
+        return tuple(tokens)
+
+    def leave_all(self, context: Any, tokens: Tuple[Any, ...]) -> None:
+        """Leave them, innermost first, in the frame that entered them."""
+        for reg, token in zip(reversed(self._around), reversed(tokens)):
+            try:
+                reg.exit(context, token)  # type: ignore[misc]
+            except Exception as exc:
+                reg.owner._observer_failed(reg, exc)
 
     def __repr__(self) -> str:
         def names(regs: Tuple[Registration, ...]) -> list[str]:
@@ -201,7 +243,18 @@ class Pipeline:
         )
 
 
-async def _asyncio_sleep(seconds: float) -> None:
+def _takes_caller(extractor: Any) -> bool:
+    """Whether ``extractor.begin`` accepts the caller's frame (the documented third argument)."""
+    import inspect
+
+    try:
+        params = inspect.signature(extractor.begin).parameters
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params.values())
+
+
+async def _asleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)

@@ -18,7 +18,7 @@ import pytest
 
 import callpyback
 import callpyback.autoinstrument as auto
-from callpyback import CallPyBack
+from callpyback import CallPyBack, instrumented_by
 from callpyback.autoinstrument import InstrumentationWarning
 from callpyback.autoinstrument._finder import InstrumentingFinder, InstrumentingLoader
 from callpyback.errors import ConfigurationError
@@ -124,9 +124,10 @@ def test_every_shape_is_wrapped_on_import_and_behaves_the_same(packages):
     # descriptors read from the class __dict__ keep their type
     assert isinstance(m.Shop.__dict__["klass"], classmethod)
     assert isinstance(m.Shop.__dict__["static"], staticmethod)
-    assert m.Shop.__dict__["klass"].__func__.__callpyback__ is sel.decorator
-    # wrappers stay plain functions with the original's identity markers
-    assert inspect.isfunction(m.plain) and m.plain.__wrapped__.__code__.co_name == "plain"
+    assert instrumented_by(m.Shop.__dict__["klass"].__func__) is sel.decorator
+    # instrumented in place: the same plain functions, with the original's identity markers
+    assert inspect.isfunction(m.plain) and m.plain.__code__.co_name == "plain"
+    assert inspect.getsource(m.plain).startswith("def plain")
     assert inspect.iscoroutinefunction(m.coro)
     assert inspect.isgeneratorfunction(m.gen)
     assert inspect.isasyncgenfunction(m.agen)
@@ -154,7 +155,7 @@ def test_properties_partials_and_singledispatch_have_documented_behaviour(packag
     assert m.show(1.5) == "float"
     assert sel.calls.count(f"{name}:show") == 3
     # lambdas are never wrapped (no name to find them by, not picklable)
-    assert not hasattr(m.square, "__callpyback__")
+    assert instrumented_by(m.square) is None
 
 
 def test_functions_imported_from_another_module_are_not_wrapped_twice(packages):
@@ -166,7 +167,6 @@ def test_functions_imported_from_another_module_are_not_wrapped_twice(packages):
     auto.install(sel)
     a, b = _import(a_name), _import(b_name)
     assert b.f is a.f
-    assert not hasattr(a.f.__wrapped__, "__callpyback__")
     b.g(1)
     assert sel.calls == [f"{a_name}:f", f"{b_name}:g"]
 
@@ -183,57 +183,59 @@ def test_reload_instruments_the_new_functions_without_double_wrapping(packages):
     first = m.f
     importlib.reload(m)
     assert m.f is not first
-    assert not hasattr(m.f.__wrapped__, "__callpyback__")
+    assert instrumented_by(m.f) is sel.decorator
     assert m.f(1) == 1 and m.C().m() == 1
-    assert sel.calls == [f"{name}:f", f"{name}:C.m"]
-    plain = m.f.__wrapped__
+    assert sel.calls == [f"{name}:f", f"{name}:C.m"]  # one layer: each call observed once
+    reloaded = m.f
     auto.uninstall()
-    assert m.f is plain
+    assert m.f is reloaded and instrumented_by(reloaded) is None
+    m.f(1)
+    assert sel.calls == [f"{name}:f", f"{name}:C.m"]
 
 
 def test_uninstall_restores_identity_of_every_function_and_descriptor(packages):
-    """After uninstall, module.f is the original object, and so is every class __dict__ entry."""
+    """Every function and class __dict__ entry stays the same object; uninstall gives each its
+    original code back, aliases included."""
     packages.write("{p}shapes.py", SHAPES)
     name = packages.name("shapes")
-    auto.install(PatternSelector(name))
+    sel = PatternSelector(name)
+    auto.install(sel)
     m = _import(name)
-    originals = {
-        "plain": m.plain.__wrapped__,
-        "coro": m.coro.__wrapped__,
-        "gen": m.gen.__wrapped__,
-    }
-    wrapped_klass = m.Shop.__dict__["klass"]
+    objects = {key: getattr(m, key) for key in ("plain", "coro", "gen")}
+    alias = m.plain
+    klass = m.Shop.__dict__["klass"]
     result = auto.uninstall()
     assert result.restored >= 10 and result.kept == ()
-    for key, original in originals.items():
-        assert getattr(m, key) is original
-    assert m.Shop.__dict__["klass"] is not wrapped_klass
-    assert not hasattr(m.Shop.__dict__["klass"].__func__, "__callpyback__")
-    assert not hasattr(m.Shop.__dict__["method"], "__callpyback__")
-    assert not hasattr(m.Shop.Inner.__dict__["deep"], "__callpyback__")
+    for key, obj in objects.items():
+        assert getattr(m, key) is obj and instrumented_by(obj) is None
+    assert m.Shop.__dict__["klass"] is klass
+    assert alias(1) == 2 and sel.calls == []  # an alias taken while installed is not observed
+    assert instrumented_by(m.Shop.__dict__["klass"].__func__) is None
+    assert instrumented_by(m.Shop.__dict__["method"]) is None
+    assert instrumented_by(m.Shop.Inner.__dict__["deep"]) is None
     assert InstrumentingFinder not in {type(f) for f in sys.meta_path}
     # modules imported after uninstall are left alone
     packages.write("{p}later.py", "def f():\n    return 1\n")
-    assert not hasattr(_import(packages.name("later")).f, "__callpyback__")
+    assert instrumented_by(_import(packages.name("later")).f) is None
 
 
 def test_uninstall_leaves_a_layer_someone_else_stacked_on_ours(packages):
-    """Only our own layers are restored; a user's patch on top stays, and is reported."""
+    """A user's patch on top of an instrumented function stays; ours underneath is undone."""
     packages.write("{p}mod.py", "def f(x):\n    return x\n\ndef g(x):\n    return x\n")
     name = packages.name("mod")
-    auto.install(PatternSelector(name))
+    sel = PatternSelector(name)
+    auto.install(sel)
     m = _import(name)
 
     def theirs(x):
-        return ours(x)
+        return ours(x) * 10
 
     ours = m.f
     m.f = theirs
-    original_g = m.g.__wrapped__
+    g = m.g
     result = auto.uninstall()
-    assert m.f is theirs
-    assert m.g is original_g
-    assert result.kept == (f"{name}:f (at {name}.f)",)
+    assert m.f is theirs and m.g is g and result.kept == ()
+    assert m.f(1) == 10 and instrumented_by(ours) is None and sel.calls == []
 
 
 def test_wrapped_functions_and_methods_pickle_by_reference(packages):
@@ -243,7 +245,7 @@ def test_wrapped_functions_and_methods_pickle_by_reference(packages):
     auto.install(PatternSelector(name))
     m = _import(name)
     for obj in (m.plain, m.Shop.method, m.Shop.Inner.deep, m.coro):
-        assert hasattr(obj, "__callpyback__")
+        assert instrumented_by(obj) is not None
         assert pickle.loads(pickle.dumps(obj)) is obj
     restored = pickle.loads(pickle.dumps(m.Shop()))
     assert restored.method(1) == ("method", 1)
@@ -257,12 +259,12 @@ def test_resources_and_get_data_work_on_an_instrumented_package(packages):
     sel = PatternSelector(name)
     auto.install(sel)
     m = _import(name)
-    assert hasattr(m.f, "__callpyback__")
+    assert instrumented_by(m.f) is not None
     assert importlib.resources.files(name).joinpath("data.txt").read_text() == "hello"
     assert pkgutil.get_data(name, "data.txt") == b"hello"
     assert type(m.__loader__).__name__ == "SourceFileLoader"
     assert m.__spec__.loader is m.__loader__
-    assert inspect.getsource(m.f.__wrapped__).startswith("def f")
+    assert inspect.getsource(m.f).startswith("def f")
 
 
 def test_the_wrapping_loader_forwards_every_attribute(packages):
@@ -311,7 +313,7 @@ def test_module_getattr_is_never_triggered_by_scanning(packages):
     early = _import(packages.name("early"))
     auto.install(PatternSelector(f"{packages.prefix}*"))  # retrofits early
     lazy = _import(packages.name("lazy"))
-    assert hasattr(lazy.f, "__callpyback__") and hasattr(early.f, "__callpyback__")
+    assert instrumented_by(lazy.f) is not None and instrumented_by(early.f) is not None
     assert lazy.CALLS == [] and early.CALLS == []
     auto.uninstall()
     assert lazy.CALLS == [] and early.CALLS == []
@@ -347,8 +349,8 @@ def test_broken_instrumentation_is_one_warning_and_the_import_goes_on(packages):
     assert len(caught) == 1
     message = str(caught[0].message)
     assert f"{name}:bad" in message and "cannot wrap this one" in message
-    assert m.bad() == 2 and not hasattr(m.bad, "__callpyback__")
-    assert hasattr(m.good, "__callpyback__")
+    assert m.bad() == 2 and instrumented_by(m.bad) is None
+    assert instrumented_by(m.good) is not None
     assert [e.target for e in auto.report().failed] == [f"{name}:bad"]
 
 
@@ -367,7 +369,8 @@ def test_a_selector_that_raises_never_breaks_an_import(packages):
 
 
 def test_retrofit_wraps_imported_modules_and_patches_aliases(packages, caplog):
-    """Modules imported before install() are wrapped late; their aliases are patched."""
+    """Modules imported before install() are instrumented late, in place: aliases taken
+    earlier (``from a import f as alias``) are the observed object itself."""
     packages.write("{p}a.py", "def f(x):\n    return x\n")
     packages.write("{p}b.py", "from {p}a import f as alias\n")
     a_name, b_name = packages.name("a"), packages.name("b")
@@ -376,24 +379,23 @@ def test_retrofit_wraps_imported_modules_and_patches_aliases(packages, caplog):
     sel = PatternSelector(a_name)
     with caplog.at_level(logging.INFO, logger="callpyback.autoinstrument"):
         auto.install(sel)
-    assert a.f is not original and a.f.__wrapped__ is original
-    assert b.alias is a.f
+    assert a.f is original and b.alias is original
     b.alias(1)
     assert sel.calls == [f"{a_name}:f"]
     report = auto.report()
     assert [e.target for e in report.wrapped] == [f"{a_name}:f"] and report.wrapped[0].late
-    aliases = [(e.target, e.where) for e in report.aliases_patched]
-    assert aliases == [(f"{a_name}:f", f"{b_name}:alias")]
+    assert report.aliases_patched == []  # nothing to patch
     lines = [r.getMessage() for r in caplog.records if "retrofit" in r.getMessage()]
     assert len(lines) == 1 and a_name in lines[0]
-    assert "1 alias(es) in other modules patched" in lines[0]
     assert "[retrofit]" in auto.explain(f"{a_name}:f")
     auto.uninstall()
-    assert a.f is original and b.alias is original
+    b.alias(1)
+    assert a.f is original and sel.calls == [f"{a_name}:f"]
 
 
-def test_retrofit_reports_aliases_it_must_not_patch(packages, caplog):
-    """An alias held by a standard-library module is reported, not written into."""
+def test_an_alias_held_where_we_never_write_is_observed_too(packages):
+    """An alias held by a standard-library module (which the hook never writes into) is the
+    instrumented object itself: calls through it are observed, with nothing to report."""
     import colorsys
 
     packages.write("{p}a.py", "def f(x):\n    return x\n")
@@ -401,15 +403,43 @@ def test_retrofit_reports_aliases_it_must_not_patch(packages, caplog):
     a = _import(a_name)
     colorsys.__dict__["_cpbt_alias"] = a.f
     try:
-        with caplog.at_level(logging.INFO, logger="callpyback.autoinstrument"):
-            auto.install(PatternSelector(a_name))
-        assert colorsys.__dict__["_cpbt_alias"] is a.f.__wrapped__
-        reported = auto.report().aliases_reported
-        assert [(e.target, e.where) for e in reported] == [(f"{a_name}:f", "colorsys:_cpbt_alias")]
-        assert "standard library" in reported[0].reason
-        assert any("colorsys:_cpbt_alias" in r.getMessage() for r in caplog.records)
+        sel = PatternSelector(a_name)
+        auto.install(sel)
+        assert colorsys.__dict__["_cpbt_alias"] is a.f
+        colorsys.__dict__["_cpbt_alias"](1)
+        assert sel.calls == [f"{a_name}:f"]
+        assert auto.report().aliases_reported == []
     finally:
         del colorsys.__dict__["_cpbt_alias"]
+
+
+def test_a_selector_handing_out_another_decorator_wraps_the_classic_way(packages):
+    """A decorator that is not a CallPyBack: its wrapper replaces the module attribute, and
+    aliases taken earlier are patched (retrofit) or reported, and restored at uninstall."""
+    packages.write("{p}a.py", "def f(x):\n    return x\n")
+    packages.write("{p}b.py", "from {p}a import f as alias\n")
+    a_name, b_name = packages.name("a"), packages.name("b")
+    a, b = _import(a_name), _import(b_name)
+    original = a.f
+    seen = []
+
+    def deco(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            seen.append(func.__name__)
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    auto.install(PatternSelector(a_name, decorator=deco))
+    assert a.f is not original and a.f.__wrapped__ is original and b.alias is a.f
+    b.alias(1)
+    assert seen == ["f"]
+    assert [(e.target, e.where) for e in auto.report().aliases_patched] == [
+        (f"{a_name}:f", f"{b_name}:alias")
+    ]
+    auto.uninstall()
+    assert a.f is original and b.alias is original
 
 
 def test_callpyback_itself_is_never_instrumented(packages):
@@ -418,7 +448,7 @@ def test_callpyback_itself_is_never_instrumented(packages):
     auto.install(sel)
     import callpyback.time_sources as ts
 
-    assert not hasattr(ts.SystemTimeSource.now, "__callpyback__")
+    assert instrumented_by(ts.SystemTimeSource.now) is None
     assert auto.report().wrapped == []
     assert sel.asked == []
 
@@ -430,18 +460,19 @@ import sys, fnmatch, types
 sys.path.insert(0, sys.argv[1])
 from tests.autoinstrument_support import PatternSelector
 import callpyback.autoinstrument as auto
+from callpyback import instrumented_by
 sys.modules.pop("colorsys", None)
 sel = PatternSelector("*")
 auto.install(sel)
 import colorsys
-print("wildcard", hasattr(colorsys.rgb_to_hsv, "__callpyback__"))
+print("wildcard", instrumented_by(colorsys.rgb_to_hsv) is not None)
 print("callpyback", any(e.target.startswith("callpyback") for e in auto.report().wrapped))
 auto.uninstall()
 sys.modules.pop("colorsys", None)
 sel = PatternSelector("colorsys")
 auto.install(sel)
 import colorsys
-print("explicit", hasattr(colorsys.rgb_to_hsv, "__callpyback__"))
+print("explicit", instrumented_by(colorsys.rgb_to_hsv) is not None)
 colorsys.rgb_to_hsv(0.1, 0.2, 0.3)
 print(sel.calls)
 """
@@ -485,11 +516,11 @@ def test_install_twice_replaces_the_previous_installation(packages):
     first = PatternSelector(name)
     auto.install(first)
     m = _import(name)
-    original = m.f.__wrapped__
+    original = m.f
     second = PatternSelector(name)
     auto.install(second)
     assert sum(isinstance(f, InstrumentingFinder) for f in sys.meta_path) == 1
-    assert m.f.__wrapped__ is original and m.f.__callpyback__ is second.decorator
+    assert m.f is original and instrumented_by(m.f) is second.decorator
     m.f()
     assert first.calls == [] and second.calls == [f"{name}:f"]
 
@@ -546,7 +577,7 @@ def test_concurrent_imports_instrument_each_module_once(packages):
     assert errors == []
     for i in range(8):
         f = sys.modules[packages.name(f"m{i}")].f
-        assert not hasattr(f.__wrapped__, "__callpyback__")
+        assert instrumented_by(f) is sel.decorator
     assert len(auto.report().wrapped) == 8 and len(sel.calls) == 64
 
 
@@ -561,10 +592,11 @@ def test_pytest_assertion_rewriting_still_works_with_the_hook(tmp_path):
         "auto.install(SEL)\n"
     )
     (tmp_path / "test_rewritten.py").write_text(
+        "import callpyback\n\n"
         "def helper(x):\n"
         "    return x + 1\n\n"
         "def test_fails():\n"
-        "    assert hasattr(helper, '__callpyback__')\n"
+        "    assert callpyback.instrumented_by(helper) is not None\n"
         "    assert helper(1) == 3\n"
     )
     proc = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path)
@@ -582,6 +614,7 @@ def test_install_retrofits_the_running_main_module():
         sys.path.insert(0, {str(ROOT)!r})
         from tests.autoinstrument_support import PatternSelector
         import callpyback.autoinstrument as auto
+        from callpyback import instrumented_by
 
         def early():
             return 1
@@ -589,7 +622,7 @@ def test_install_retrofits_the_running_main_module():
         sel = PatternSelector("__main__")
         auto.install(sel)
         early()
-        print(sel.calls, hasattr(early, "__callpyback__"))
+        print(sel.calls, instrumented_by(early) is not None)
         """
     )
     proc = run_python(["-c", code])

@@ -86,6 +86,7 @@ for name in [n for n in sys.modules if n == "more_itertools" or n.startswith("mo
 
 from tests.autoinstrument_support import PatternSelector
 import callpyback.autoinstrument as auto
+from callpyback import instrumented_by
 
 selector = PatternSelector("more_itertools")
 auto.install(selector)
@@ -99,7 +100,7 @@ print(json.dumps({
     "wrapped": len(report.wrapped),
     "failed": [str(e) for e in report.failed],
     "observed": len(selector.calls),
-    "peekable_wrapped": hasattr(mi.peekable.peek, "__callpyback__"),
+    "peekable_wrapped": instrumented_by(mi.peekable.peek) is not None,
     "encode_static": type(mi.run_length.__dict__["encode"]).__name__,
 }))
 '''

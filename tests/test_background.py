@@ -167,24 +167,30 @@ def test_failing_background_observer_is_isolated_and_counted(caplog):
 
 
 def test_wrapped_functions_called_by_background_observers_are_not_observed():
-    """The re-entrancy guard holds on the worker: no feedback loop through observers."""
+    """The re-entrancy guard holds on the worker: a background observer never sees the calls it
+    makes itself (no feedback loop); the called function's other observers still do."""
     calls = []
 
+    def observer(context):
+        calls.append(f"background saw {context.function_info.name}")
+        if context.function_info.name == "outer":
+            inner()
+
+    background = cpb.on_completion(observer, background=True)
+    shared = cpb.CallPyBack(observers=[background])
+
     @cpb.CallPyBack(observers=[cpb.on_completion(lambda: calls.append("inner observed"))])
+    @shared
     def inner():
         return 1
 
-    def observer(context):
-        inner()
-        calls.append("background ran")
-
-    @cpb.CallPyBack(observers=[cpb.on_completion(observer, background=True)])
+    @shared
     def outer():
         return 2
 
     outer()
     assert cpb.flush(5)
-    assert calls == ["background ran"]
+    assert calls == ["background saw outer", "inner observed"]
 
 
 def test_flush_and_shutdown_semantics():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from callpyback import instrumented_by
 from callpyback.config import load_config
 from tests.config_helpers import RecordingObserver, make_registry, write
 
@@ -76,7 +77,7 @@ def test_import_hook_applies_the_configured_pipelines(package: Path) -> None:
     assert payments.charge(21) == 42
     assert payments.Cart().add("x") == ["x"]
     assert payments._helper() == "internal"
-    assert not hasattr(payments._helper, "__callpyback__")
+    assert instrumented_by(payments._helper) is None
     assert reports.build() == "cached report"
 
     seen = config.instance(config.components["observer"]["seen"])
@@ -84,5 +85,5 @@ def test_import_hook_applies_the_configured_pipelines(package: Path) -> None:
     completed = [q for state, q in seen.events if state == "COMPLETED"]
     assert completed == ["charge", "Cart.add", "build"]
     # one decorator per pipeline, the named observer shared between them
-    assert payments.charge.__callpyback__ is payments.Cart.add.__callpyback__
-    assert reports.build.__callpyback__ is not payments.charge.__callpyback__
+    assert instrumented_by(payments.charge) is instrumented_by(payments.Cart.add)
+    assert instrumented_by(reports.build) is not instrumented_by(payments.charge)

@@ -164,7 +164,7 @@ def test_callable_object_and_partial() -> None:
         ({"exception_classes": ["ValueError"], "default_return": 1}, "is not an exception class"),
         ({"time_source": object()}, "lacks ['now', 'monotonic', 'sleep']"),
         ({"variable_names": ["ok", "not valid"]}, "is not a valid Python identifier"),
-        ({"variable_extractor": object()}, "needs a begin(code, names) method"),
+        ({"variable_extractor": object()}, "needs a begin(code, names, caller) method"),
         ({"observers": [42]}, "42 is not an observer"),
     ],
 )

@@ -1,4 +1,5 @@
-"""The compiled fast path: lazy context, direct callbacks, gates and NEEDS_CONTEXT."""
+"""The engine's fast path: lazy context, ``notify`` with injected arguments, gates and
+NEEDS_CONTEXT (the public protocol of docs/observers.md)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,45 @@ from typing import Any
 
 import pytest
 
-from callpyback import BaseObserver, CallPyBack, MockTimeSource, on_call
+from callpyback import BaseObserver, CallPyBack, ConfigurationError, MockTimeSource, on_call
 from callpyback import ExecutionState as S
-from callpyback.observers._base import NEEDS_CONTEXT
+from callpyback._engine import source_of
+from callpyback.observers import NEEDS_CONTEXT
+
+
+def success_path(func: Any) -> str:
+    """The generated code a successful call runs: before the attempt and after it, without the
+    rare branches (an exception, or an interrupt raised by a PRE_EXECUTION observer)."""
+    source = source_of(func) or ""
+    kept, skip = [], None
+    for line in source.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if skip is not None and indent > skip:
+            continue
+        skip = None
+        if (
+            line.strip() in ("if _cpb_p is not None:",)
+            or "except _cpb_BaseException as _cpb_e:" in line
+        ):
+            skip = indent
+            continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 class Direct(BaseObserver):
-    """Uses the fast-path protocol: a direct callback, and update() for everything else."""
+    """Uses the fast-path protocol: ``notify`` inline, ``update(context)`` for the rest."""
 
     def __init__(self, answer: Any = None, gate: Any = None) -> None:
         super().__init__(states=[S.PRE_EXECUTION, S.COMPLETED])
         self.direct_calls: list[tuple[Any, ...]] = []
         self.updates: list[tuple[S, Any, Any]] = []
         self.answer = answer
-        self.callback = self._direct
-        self.injection = ((None, "function_info"), (None, "state"), ("t", "execution_time"))
         if gate is not None:
             self.gate = gate
 
-    def _direct(self, info: Any, state: S, t: Any) -> Any:
-        self.direct_calls.append((info.name, state, t))
+    def notify(self, function_info: Any, state: S, execution_time: Any) -> Any:
+        self.direct_calls.append((function_info.name, state, execution_time))
         return self.answer
 
     def update(self, context: Any) -> None:
@@ -71,7 +91,7 @@ def test_gate_false_skips_the_observer_entirely() -> None:
     """A gate that declines means neither the callback nor update runs for that state."""
     asked: list[S] = []
 
-    def gate(state: S) -> bool:
+    def gate(state: S) -> bool:  # its parameters are injected by name, like notify's
         asked.append(state)
         return state is S.COMPLETED
 
@@ -101,12 +121,12 @@ def test_context_built_late_is_consistent_with_earlier_blocks() -> None:
     calls: list[Any] = []
     deco = CallPyBack(observers=[on_call(lambda args: calls.append(args)), Late()])
     assert deco(lambda a, b=2: a + b)(1) == 3
-    assert calls == [(1,)]
+    assert calls == [(1, 2)]  # what the function is called with: defaults applied
     assert seen == {
         "state": S.COMPLETED,
         "attempt": 1,
         "value": 3,
-        "args": (1,),
+        "args": (1, 2),
         "arguments": {"a": 1, "b": 2},
     }
 
@@ -114,10 +134,9 @@ def test_context_built_late_is_consistent_with_earlier_blocks() -> None:
 def test_compiled_source_builds_no_context_for_callbacks() -> None:
     """With only callback observers the generated code never builds a context."""
     deco = CallPyBack(observers=[on_call(lambda args: None)])
-    deco(lambda: 1)()
-    assert deco.pipeline is not None
-    source = deco.pipeline.run.__source__  # type: ignore[attr-defined]
-    assert "_new_context" not in source
+    f = deco(lambda: 1)
+    f()
+    assert "_cpb_ctx(" not in success_path(f)
 
 
 def test_outcome_names_every_ending() -> None:
@@ -172,9 +191,9 @@ def test_no_clock_when_no_observer_can_see_a_duration(clock: MockTimeSource) -> 
         ],
         time_source=clock,
     )
-    untimed(lambda x: x)(1)
-    assert untimed.pipeline is not None
-    assert "start = 0.0" in untimed.pipeline.run.__source__  # type: ignore[attr-defined]
+    plain = untimed(lambda x: x)
+    plain(1)
+    assert "_cpb_t0 = 0.0" in (source_of(plain) or "")
 
     from callpyback import on_failure, on_success
 
@@ -197,4 +216,36 @@ def test_no_clock_when_no_observer_can_see_a_duration(clock: MockTimeSource) -> 
     with pytest.raises(ValueError):
         slow(True)
     assert seen == [(1,), 2, 1.5]
-    assert "start = _mono()" in timed.pipeline.run.__source__  # type: ignore[union-attr]
+    assert "_cpb_t0 = _cpb_mono()" in (source_of(slow) or "")
+
+
+def test_notify_parameters_are_validated_when_attached() -> None:
+    """A notify (or gate) asking for a name the engine cannot inject fails at add_observer."""
+
+    class Bad(BaseObserver):
+        def notify(self, state: S, reslt: Any) -> None:
+            pass
+
+    with pytest.raises(ConfigurationError, match=r"'reslt'.*Did you mean 'result'"):
+        CallPyBack(observers=[Bad()])
+
+
+def test_a_third_party_observer_is_as_fast_as_a_built_in_one(clock: MockTimeSource) -> None:
+    """The protocol the built-ins use is public: the same generated code calls both directly."""
+    from callpyback import MetricsObserver
+
+    class Counter(BaseObserver):
+        def __init__(self) -> None:
+            super().__init__(states=[S.COMPLETED])
+            self.n = 0
+
+        def notify(self, outcome: Any) -> None:
+            self.n += 1
+
+    counter = Counter()
+    f = CallPyBack(observers=[counter, MetricsObserver()], time_source=clock)(lambda: 1)
+    f()
+    source = success_path(f)
+    assert counter.n == 1
+    # both called directly with their injected values; no context built for either
+    assert source.count(".update(") == 0 and "_cpb_ctx(" not in source

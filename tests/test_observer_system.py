@@ -64,7 +64,8 @@ def test_injection_by_parameter_name(clock: MockTimeSource) -> None:
     assert isinstance(got["result"], ExecutionResult) and got["result"].value == 5
     assert got["execution_time"] == pytest.approx(0.25)
     assert got["timestamp"] == pytest.approx(1_000_000.0)
-    assert got["args"] == (2,) and got["kwargs"] == {"b": 3}
+    # what the function is called with: every positional parameter by position, defaults applied
+    assert got["args"] == (2, 3) and got["kwargs"] == {}
     assert dict(got["arguments"]) == {"a": 2, "b": 3}
     assert got["function"] is f.__wrapped__ and got["attempt"] == 1
     assert list(got["function_signature"].parameters) == ["a", "b"]

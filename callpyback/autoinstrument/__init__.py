@@ -138,9 +138,7 @@ def decorators() -> list[Any]:
     patches, _ = installation.ledger.snapshot()
     seen: dict[int, Any] = {}
     for patch in patches:
-        member = patch.installed
-        func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
-        decorator = getattr(func, "__callpyback__", None)
+        decorator = patch.decorator
         if decorator is not None:
             seen.setdefault(id(decorator), decorator)
     return list(seen.values())

@@ -1,4 +1,9 @@
-"""Wrap what the config selects in one module's namespace, keep a record of every layer, undo it.
+"""Instrument what the config selects in one module's namespace, record every change, undo it.
+
+Functions are instrumented *in place* (``CallPyBack.instrument_in_place``): the function object
+keeps its identity and gets the observing code, so every reference to it (``from m import f``
+aliases, registries, route tables and dispatch dicts filled before or after) is observed, and
+uninstalling gives every one of them the original back.  Nothing is assigned into the namespace.
 
 The namespace is read through ``module.__dict__`` and ``cls.__dict__`` only: ``getattr`` would run
 a module-level ``__getattr__``, trigger lazy modules and turn descriptors into bound objects.
@@ -14,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .._decorator import in_place_record
 from ..errors import CallPyBackWarning
 
 __all__ = [
@@ -70,19 +76,38 @@ class Batch:
 
 
 class Patch:
-    """One layer we installed: ``owner.__dict__[key]`` went from ``original`` to ``installed``.
+    """One change we made: ``owner.__dict__[key]`` went from ``original`` to ``installed``, or
+    (``record`` set) the function there was instrumented in place.
 
-    Five slots and no string formatting: an import may create a thousand of them.
+    Six slots and no string formatting: an import may create a thousand of them.
     """
 
-    __slots__ = ("batch", "installed", "key", "original", "owner")
+    __slots__ = ("batch", "installed", "key", "original", "owner", "record")
 
-    def __init__(self, owner: Any, key: str, original: Any, installed: Any, batch: Batch) -> None:
+    def __init__(
+        self,
+        owner: Any,
+        key: str,
+        original: Any,
+        installed: Any,
+        batch: Batch,
+        record: Any = None,
+    ) -> None:
         self.owner = owner  # a module or a class
         self.key = key
         self.original = original
         self.installed = installed
         self.batch = batch
+        self.record = record  # an InPlace record, for functions instrumented in place
+
+    @property
+    def decorator(self) -> Any:
+        """The CallPyBack instance observing this function."""
+        if self.record is not None:
+            return self.record.decorator
+        member = self.installed
+        func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+        return getattr(func, "__callpyback__", None)
 
     @property
     def late(self) -> bool:
@@ -102,10 +127,14 @@ class Patch:
         return f"{self.batch.module}:{qualname}"
 
     def is_current(self) -> bool:
+        if self.record is not None:
+            return self.record.active
         return self.owner.__dict__.get(self.key, _ABSENT) is self.installed
 
     def restore(self) -> bool:
         """Put the original back if our layer is still on top; False if someone stacked on it."""
+        if self.record is not None:
+            return bool(self.record.undo())
         if not self.is_current():
             return False
         _assign(self.owner, self.key, self.original)
@@ -212,6 +241,30 @@ def _skip_reason(value: Any) -> Optional[str]:
     return None
 
 
+#: Names whose presence in a function's code means it looks at its caller's frame.
+_FRAME_NAMES = frozenset(
+    {"_getframe", "currentframe", "f_back", "extract_stack", "getouterframes", "walk_stack"}
+)
+
+
+def inspects_frames(func: Any) -> str:
+    """What in ``func``'s code looks at the call stack ("" if nothing does)."""
+    code = getattr(func, "__code__", None)
+    stack = [code] if isinstance(code, types.CodeType) else []
+    seen = 0
+    while stack and seen < 50:
+        code = stack.pop()
+        seen += 1
+        names = set(code.co_names)
+        found = names & _FRAME_NAMES
+        if found:
+            return f"it uses {sorted(found)[0]}"
+        if "inspect" in names and names & {"stack", "getframeinfo", "trace"}:
+            return "it uses inspect.stack"
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return ""
+
+
 class _Walk:
     """State of one namespace walk: what to match against, and what it has done so far."""
 
@@ -244,20 +297,21 @@ class _Walk:
         return None
 
     def wrap(self, func: types.FunctionType) -> Optional[Any]:
-        """The wrapper for ``func``, or None to keep it (not selected, or instrumenting failed)."""
+        """Instrument ``func`` in place (its record) or wrap it (the wrapper); None: keep it."""
         if func.__module__ != self.defining:
-            # Imported from elsewhere: instrumented there.  Only an original we wrapped in its
-            # own module (an alias that escaped, e.g. across a reload) gets that same wrapper.
+            # Imported from elsewhere: instrumented where it is defined.  Only an original
+            # wrapped the classic way in its own module gets that same wrapper here.
             return self.ledger.wrapper_of(func)
         pair = self.done.get(id(func))
         if pair is not None:
-            return pair[1]  # the same function under a second name in this module
+            # The same function under a second name: in place it is observed already; a
+            # classic wrapper is installed under this name too.
+            return None if pair[1] is func else pair[1]
         # getattr, not ``in func.__dict__``: reading __dict__ creates an empty dict per function.
         if getattr(func, "__callpyback__", None) is not None or func.__name__ == "<lambda>":
-            return None  # decorated already (by hand, or by us before a reload); or a lambda
-        known = self.ledger.wrapper_of(func)
-        if known is not None:
-            return known
+            return None  # decorated by hand, or a lambda
+        if in_place_record(func) is not None:
+            return None  # instrumented already (a second installation, or a re-walk)
         qualname = func.__qualname__
         try:
             decorator = self.decorator_for(qualname)
@@ -267,13 +321,28 @@ class _Walk:
         if decorator is None:
             self.unmatched += 1
             return None
+        reason = inspects_frames(func)
+        if reason and not getattr(self.selector, "instrument_frame_inspectors", False):
+            self.events.append(
+                Event(
+                    self.target(qualname),
+                    SKIPPED,
+                    f"it inspects its caller's frame ({reason}); a wrapper frame would change "
+                    "what it sees. Set instrument_frame_inspectors = true to observe it anyway",
+                    self.late,
+                )
+            )
+            return None
+        in_place = getattr(decorator, "instrument_in_place", None)
         try:
-            wrapper = decorator(func)
+            # A CallPyBack instruments the function itself; any other decorator a selector
+            # hands out is applied the classic way, and its wrapper put in the namespace.
+            result = in_place(func) if in_place is not None else decorator(func)
         except Exception as exc:
             self.fail(qualname, f"{type(exc).__name__}: {exc}")
             return None
-        self.done[id(func)] = (func, wrapper)
-        return wrapper
+        self.done[id(func)] = (func, func if in_place is not None else result)
+        return result
 
     def fail(self, qualname: str, reason: str) -> None:
         self.events.append(Event(self.target(qualname), FAILED, reason, self.late))
@@ -290,28 +359,35 @@ class _Walk:
         if wanted:  # only worth telling about when a pattern asked for it
             self.events.append(Event(self.target(qualname), SKIPPED, reason, self.late))
 
-    def install(self, owner: Any, key: str, original: Any, wrapper: Any) -> None:
+    def record(self, owner: Any, key: str, original: Any, result: Any) -> None:
+        from .._decorator import InPlace
+
+        if isinstance(result, InPlace):
+            self.patches.append(Patch(owner, key, original, original, self.batch, result))
+            return
+        descriptor = isinstance(original, (classmethod, staticmethod))
+        installed = type(original)(result) if descriptor else result
         try:
-            _assign(owner, key, wrapper)
+            _assign(owner, key, installed)
         except Exception as exc:
             where = f"{owner.__qualname__}.{key}" if isinstance(owner, type) else key
             self.fail(where, f"cannot assign: {exc!r}")
             return
-        self.patches.append(Patch(owner, key, original, wrapper, self.batch))
+        self.patches.append(Patch(owner, key, original, installed, self.batch))
 
     # --- members --------------------------------------------------------------------------
     def member(self, owner: Any, key: str, value: Any, prefix: str) -> None:
         kind = type(value)
         if kind is types.FunctionType:
-            wrapper = self.wrap(value)
-            if wrapper is not None:
-                self.install(owner, key, value, wrapper)
+            record = self.wrap(value)
+            if record is not None:
+                self.record(owner, key, value, record)
         elif kind is staticmethod or kind is classmethod:
             func = value.__func__
             if type(func) is types.FunctionType:
-                wrapper = self.wrap(func)
-                if wrapper is not None:
-                    self.install(owner, key, value, kind(wrapper))
+                record = self.wrap(func)
+                if record is not None:
+                    self.record(owner, key, value, record)
         elif isinstance(value, type):
             qual = f"{prefix}{key}"
             if (
@@ -359,6 +435,8 @@ def instrument_namespace(
             walk.member(module, key, value, "")
         except Exception as exc:  # a bug of ours, or a hostile object: never break the import
             walk.fail(key, f"internal error {exc!r}")
-    # One definition of a __main__ script at a time is not one more module.
-    ledger.commit(walk.patches, walk.events, walk.unmatched, walk.done, int(keys is None))
+    # One definition of a __main__ script at a time is not one more module.  Functions
+    # instrumented in place need no alias patching: their aliases hold the observed object.
+    classic = {k: v for k, v in walk.done.items() if v[0] is not v[1]}
+    ledger.commit(walk.patches, walk.events, walk.unmatched, classic, int(keys is None))
     return len(walk.done)

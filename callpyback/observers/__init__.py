@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._base import (
+    NEEDS_CONTEXT,
     BaseObserver,
     CallbackObserver,
     create_callback_observer,
@@ -42,6 +43,7 @@ __all__ = [
     "ConcurrencyObserver",
     "LoggingObserver",
     "MetricsObserver",
+    "NEEDS_CONTEXT",
     "Overlap",
     "Redactor",
     "SlowCall",

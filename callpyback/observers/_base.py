@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Dict, FrozenSet, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional
 
+from .._engine import NEEDS_CONTEXT
+from .._inject import INJECTABLE, context_caller, resolve_injection
 from ..errors import ConfigurationError
-from ..states import NOTIFIED_STATES, PHASE_STATES, ExecutionState, Phase
+from ..states import ExecutionState, Phase, StateSpec, resolve_states
 
 __all__ = [
     "INJECTABLE",
     "NEEDS_CONTEXT",
     "BaseObserver",
     "CallbackObserver",
+    "_fork_safe",
     "call_user_callback",
     "create_callback_observer",
     "on_call",
@@ -22,41 +25,6 @@ __all__ = [
     "resolve_states",
     "state_for_function",
 ]
-
-StateSpec = Union[ExecutionState, Phase, str]
-
-
-class _NeedsContext:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEEDS_CONTEXT"
-
-
-#: A built-in observer's direct ``callback`` (see ``BaseObserver``) returns this to say "this
-#: notification needs the whole context after all": the core then calls ``update(context)``.
-NEEDS_CONTEXT: Any = _NeedsContext()
-
-#: Parameter name -> expression on the context ``c`` that a callback parameter of that name gets.
-INJECTABLE = {
-    "context": "c",
-    "function_signature": "c.function_info.signature",
-    "arguments": "c.arguments",
-    "state": "c._state",
-    "result": "c.result",
-    "local_variables": "c.local_variables",
-    "metadata": "c.metadata",
-    "timestamp": "c.timestamp",
-    "execution_time": "c._time",
-    "exception": "c._exception",
-    "value": "c._value",
-    "args": "c.args",
-    "kwargs": "c.kwargs",
-    "function": "c.function_info.function",
-    "attempt": "c._attempt",
-    "function_info": "c.function_info",
-    "outcome": "c.outcome",
-}
 
 
 def call_user_callback(owner: Any, callback: Any, arg: Any, logger: str, what: str) -> None:
@@ -78,6 +46,34 @@ def call_user_callback(owner: Any, callback: Any, arg: Any, logger: str, what: s
                 exc,
                 exc_info=exc,
             )
+
+
+_FORK_SAFE: Any = None
+
+
+def _fork_safe(observer: Any) -> None:
+    """Have ``observer._after_fork()`` run in a forked child (it recreates the observer's locks).
+
+    A lock another thread held at ``fork()`` stays held forever in the child; every lock a call
+    or a read may take must be replaced there.
+    """
+    global _FORK_SAFE
+    import os
+    import weakref
+
+    if _FORK_SAFE is None:
+        _FORK_SAFE = weakref.WeakSet()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+    _FORK_SAFE.add(observer)
+
+
+def _after_fork_in_child() -> None:
+    for observer in list(_FORK_SAFE or ()):
+        try:
+            observer._after_fork()
+        except Exception:  # pragma: no cover - a child must start whatever happens
+            pass
 
 
 def state_for_function(
@@ -104,68 +100,6 @@ def state_for_function(
         return state
 
 
-def resolve_states(
-    states: Optional[Iterable[StateSpec]] = None,
-    phases: Optional[Iterable[StateSpec]] = None,
-    *,
-    owner: str = "observer",
-) -> Optional[FrozenSet[ExecutionState]]:
-    """Normalise ``states``/``phases`` (enums or their names) to notified states; None means all."""
-    if states is None and phases is None:
-        return None
-    out: set[ExecutionState] = set()
-    for spec in [*(_as_iter(states, "states", owner)), *(_as_iter(phases, "phases", owner))]:
-        out.add(_to_state(spec, owner))
-    if not out:
-        raise ConfigurationError(
-            f"{owner}: an empty list of states/phases would never be notified; "
-            "pass None to receive every state"
-        )
-    return frozenset(out)
-
-
-def _as_iter(value: Any, what: str, owner: str) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (str, ExecutionState, Phase)):
-        return [value]
-    try:
-        return list(value)
-    except TypeError:
-        raise ConfigurationError(
-            f"{owner}: {what}={value!r} must be a state, a phase or a list of them"
-        ) from None
-
-
-def _to_state(spec: Any, owner: str) -> ExecutionState:
-    if isinstance(spec, Phase):
-        return PHASE_STATES[spec]
-    if isinstance(spec, ExecutionState):
-        if spec not in NOTIFIED_STATES:
-            raise ConfigurationError(
-                f"{owner}: {spec!r} is internal and never notified; choose from "
-                f"{sorted(s.name for s in NOTIFIED_STATES)}"
-            )
-        return spec
-    if isinstance(spec, str):
-        key = spec.strip().upper()
-        if key in Phase.__members__:
-            return PHASE_STATES[Phase[key]]
-        if key in ExecutionState.__members__:
-            return _to_state(ExecutionState[key], owner)
-        allowed = sorted(Phase.__members__) + sorted(s.name for s in NOTIFIED_STATES)
-        import difflib
-
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigurationError(
-            f"{owner}: unknown state or phase {spec!r}; allowed: {allowed}{hint}"
-        )
-    raise ConfigurationError(
-        f"{owner}: {spec!r} is not a state or phase (use ExecutionState, Phase or their names)"
-    )
-
-
 class BaseObserver:
     """Subclass and implement :meth:`update`; it may be ``async def`` (awaited on async paths).
 
@@ -182,12 +116,19 @@ class BaseObserver:
     #: directly or not, must keep it.
     reentrancy_guard: bool = True
 
-    # Optional fast-path protocol (used by the built-in observers; see docs/observers.md):
-    # ``callback`` + ``injection`` let the compiled fast path call ``callback`` directly with
-    # injected arguments, without building a context, where the outcome is known (before the
-    # call, and after a first-attempt success); ``callback`` may return NEEDS_CONTEXT to have
-    # ``update(context)`` called instead.  ``gate(state) -> bool`` answers "would update do
-    # anything for this state?" there; False skips the observer and its context.
+    # The fast-path protocol (public, documented in docs/observers.md; the built-in observers
+    # use nothing else).  Define any of:
+    #
+    # * ``notify(...)``: called instead of ``update`` with its parameters injected by name, like
+    #   a callback observer's (validated when attached).  No context is built for it unless a
+    #   parameter asks for one.  It may return NEEDS_CONTEXT to have ``update(context)`` called
+    #   for that notification instead.  Generic paths (failures, background workers) call it
+    #   too, with values read off the context.
+    # * ``gate(state) -> bool``: asked first; False means "nothing to do for this state", and
+    #   the observer is skipped (a disabled log level costs one call).
+    # * ``enter(context) -> token`` and ``exit(context, token)``: around each stretch of the
+    #   function body, in the wrapper's frame (each resume of a generator).  For observers that
+    #   must make something current while the body runs, such as a tracing span.
 
     def __init__(
         self,
@@ -208,96 +149,17 @@ class BaseObserver:
         self.background = bool(background)
 
     def update(self, context: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement update(context)")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement update(context) or notify(...)"
+        )
+
+    update._callpyback_abstract = True  # type: ignore[attr-defined]  # "not implemented"
 
     def __repr__(self) -> str:
         states = "all" if self.states is None else sorted(s.name for s in self.states)
         return (
             f"<{type(self).__name__} name={self.name!r} priority={self.priority} states={states}>"
         )
-
-
-def _describe(callback: Callable[..., Any]) -> str:
-    name = getattr(callback, "__qualname__", None) or repr(callback)
-    import inspect
-
-    code = getattr(inspect.unwrap(callback), "__code__", None)
-    if code is not None:
-        return f"{name} ({code.co_filename}:{code.co_firstlineno})"
-    return name
-
-
-#: One injected argument: (keyword name, or None for positional; source name from INJECTABLE).
-Injection = Tuple[Tuple[Optional[str], str], ...]
-
-
-def resolve_injection(callback: Callable[..., Any], owner: str) -> Optional[Injection]:
-    """Map ``callback``'s parameters to injectable sources, once, at observer creation.
-
-    None means the callback has no introspectable signature: it gets the context positionally.
-    """
-    import inspect  # at observer creation only, never per call
-
-    try:
-        sig = inspect.signature(callback)
-    except (TypeError, ValueError):
-        return None
-    out: list[Tuple[Optional[str], str]] = []
-    can_positional = True
-    var_kw = False
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            can_positional = False
-            continue
-        if p.kind is p.VAR_KEYWORD:
-            var_kw = True
-            continue
-        if p.name not in INJECTABLE:
-            if p.default is not p.empty:
-                can_positional = False  # keep its default (the ``lambda i=i:`` idiom)
-                continue
-            import difflib
-
-            close = difflib.get_close_matches(p.name, INJECTABLE, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(
-                f"{owner} callback {_describe(callback)} has parameter {p.name!r}, "
-                f"which CallPyBack cannot inject.{hint} Allowed names: {', '.join(INJECTABLE)}; "
-                "give the parameter a default, or take **kwargs to receive everything."
-            )
-        if p.kind is p.POSITIONAL_ONLY:
-            if not can_positional:
-                raise ConfigurationError(
-                    f"{owner} callback {_describe(callback)}: positional-only parameter {p.name!r} "
-                    "follows a parameter CallPyBack cannot fill; reorder or make it keyword"
-                )
-            out.append((None, p.name))
-        elif p.kind is p.POSITIONAL_OR_KEYWORD and can_positional:
-            out.append((None, p.name))
-        else:
-            out.append((p.name, p.name))
-    if var_kw:
-        named = set(sig.parameters)
-        out.extend((k, k) for k in INJECTABLE if k not in named)
-    return tuple(out)
-
-
-def _compile_injector(
-    callback: Callable[..., Any], injection: Optional[Injection], owner: str
-) -> Callable[[Any], Any]:
-    """Build ``update(context)`` calling ``callback`` with its injected arguments.
-
-    Straight-line attribute reads, so a callback costs one extra call per notification.  (The
-    sync fast path does better still: it calls the callback directly, see ``_codegen``.)
-    """
-    if injection is None:
-        return callback
-    parts = [INJECTABLE[src] if kw is None else f"{kw}={INJECTABLE[src]}" for kw, src in injection]
-    source = f"def update(c):\n    return _cb({', '.join(parts)})\n"
-    namespace: dict[str, Any] = {"_cb": callback}
-    exec(compile(source, f"<callpyback injector for {owner}>", "exec"), namespace)
-    update: Callable[[Any], Any] = namespace["update"]
-    return update
 
 
 def _is_coroutine_function(fn: Any) -> bool:
@@ -337,8 +199,10 @@ class CallbackObserver(BaseObserver):
         self.callback = callback
         self.is_async = _is_coroutine_function(callback)
         self.injection = resolve_injection(callback, self.name or "observer")
-        # An instance attribute, not a method: the dispatcher calls a plain function.
-        self.update = _compile_injector(  # type: ignore[method-assign,assignment]
+        # The engine calls the callback itself (the fast-path ``notify``), with its parameters
+        # injected; ``update(context)`` feeds it from a context where someone has one.
+        self.notify = callback
+        self.update = context_caller(  # type: ignore[method-assign,assignment]
             callback, self.injection, self.name or "observer"
         )
 
@@ -389,12 +253,3 @@ on_error = _factory(
     "Observe calls interrupted by a BaseException such as KeyboardInterrupt (ERROR).",
 )
 on_error.__name__ = on_error.__qualname__ = "on_error"
-
-
-def observer_states(observer: Any) -> Optional[Collection[ExecutionState]]:
-    """The states an arbitrary observer object subscribes to (None: all)."""
-    states = getattr(observer, "states", None)
-    phases = getattr(observer, "phases", None)
-    if states is None and phases is None:
-        return None
-    return resolve_states(states, phases, owner=repr(observer))

@@ -277,9 +277,9 @@ class AlertingObserver(BaseObserver):
             return
         clock = self.time_source or context.time_source
         now = clock.monotonic()
-        failed = context._exception is not None
+        failed = context.exception is not None
         recovered = failed and context.recovered
-        elapsed = context._time or 0.0
+        elapsed = context.execution_time or 0.0
         for rule, window in pairs:
             if rule.kind == "error_rate":
                 bad = failed and (rule.count_recovered or not recovered)

@@ -161,7 +161,7 @@ class ConcurrencyObserver(BaseObserver):
 
     def update(self, context: Any) -> None:
         info = context.function_info
-        if context._state is _PRE:
+        if context.state is _PRE:
             found: List[Overlap] = []
             ident = _identity(info.target) if self._needs_identity(info) else None
             with self._lock:

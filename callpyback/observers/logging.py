@@ -111,10 +111,15 @@ class LoggingObserver(BaseObserver):
         wanted = {_DONE, _ERROR} if self.levels["call"] is None else {_PRE, _DONE, _ERROR}
         self.states = frozenset(wanted)
 
-    def gate(self, state: Any) -> bool:
-        """Asked by the core's fast path (a first-attempt success, or before the call): would
-        :meth:`update` log anything?  When not, the call builds no context for this observer."""
-        level = self._success if state is _DONE else self.levels["call"]
+    def gate(self, state: Any, outcome: Optional[str]) -> bool:
+        """Asked by the engine before each notification: would :meth:`update` log anything?
+        When not, the call builds no context for this observer."""
+        if state is _PRE:
+            level = self.levels["call"]
+        elif outcome == "success":
+            level = self._success
+        else:
+            level = self.levels[outcome or "interrupted"]
         if level is None:
             return False
         enabled = self._enabled_cache.get(level)
@@ -123,8 +128,8 @@ class LoggingObserver(BaseObserver):
         return bool(enabled)
 
     def update(self, context: Any) -> None:
-        state = context._state
-        if state is _DONE and context._exception is None:
+        state = context.state
+        if state is _DONE and context.exception is None:
             # The common case first: a success whose level is off costs two attribute reads and
             # logging's own per-level cache lookup.
             level = self._success

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from .._histogram import Histogram, quantile_key
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import BaseObserver, state_for_function
+from ._base import BaseObserver, _fork_safe, state_for_function
 
 __all__ = ["FunctionStats", "MetricsObserver"]
 
@@ -169,11 +169,7 @@ class MetricsObserver(BaseObserver):
         self._lock = threading.Lock()  # guards the two maps below (creation only)
         self._by_info: Dict[Any, FunctionStats] = {}
         self._by_target: Dict[str, FunctionStats] = {}
-        # The core's compiled fast path calls ``callback`` directly, with these injected
-        # arguments and no context object, where it knows the outcome: PRE_EXECUTION, and a
-        # first attempt that succeeded.  Everything else still goes through ``update``.
-        self.callback = self._direct
-        self.injection = ((None, "function_info"), (None, "state"), (None, "execution_time"))
+        _fork_safe(self)
 
     def _stats_for(self, info: Any) -> FunctionStats:
         return state_for_function(  # type: ignore[no-any-return]
@@ -184,32 +180,44 @@ class MetricsObserver(BaseObserver):
             lambda i: FunctionStats(i.target, self.relative_accuracy),
         )
 
-    def update(self, context: Any) -> None:
+    def notify(
+        self,
+        function_info: Any,
+        state: ExecutionState,
+        outcome: Optional[str],
+        execution_time: Optional[float],
+        attempt: int,
+    ) -> None:
+        """Called by the engine for each notification, with these values injected (no context)."""
         # Hot path: a dict lookup keyed by the FunctionInfo object and one list append.
-        # _state/_time/_exception/_attempt are the core slots the callback injector reads too;
-        # rarer facts go through the public properties.
-        stats = self._by_info.get(context.function_info)
-        if stats is None:
-            stats = self._stats_for(context.function_info)
-        events = stats.events
-        state = context._state
-        if state is _DONE and context._exception is None and context._attempt == 1:
-            events.append(context._time or 0.0)  # never None at COMPLETED; None marks a start
-        elif state is _PRE:
-            events.append(_START)
-        else:
-            events.append((_outcome(context), context._time, context._attempt))
-        if len(events) >= _BATCH:
-            stats.fold(blocking=False)
-
-    def _direct(self, function_info: Any, state: Any, execution_time: Optional[float]) -> None:
         stats = self._by_info.get(function_info)
         if stats is None:
             stats = self._stats_for(function_info)
         events = stats.events
-        events.append(_START if state is _PRE else (execution_time or 0.0))
-        if len(events) >= _BATCH:
+        if state is _PRE:
+            events.append(_START)
+        elif attempt == 1 and outcome == "success":
+            events.append(execution_time or 0.0)  # never None here; None marks a start
+        else:
+            events.append((_CODES[outcome or "interrupted"], execution_time, attempt))
+        # Fold at each multiple of the batch size (not "whenever at least a batch is waiting":
+        # with the fold lock busy, every call would try it again).
+        if not len(events) % _BATCH:
             stats.fold(blocking=False)
+
+    def update(self, context: Any) -> None:
+        self.notify(
+            context.function_info,
+            context.state,
+            context.outcome,
+            context.execution_time,
+            context.attempt,
+        )
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        for stats in list(self._by_target.values()):
+            stats.lock = threading.Lock()
 
     # --- reading --------------------------------------------------------------------------
     def get_metrics(self, function: Optional[str] = None) -> Dict[str, Any]:

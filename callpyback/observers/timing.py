@@ -10,7 +10,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 from .._histogram import Histogram
 from ..errors import ConfigurationError
 from ..states import ExecutionState
-from ._base import NEEDS_CONTEXT, BaseObserver, call_user_callback, state_for_function
+from ._base import NEEDS_CONTEXT, BaseObserver, _fork_safe, call_user_callback, state_for_function
 from ._patterns import matches
 
 __all__ = ["SlowCall", "TimingObserver"]
@@ -119,10 +119,12 @@ class TimingObserver(BaseObserver):
         self._by_target: Dict[str, _Timing] = {}
         self.callback_failures = 0
         self.states = frozenset({ExecutionState.COMPLETED})
-        # The core's fast path calls ``_direct`` without a context for a first-attempt success;
-        # a slow call asks for the context (NEEDS_CONTEXT) so ``update`` can describe it.
-        self.callback = self._direct
-        self.injection = ((None, "function_info"), (None, "execution_time"))
+        _fork_safe(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        for timing in list(self._by_target.values()):
+            timing.lock = threading.Lock()
 
     def threshold_for(self, info: Any) -> Optional[float]:
         """The threshold that applies to the function described by ``info`` (a FunctionInfo)."""
@@ -140,36 +142,36 @@ class TimingObserver(BaseObserver):
             lambda i: _Timing(self.threshold_for(i), self.relative_accuracy),
         )
 
-    def _direct(self, function_info: Any, execution_time: float) -> Any:
+    def notify(self, function_info: Any, execution_time: Optional[float]) -> Any:
+        """Called by the engine at COMPLETED with these values injected (no context)."""
+        if execution_time is None:
+            return None
         timing = self._by_info.get(function_info)
         if timing is None:
             timing = self._timing_for(function_info)
         threshold = timing.threshold
         if threshold is not None and execution_time >= threshold:
-            return NEEDS_CONTEXT  # update() records it and reports the slow call
+            return NEEDS_CONTEXT  # update() records it and describes the slow call
+        self._record(timing, execution_time)
+        return None
+
+    def _record(self, timing: _Timing, elapsed: float) -> None:
         durations = timing.durations
-        durations.append(execution_time)
-        if len(durations) >= _BATCH and timing.lock.acquire(False):
+        durations.append(elapsed)
+        if not len(durations) % _BATCH and timing.lock.acquire(False):
             try:
                 timing.fold_locked()
             finally:
                 timing.lock.release()
-        return None
 
     def update(self, context: Any) -> None:
+        elapsed = context.execution_time
+        if elapsed is None:
+            return
         timing = self._by_info.get(context.function_info)
         if timing is None:
             timing = self._timing_for(context.function_info)
-        elapsed = context._time
-        if elapsed is None:
-            return
-        durations = timing.durations
-        durations.append(elapsed)
-        if len(durations) >= _BATCH and timing.lock.acquire(False):
-            try:
-                timing.fold_locked()
-            finally:
-                timing.lock.release()
+        self._record(timing, elapsed)
         threshold = timing.threshold
         if threshold is not None and elapsed >= threshold:
             self._slow(context, timing, elapsed, threshold)
