@@ -1,4 +1,5 @@
-"""Core overhead: the decorator itself, observers, coroutines, threads and import time."""
+"""Core overhead: the decorator itself, callback observers, coroutines, threads, recursion and
+import time (group "core")."""
 
 from __future__ import annotations
 
@@ -8,11 +9,29 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, List
 
-from _harness import Case, atarget, direct, passthrough, target, time_sync
+from _harness import (
+    Case,
+    ExecutionResultFloor,
+    atarget,
+    compare,
+    direct,
+    passthrough,
+    target,
+)
 
-from callpyback import CallPyBack, on_success
+from callpyback import CallPyBack, MetricsObserver, on_success
+
+
+def passthrough_copy() -> Callable[[], Any]:
+    """The harness's own check: a passthrough against a copy of itself must read 1.00x."""
+    return direct(passthrough(target), 1)
+
+
+def floor() -> Callable[[], Any]:
+    """A hand-written timing wrapper: two clock reads and a callback given a result object."""
+    return direct(ExecutionResultFloor(target, lambda result: None), 1)
 
 
 def empty() -> Callable[[], Any]:
@@ -29,20 +48,13 @@ def value_observer() -> Callable[[], Any]:
     return direct(deco(target), 1)
 
 
-def per_extra_observer() -> Callable[[], tuple[float, float]]:
-    """Slope of cost per added observer, in units of the passthrough call."""
+def per_extra_observer() -> Callable[[], List[float]]:
+    """Cost of one more observer on the same state, in units of the passthrough call."""
 
-    def measure() -> tuple[float, float]:
-        base = direct(passthrough(target), 1)
-        one, many = observers(1), observers(1000)
-        slopes, bases = [], []
-        for _ in range(5):
-            b = time_sync(base, 20_000)
-            t1 = time_sync(one, 5_000)
-            tn = time_sync(many, 500)
-            slopes.append((tn - t1) / 999)
-            bases.append(b)
-        return statistics.median(slopes), statistics.median(bases)
+    def measure() -> List[float]:
+        one = compare(observers(1), direct(passthrough(target), 1), rounds=5)
+        eleven = compare(observers(11), direct(passthrough(target), 1), rounds=5)
+        return [(b - a) / 10 for a, b in zip(one.ratios, eleven.ratios)]
 
     return measure
 
@@ -52,16 +64,11 @@ def coroutine_one() -> Callable[[], Any]:
     return direct(deco(atarget), 1, kind="async")
 
 
-def threads_scaling() -> Callable[[], tuple[float, float]]:
-    """Per-call cost with 8 threads calling one wrapped function vs. one thread.
+def _thread_ratio(f: Callable[[int], Any], calls: int = 30_000) -> List[float]:
+    """Per-call cost with 8 threads calling ``f`` vs one thread (CPython runs one at a time,
+    so anything above 1.0 is contention: a lock, or work retried)."""
 
-    CPython runs one thread at a time, so 8 threads doing N calls each should take about 8x one
-    thread doing N calls; a lock on the call path would make it much worse.
-    """
-    f = CallPyBack(observers=[on_success(lambda result: None)])(target)
-    calls = 50_000
-
-    def run_threads(k: int) -> float:
+    def run(k: int) -> float:
         barrier = threading.Barrier(k + 1)
 
         def work() -> None:
@@ -73,24 +80,62 @@ def threads_scaling() -> Callable[[], tuple[float, float]]:
         for t in threads:
             t.start()
         barrier.wait()
-        t0 = time.perf_counter()
+        p0 = time.process_time()
         for t in threads:
             t.join()
-        return (time.perf_counter() - t0) / (k * calls)
+        return (time.process_time() - p0) / (k * calls)
 
-    def measure() -> tuple[float, float]:
-        multi = statistics.median(run_threads(8) for _ in range(3))
-        single = statistics.median(run_threads(1) for _ in range(3))
-        return multi, single
+    samples = []
+    for _ in range(5):
+        single = min(run(1) for _ in range(2))
+        multi = min(run(8) for _ in range(2))
+        samples.append(multi / single)
+    return samples
+
+
+def threads_callback() -> Callable[[], List[float]]:
+    f = CallPyBack(observers=[on_success(lambda result: None)])(target)
+    return lambda: _thread_ratio(f)
+
+
+def threads_metrics() -> Callable[[], List[float]]:
+    f = CallPyBack(observers=[MetricsObserver()])(target)
+    return lambda: _thread_ratio(f)
+
+
+def recursion_depth() -> Callable[[], List[float]]:
+    """How deep a recursive function gets before RecursionError: plain depth / wrapped depth
+    (2.0 means two frames per call; the target is at most 2)."""
+    code = r"""
+from callpyback import CallPyBack, MetricsObserver
+deepest = {"plain": 0, "wrapped": 0}
+def plain(n):
+    deepest["plain"] = n
+    return plain(n + 1)
+@CallPyBack(observers=[MetricsObserver()])
+def wrapped(n):
+    deepest["wrapped"] = n
+    return wrapped(n + 1)
+for f in (plain, wrapped):
+    try:
+        f(0)
+    except RecursionError:
+        pass
+print(deepest["plain"], deepest["wrapped"])
+"""
+
+    def measure() -> List[float]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        plain, wrapped = (int(x) for x in out.stdout.split())
+        print(f"    recursion: {plain} levels plain, {wrapped} wrapped "
+              f"(limit {sys.getrecursionlimit()})")
+        return [plain / wrapped]
 
     return measure
 
 
-def import_time() -> Callable[[], tuple[float, float]]:
-    """Added start-up time of ``import callpyback``, as a fraction of the 25 ms budget."""
-
-    # Installed packages have .pyc files; measure that, not a compile on every start (some
-    # environments set PYTHONDONTWRITEBYTECODE, which would charge compilation to each run).
+def import_time() -> Callable[[], List[float]]:
+    """Added start-up time of ``import callpyback``, as a fraction of a 25 ms budget."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
     def run(code: str) -> float:
@@ -98,37 +143,41 @@ def import_time() -> Callable[[], tuple[float, float]]:
         subprocess.run([sys.executable, "-c", code], check=True, env=env)
         return time.perf_counter() - t0
 
-    def measure() -> tuple[float, float]:
+    def measure() -> List[float]:
         run("import callpyback")  # writes the .pyc files if they are missing
-        bare = [run("pass") for _ in range(15)]
-        imp = [run("import callpyback") for _ in range(15)]
-        added = statistics.median(imp) - statistics.median(bare)
-        print(f"    import callpyback adds {added * 1e3:.1f} ms to a bare interpreter start")
-        return added, 0.025
+        samples = []
+        for _ in range(5):
+            bare = min(run("pass") for _ in range(5))
+            imp = min(run("import callpyback") for _ in range(5))
+            samples.append((imp - bare) / 0.025)
+        print(
+            f"    import callpyback adds {statistics.median(samples) * 25:.1f} ms to a bare "
+            "interpreter start (min of 5, median of 5 rounds)"
+        )
+        return samples
 
     return measure
 
 
 CASES = [
-    Case("empty pipeline (decorator, no observers)", empty, target=1.1),
-    Case("one on_success(lambda result: ...) observer", lambda: observers(1), target=3.5),
-    Case("one on_success(lambda value: ...) (no duration asked)", lambda: value_observer(),
+    Case("passthrough vs a copy of itself (harness check)", passthrough_copy,
+         note="must read 1.00x"),
+    Case("hand-written timing wrapper (the pure-Python floor)", floor,
+         note="2 clock reads + a callback given a result"),
+    Case("empty pipeline (decorator, no observers)", empty, target=1.05),
+    Case("one on_success(lambda result: ...) observer", lambda: observers(1), target=3.0),
+    Case("one on_success(lambda value: ...) (no duration asked)", value_observer,
          note="no clock read: nothing can see a duration"),
     Case("ten on_success observers", lambda: observers(10)),
-    Case(
-        "each further observer (slope 1 -> 1000)",
-        per_extra_observer,
-        kind="custom",
-        target=0.5,
-        note="cost of one more observer / passthrough call",
-    ),
-    Case(
-        "coroutine, one observer (vs async passthrough)",
-        coroutine_one,
-        kind="async",
-        baseline="async",
-        target=3.5,
-    ),
-    Case("8 threads, per-call cost vs 1 thread", threads_scaling, kind="custom", target=1.3),
+    Case("each further observer (1 -> 11, per observer)", per_extra_observer, kind="custom",
+         note="in units of the passthrough call"),
+    Case("coroutine, one observer (vs async passthrough)", coroutine_one, kind="async",
+         baseline="async"),
+    Case("8 threads vs 1, one callback (per-call CPU)", threads_callback, kind="custom",
+         target=1.05),
+    Case("8 threads vs 1, MetricsObserver (per-call CPU)", threads_metrics, kind="custom",
+         target=1.05),
+    Case("recursion: plain depth / wrapped depth", recursion_depth, kind="custom", target=2.0,
+         note="at most 2 frames per call"),
     Case("import callpyback (fraction of 25 ms budget)", import_time, kind="custom", target=1.0),
 ]

@@ -32,12 +32,13 @@ by an observed function lands where it would without us.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import linecache
 import sys
 import threading
 import types
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 from ._context import ExecutionResult, _Rare, new_context
 from ._handling import Raise, Recover, Retry
@@ -520,17 +521,36 @@ class _Writer:
         self.cond = 0  # open conditional blocks: a context built inside may not exist after
         self.ctx = "none"  # is the context built here: "none", "maybe" or "always"
         self.objects: Dict[str, Any] = {}  # name in the code -> object of this plan
+        self.hot: set[str] = set()  # names the success path uses: unpacked at entry
+        self.rare = 0  # > 0 while emitting code only a failure or an interrupt runs
         self.names: List[str] = []
+        self.cold: List[str] = []
 
     # -- emission helpers ----------------------------------------------------------------------
     def w(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)
 
     def use(self, name: str, obj: Any) -> str:
-        """A name for ``obj`` in the generated code (unpacked from the wrapper's record)."""
+        """A name for ``obj`` in the generated code.
+
+        On the success path it is a local unpacked from the wrapper's record at entry; code
+        that only runs on a failure or an interrupt reads it from the record's cold part
+        instead, so a successful call does not pay for unpacking it.
+        """
         full = _PREFIX + name
         self.objects[full] = obj
+        if self.rare:
+            return f"{_PREFIX}COLD_{name}_"
+        self.hot.add(full)
         return full
+
+    @contextlib.contextmanager
+    def rare_code(self) -> Iterator[None]:
+        self.rare += 1
+        try:
+            yield
+        finally:
+            self.rare -= 1
 
     def b(self, name: str) -> str:
         """A builtin, bound in the record: a module global of the same name must not shadow it."""
@@ -703,10 +723,12 @@ class _Writer:
     def isolate(self, reg: Registration, r: str, push: bool) -> None:
         """The except clauses after an observer call: it never breaks the observed call."""
         e = f"{_PREFIX}oe"
-        self.w(f"except {self.b('Exception')} as {e}:")
-        self.w(f"    {self.use('of', _obs_failed)}({r}, {e})")
-        self.w(f"except {self.b('BaseException')} as {e}:")
-        self.w(f"    {_PREFIX}p = {self.use('ob', _obs_base)}({r}, {e}, {_PREFIX}p)")
+        with self.rare_code():
+            rr = self.use(r[len(_PREFIX):], reg)
+            self.w(f"except {self.b('Exception')} as {e}:")
+            self.w(f"    {self.use('of', _obs_failed)}({rr}, {e})")
+            self.w(f"except {self.b('BaseException')} as {e}:")
+            self.w(f"    {_PREFIX}p = {self.use('ob', _obs_base)}({rr}, {e}, {_PREFIX}p)")
         self.w("else:")
         self.w(f"    if {r}.failures:")
         self.w(f"        {r}.failures = 0")
@@ -856,7 +878,10 @@ class _Writer:
             self.to(_PRE)
         if p.pre:
             self.dispatch(p.pre, "pre")
-            self.pre_interrupted()
+            ctx = self.ctx
+            with self.rare_code():
+                self.pre_interrupted()
+            self.ctx = ctx
         mono = self.use("mono", p.monotonic) if p.timed else None
         self.w(f"{_PREFIX}t0 = {mono}()" if mono else f"{_PREFIX}t0 = 0.0")
         self.when_ctx(f"{C}._start = {_PREFIX}t0")
@@ -887,11 +912,12 @@ class _Writer:
         elif kind == "generator" and p.around:
             self.w(f"except {self.b('StopIteration')} as {_PREFIX}stop:")
             self.w(f"    {_PREFIX}v = {_PREFIX}stop.value")
-        self.w(f"except {self.b('BaseException')} as {_PREFIX}e:")
-        self.indent += 1
-        self.ctx = before if before == after else "maybe"
-        self.failure_branch(loop)
-        self.indent -= 1
+        with self.rare_code():
+            self.w(f"except {self.b('BaseException')} as {_PREFIX}e:")
+            self.indent += 1
+            self.ctx = before if before == after else "maybe"
+            self.failure_branch(loop)
+            self.indent -= 1
         self.ctx = after
         if loop:
             self.w("break")
@@ -918,8 +944,11 @@ class _Writer:
             self.ensure_ctx("ok")
             self.w("try:")
             self.w(f"    {self.use(f'as{i}', hook)}({C})")
-            self.w(f"except {self.b('Exception')} as {_PREFIX}he:")
-            self.w(f"    {self.use('hf', _hook_failed)}({self.use(f'as{i}', hook)}, {_PREFIX}he)")
+            with self.rare_code():
+                self.w(f"except {self.b('Exception')} as {_PREFIX}he:")
+                self.w(
+                    f"    {self.use('hf', _hook_failed)}({self.use(f'as{i}', hook)}, {_PREFIX}he)"
+                )
             if hot is not None:
                 self.close()
         if p.wants_result:
@@ -942,11 +971,22 @@ class _Writer:
         return self.assemble()
 
     def assemble(self) -> str:
-        """Wrap the body in its function, the record unpacked first."""
+        """Wrap the body in its function, the record's hot part unpacked first."""
         shape = self.shape
-        names = sorted(self.objects)
-        self.names = names
-        unpack = ", ".join(names) + ("," if len(names) == 1 else "")
+        names = sorted(self.hot)
+        cold = sorted(n for n in self.objects if n not in self.hot)
+        self.names, self.cold = names, cold
+        index = {n: i for i, n in enumerate(cold)}
+        for i, line in enumerate(self.lines):
+            if "_COLD_" in line:
+                for n in self.objects:
+                    token = f"{_PREFIX}COLD_{n[len(_PREFIX):]}_"
+                    if token in line:
+                        line = line.replace(
+                            token, n if n in self.hot else f"{_PREFIX}cold[{index[n]}]"
+                        )
+                self.lines[i] = line
+        unpack = ", ".join([*names, f"{_PREFIX}cold"])
         prologue: List[str] = []
         if self.mode == "closure":
             # The record must belong to this code: a call racing with a pipeline change may
@@ -1000,15 +1040,21 @@ class _Writer:
 class Template:
     """One compiled wrapper: its code, the key a record is checked against, what the record holds."""
 
-    __slots__ = ("code", "key", "names", "objects", "source")
+    __slots__ = ("code", "cold", "key", "names", "objects", "source")
 
     def __init__(
-        self, code: types.CodeType, key: int, names: List[str], objects: Dict[str, Any],
+        self,
+        code: types.CodeType,
+        key: int,
+        names: List[str],
+        cold: List[str],
+        objects: Dict[str, Any],
         source: str,
     ) -> None:
         self.code = code
         self.key = key
         self.names = names
+        self.cold = cold
         self.objects = objects
         self.source = source
 
@@ -1047,7 +1093,7 @@ def template(p: Pipeline, kind: str, shape: Shape, mode: str, nfree: int = 0) ->
     writer = _Writer(p, kind, shape, mode, nfree)
     source = writer.render()
     code, key = _compile(source)
-    tpl = Template(code, key, writer.names, writer.objects, source)
+    tpl = Template(code, key, writer.names, writer.cold, writer.objects, source)
     p.templates[cache_key] = tpl
     return tpl
 
@@ -1135,10 +1181,13 @@ def _rename_const(value: Any, rename: Dict[str, str]) -> Any:
 
 
 def _record(tpl: Template, func: Any, info: Any) -> List[Any]:
+    """The objects the wrapper's code reads: its hot names in order, then the cold tuple."""
     per_function = {f"{_PREFIX}f": func, f"{_PREFIX}info": info, f"{_PREFIX}code": info.code}
-    return [
-        per_function[name] if name in per_function else tpl.objects[name] for name in tpl.names
-    ]
+
+    def get(name: str) -> Any:
+        return per_function[name] if name in per_function else tpl.objects[name]
+
+    return [*(get(n) for n in tpl.names), tuple(get(n) for n in tpl.cold)]
 
 
 class _ConstRecord(tuple):  # type: ignore[type-arg]
