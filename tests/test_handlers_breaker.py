@@ -258,6 +258,65 @@ def test_half_open_admits_a_limited_number_of_trials(clock):
     assert handler.state is CLOSED
 
 
+def test_a_trial_slower_than_the_recovery_timeout_keeps_its_slot(clock):
+    """half_open_max_calls=1: while the one trial is still running, no second trial is let in,
+    even when it has been running for longer than recovery_timeout (it used to be: the slot was
+    "reclaimed", so two trials probed a dependency that had asked for one)."""
+    handler = CircuitBreakerHandler(
+        unique(), failure_threshold=1, recovery_timeout=5, half_open_max_calls=1
+    )
+    entered = threading.Event()
+    release = threading.Event()
+    ran = []
+
+    def call(slow: bool) -> str:
+        ran.append(slow)
+        if slow:
+            entered.set()
+            assert release.wait(10)
+        return "ok"
+
+    f = cpb.CallPyBack(error_handlers=[handler], time_source=clock)(call)
+    handler.breaker.open(clock)
+    clock.advance(5)
+
+    trial_result = []
+    trial = threading.Thread(target=lambda: trial_result.append(f(True)))
+    trial.start()
+    assert entered.wait(10)
+    clock.advance(12)  # the trial has now run for more than two recovery timeouts
+
+    contenders = 4
+    start = threading.Barrier(contenders)
+    outcomes = []
+    outcomes_lock = threading.Lock()
+
+    def contender() -> None:
+        start.wait(10)
+        try:
+            outcome: object = f(False)
+        except CircuitOpenError as exc:
+            outcome = exc.state
+        with outcomes_lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=contender) for _ in range(contenders)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert outcomes == [HALF_OPEN] * contenders  # all rejected: the trial holds the slot
+        assert ran == [True]
+        assert trial.is_alive()
+    finally:
+        release.set()
+    trial.join(10)
+    assert trial_result == ["ok"]
+    assert handler.state is CLOSED  # the late trial outcome still counts
+    assert f(False) == "ok"
+
+
 def test_success_threshold_needs_several_trial_successes(clock):
     handler = CircuitBreakerHandler(
         unique(),

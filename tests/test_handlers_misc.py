@@ -398,3 +398,84 @@ def test_builder_add_accepts_callables_and_repr():
     assert len(builder.build()) == 2
     assert isinstance(builder.build()[1], RetryHandler)
     assert isinstance(TimeoutHandler(1), cpb.ErrorHandler)
+
+
+# --- redaction in the handlers that log -----------------------------------------------------------
+
+
+class Formatting(logging.Handler):
+    """A real handler whose output is what its formatter makes of each record."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.records = []
+        self.lines = []
+
+    def emit(self, record):
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+
+def _secret_failure(kind):
+    # Assembled at run time: a traceback shows source lines as written.
+    card = " ".join(["4111", "1111", "1111", "1111"])
+    token = "Bearer " + "abc.def" + "-ghi"
+    raised = []
+
+    def f(user, password):
+        exc = kind(f"denied {user} with card {card} and {token}; password {password}")
+        raised.append(exc)
+        raise exc
+
+    return f, raised, (card, token, "abc.def", "hunter" + "22")
+
+
+def test_logging_handler_masks_exception_text_and_traceback():
+    """LoggingErrorHandler logged the exception's repr and traceback with card numbers and
+    bearer tokens in clear; now both are redacted, and the caller still gets its exception."""
+    handler = Formatting()
+    log = logging.getLogger("app.redacted")
+    log.addHandler(handler)
+    try:
+        f, raised, secrets = _secret_failure(ConnectionError)
+        with pytest.raises(ConnectionError) as info:
+            wrap(f, [LoggingErrorHandler(log)])("ann", "hunter" + "22")
+    finally:
+        log.removeHandler(handler)
+    (rec,) = handler.records
+    for out in (handler.lines[0], repr(vars(rec)), rec.getMessage()):
+        for secret in secrets:
+            assert secret not in out, out
+    assert (
+        "ConnectionError: denied ann with card [REDACTED] and [REDACTED]; password [REDACTED]"
+        in (handler.lines[0])
+    )
+    assert info.value is raised[0] and "hunter22" in str(info.value)
+
+
+def test_security_preset_masks_what_it_logs(caplog):
+    """preset("security") logs with exc_info: caplog's text and a real handler's output carry
+    no secret."""
+    handler = Formatting()
+    log = logging.getLogger("callpyback.security")
+    log.addHandler(handler)
+    try:
+        f, raised, secrets = _secret_failure(PermissionError)
+        with caplog.at_level(logging.WARNING, logger="callpyback.security"):
+            with pytest.raises(PermissionError) as info:
+                wrap(f, preset("security"))("ann", "hunter" + "22")
+    finally:
+        log.removeHandler(handler)
+    assert "Traceback (most recent call last)" in caplog.text
+    for out in (caplog.text, *handler.lines, *(repr(vars(r)) for r in caplog.records)):
+        for secret in secrets:
+            assert secret not in out, out
+    assert info.value is raised[0]
+
+
+def test_logging_handler_takes_a_redactor():
+    custom = cpb.Redactor(keys=["account"])
+    assert LoggingErrorHandler(redactor=custom).redactor is custom
+    with pytest.raises(cpb.ConfigurationError, match="redactor"):
+        LoggingErrorHandler(redactor="mask")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import pickle
 import random
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import callpyback as cpb
 from callpyback.handlers import CircuitOpenError, FallbackHandler, RetryHandler
@@ -432,3 +437,76 @@ def test_async_observers_see_every_attempt_of_a_retried_coroutine(clock):
         ("POST_SUCCESS", 3),
         ("COMPLETED", 3),
     ]
+
+
+# --- the handler's own arithmetic never replaces the function's error -------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"backoff": 1e300, "max_delay": 1e300}, "must be <= 86400 seconds (one day)"),
+        ({"backoff": 1e300}, "backoff=...) must be <= 86400"),
+        ({"max_delay": 86_400.5}, "max_delay=...) must be <= 86400"),
+    ],
+)
+def test_delays_no_timer_can_sleep_are_rejected_at_construction(kwargs, fragment):
+    """backoff=1e300, max_delay=1e300 used to be accepted, and the caller got OverflowError
+    from time.sleep instead of its own error; now it is a ConfigurationError up front."""
+    with pytest.raises(cpb.ConfigurationError, match=re.escape(fragment)):
+        RetryHandler(3, **kwargs)
+
+
+def test_the_longest_allowed_delay_is_sleepable_by_the_system_clock():
+    """The cap is below what time.sleep and threading timers accept on every platform."""
+    import threading
+
+    assert RetryHandler(2, backoff=86_400, max_delay=86_400).max_delay <= threading.TIMEOUT_MAX
+
+
+@pytest.mark.parametrize("hint", [10**400, float("nan"), "1e999"], ids=["10**400", "nan", "1e999"])
+def test_a_hint_that_overflows_falls_back_to_the_backoff(clock, hint):
+    """A Retry-After of 10**400 made float() raise OverflowError, which replaced the
+    function's exception; an unusable hint now just falls back to the back-off."""
+    flaky = Flaky(10, exc_factory=lambda: Throttled(hint))
+    f = wrap(flaky, [RetryHandler(2, retry_after="retry_after", jitter=None, backoff=0.25)], clock)
+    with pytest.raises(Throttled) as info:
+        f()
+    assert info.value is flaky.raised[-1]
+    assert clock.sleeps == [0.25]
+
+
+def test_a_failing_hint_callable_is_logged_and_the_backoff_used(clock, caplog):
+    """A retry_after callable that raises is a bug to report, not a reason to hide the error."""
+    flaky = Flaky(10)
+    f = wrap(flaky, [RetryHandler(2, retry_after=lambda exc: 1 / 0, jitter=None)], clock)
+    with caplog.at_level(logging.WARNING, logger="callpyback.handlers"):
+        with pytest.raises(ConnectionError) as info:
+            f()
+    assert info.value is flaky.raised[-1]
+    assert clock.sleeps == [0.1]
+    (record,) = [r for r in caplog.records if r.name == "callpyback.handlers"]
+    assert "retry_after" in record.getMessage() and record.exc_info[0] is ZeroDivisionError
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    backoff=st.floats(0, 86_400),
+    multiplier=st.floats(1, 1e308),
+    max_delay=st.floats(0, 86_400),
+    attempt=st.integers(1, 10**6),
+    jitter=st.sampled_from(["equal", "full", "none"]),
+)
+def test_every_delay_is_finite_and_capped(backoff, multiplier, max_delay, attempt, jitter):
+    """Whatever the settings allowed at construction, delay() is a finite number in
+    [0, max_delay] and never raises."""
+    handler = RetryHandler(
+        attempt + 1,
+        backoff=backoff,
+        multiplier=multiplier,
+        max_delay=max_delay,
+        jitter=jitter,
+        rng=random.Random(0),
+    )
+    delay = handler.delay(attempt)
+    assert math.isfinite(delay) and 0.0 <= delay <= max_delay

@@ -177,3 +177,60 @@ def test_custom_redactor(logger):
 
     f("ACC-1", "pw")
     assert logger.records[0].arguments == {"account": "***", "password": "pw"}
+
+
+class Formatting(logging.Handler):
+    """A real handler whose output is what its formatter makes of each record."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s | %(exception)s"))
+        self.records = []
+        self.lines = []
+
+    def emit(self, record):
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+
+def test_exception_text_is_masked_in_every_part_of_the_record(logger, caplog):
+    """The message was masked, but exc_info (the formatted traceback) and extra['exception']
+    carried the card number and the bearer token in clear; the caller's exception is the
+    original object, unchanged."""
+    handler = Formatting()
+    logger.addHandler(handler)
+    logger.propagate = True  # caplog listens on the root logger
+    card = "-".join(
+        ["4111", "1111", "1111", "1111"]
+    )  # assembled, so the traceback's source line cannot show it
+    bearer = "Bearer " + "eyJ.abc" + ".xyz-1"
+    raised = []
+
+    @cpb.CallPyBack(observers=[LoggingObserver(logger)])
+    def charge(amount, api_key):
+        exc = ValueError(f"card {card} declined; sent {bearer}; key {api_key}")
+        raised.append(exc)
+        raise exc
+
+    with caplog.at_level(logging.ERROR, logger=logger.name), pytest.raises(ValueError) as info:
+        charge(10, api_key="sk-" + "live-777")
+    try:
+        (rec,) = handler.records
+        outputs = [*handler.lines, caplog.text, repr(vars(rec)), str(rec.exc_info[1])]
+        for out in outputs:
+            for secret in (card, bearer, "eyJ.abc", "sk-live-777"):
+                assert secret not in out, out
+        assert "Traceback (most recent call last)" in handler.lines[0]
+        assert (
+            "ValueError: card [REDACTED] declined; sent [REDACTED]; key [REDACTED]"
+            in (handler.lines[0])
+        )
+        assert (
+            rec.exception
+            == "ValueError('card [REDACTED] declined; sent [REDACTED]; key [REDACTED]')"
+        )
+        assert rec.exc_info[0] is ValueError
+        assert info.value is raised[0]
+        assert str(info.value) == f"card {card} declined; sent {bearer}; key sk-live-777"
+    finally:
+        logger.removeHandler(handler)

@@ -152,7 +152,6 @@ class CircuitBreaker:
         self._window: Deque[bool] = deque(maxlen=self.settings.window_size)
         self._window_failures = 0
         self._opened_at = 0.0
-        self._half_open_since = 0.0
         self._trials = 0  # admitted trial calls without an outcome yet
         self._trial_successes = 0
         self._successes = 0
@@ -181,14 +180,10 @@ class CircuitBreaker:
             if state is CLOSED:
                 admitted = (self._generation, False)
             elif state is HALF_OPEN:
-                if (
-                    self._trials >= settings.half_open_max_calls
-                    and now - self._half_open_since >= settings.recovery_timeout
-                ):
-                    # Trial calls that never reported (interrupted, cancelled) must not keep
-                    # the breaker half-open forever: reclaim their slots.
-                    self._trials = 0
-                    self._half_open_since = now
+                # A slot is held until its trial reports: a success, a failure, or (through
+                # record_interrupt/release) a cancellation or interruption.  It is never taken
+                # back for running long: a slow trial is still probing the dependency, and a
+                # second trial would break half_open_max_calls.
                 if self._trials < settings.half_open_max_calls:
                     self._trials += 1
                     admitted = (self._generation, True)
@@ -281,7 +276,6 @@ class CircuitBreaker:
             self._opened_at = now
             self._opened += 1
         elif new is HALF_OPEN:
-            self._half_open_since = now
             self._trials = 0
             self._trial_successes = 0
         else:

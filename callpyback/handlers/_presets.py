@@ -2,7 +2,7 @@
 
 Every preset classifies failures by exception *type*, never by words in the message (the
 original implementation took ``KeyError("author")`` for an authentication failure because the
-message contained "auth").
+message contained "auth").  Every preset that logs redacts what it logs (``redactor=``).
 """
 
 from __future__ import annotations
@@ -50,13 +50,22 @@ def _types(
 
 
 def validation(
-    *, extra: Any = (), level: Any = "WARNING", logger: Any = "callpyback.validation"
+    *,
+    extra: Any = (),
+    level: Any = "WARNING",
+    logger: Any = "callpyback.validation",
+    redactor: Any = None,
 ) -> List[Any]:
     """Log invalid input (``ValueError``, ``TypeError`` and ``extra``) and re-raise it untouched."""
     types = _types(VALIDATION_ERRORS, extra, "preset 'validation'")
     return [
         LoggingErrorHandler(
-            logger, level=level, exceptions=types, exc_info=False, name="validation.log"
+            logger,
+            level=level,
+            exceptions=types,
+            exc_info=False,
+            redactor=redactor,
+            name="validation.log",
         ),
         ReraiseHandler(types, name="validation"),
     ]
@@ -73,6 +82,7 @@ def network(
     level: Any = "WARNING",
     logger: Any = "callpyback.network",
     rng: Any = None,
+    redactor: Any = None,
 ) -> List[Any]:
     """Log transient network failures and retry them with jittered back-off.
 
@@ -81,7 +91,12 @@ def network(
     types = _types(NETWORK_ERRORS, extra, "preset 'network'")
     return [
         LoggingErrorHandler(
-            logger, level=level, exceptions=types, exc_info=False, name="network.log"
+            logger,
+            level=level,
+            exceptions=types,
+            exc_info=False,
+            redactor=redactor,
+            name="network.log",
         ),
         RetryHandler(
             attempts,
@@ -97,7 +112,11 @@ def network(
 
 
 def business_logic(
-    *, exceptions: Any = None, level: Any = "INFO", logger: Any = "callpyback.business"
+    *,
+    exceptions: Any = None,
+    level: Any = "INFO",
+    logger: Any = "callpyback.business",
+    redactor: Any = None,
 ) -> List[Any]:
     """Log your domain's rule violations and re-raise them (no retry, no fallback).
 
@@ -112,20 +131,38 @@ def business_logic(
     types = exception_types(exceptions, "preset 'business-logic'", "exceptions")
     return [
         LoggingErrorHandler(
-            logger, level=level, exceptions=types, exc_info=False, name="business-logic.log"
+            logger,
+            level=level,
+            exceptions=types,
+            exc_info=False,
+            redactor=redactor,
+            name="business-logic.log",
         ),
         ReraiseHandler(types, name="business-logic"),
     ]
 
 
 def security(
-    *, extra: Any = (), level: Any = "WARNING", logger: Any = "callpyback.security"
+    *,
+    extra: Any = (),
+    level: Any = "WARNING",
+    logger: Any = "callpyback.security",
+    redactor: Any = None,
 ) -> List[Any]:
-    """Log denied access (``PermissionError`` and ``extra``) to a security logger and re-raise."""
+    """Log denied access (``PermissionError`` and ``extra``) to a security logger and re-raise.
+
+    The record carries the traceback; its text, like the message, is redacted (``redactor``,
+    default :class:`~callpyback.Redactor`), so tokens and card numbers in it stay masked.
+    """
     types = _types(SECURITY_ERRORS, extra, "preset 'security'")
     return [
         LoggingErrorHandler(
-            logger, level=level, exceptions=types, exc_info=True, name="security.log"
+            logger,
+            level=level,
+            exceptions=types,
+            exc_info=True,
+            redactor=redactor,
+            name="security.log",
         ),
         ReraiseHandler(types, name="security"),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
 
 from .._handling import Decision, Retry
 from ..errors import ConfigurationError
@@ -14,6 +14,21 @@ from ._base import RETRYABLE_KINDS, ErrorHandler, exception_types, number, type_
 __all__ = ["RetryHandler"]
 
 JITTERS = ("equal", "full", "none")
+#: The longest back-off allowed, in seconds (one day).  A longer wait is a scheduled job, not a
+#: retry, and far longer ones overflow the timers that sleep it (``time.sleep(1e300)`` raises
+#: OverflowError, which would reach the caller instead of the function's own error).
+MAX_DELAY = 86_400.0
+
+
+def _delay_option(value: Any, key: str) -> float:
+    number(value, "RetryHandler", key)
+    if value > MAX_DELAY:
+        raise ConfigurationError(
+            f"RetryHandler({key}=...) must be <= {MAX_DELAY:g} seconds (one day), got {value!r}; "
+            "a longer wait is a scheduled job rather than a retry (use max_time to bound the "
+            "total time spent retrying)"
+        )
+    return value  # type: ignore[no-any-return]
 
 
 def takes_context(fn: Callable[..., Any], owner: str, key: str) -> bool:
@@ -93,9 +108,9 @@ class RetryHandler(ErrorHandler):
         self._predicate_ctx = (
             False if predicate is None else takes_context(predicate, owner, "predicate")
         )
-        self.backoff = number(backoff, owner, "backoff")
+        self.backoff = _delay_option(backoff, "backoff")
         self.multiplier = number(multiplier, owner, "multiplier", minimum=1)
-        self.max_delay = number(max_delay, owner, "max_delay")
+        self.max_delay = _delay_option(max_delay, "max_delay")
         jitter = "none" if jitter is None else jitter
         if jitter not in JITTERS:
             raise ConfigurationError(
@@ -143,7 +158,8 @@ class RetryHandler(ErrorHandler):
         return Retry(delay)
 
     def delay(self, attempt: int, exception: BaseException | None = None) -> float:
-        """The delay before the retry that follows failed attempt number ``attempt``."""
+        """The delay before the retry that follows failed attempt number ``attempt``: always a
+        finite number of seconds between 0 and ``max_delay``."""
         if exception is not None and self.retry_after is not None:
             hinted = self._hint(exception)
             if hinted is not None:
@@ -156,18 +172,39 @@ class RetryHandler(ErrorHandler):
             return float(base)
         uniform = self.rng.uniform if self.rng is not None else random.uniform
         if self.jitter == "full":
-            return float(uniform(0.0, base))
-        return float(base / 2 + uniform(0.0, base / 2))
+            delay = float(uniform(0.0, base))
+        else:
+            delay = float(base / 2 + uniform(0.0, base / 2))
+        # A custom rng may return anything; the sleep must stay within what was validated.
+        return min(max(delay, 0.0), base) if math.isfinite(delay) else float(base)
 
     def _hint(self, exception: BaseException) -> float | None:
         source = self.retry_after
-        raw = getattr(exception, source, None) if isinstance(source, str) else source(exception)  # type: ignore[misc]
+        try:
+            if isinstance(source, str):
+                raw = getattr(exception, source)
+            else:
+                raw = cast(Callable[[BaseException], Any], source)(exception)
+        except AttributeError:
+            return None
+        except Exception:
+            # The hook is the user's, and it is broken: say so, but the caller must still get
+            # the function's own exception, so the back-off applies.
+            import logging
+
+            logging.getLogger("callpyback.handlers").warning(
+                "%s: retry_after=%r raised; using the back-off instead",
+                self.name,
+                source,
+                exc_info=True,
+            )
+            return None
         if raw is None or isinstance(raw, bool):
             return None
         try:
             seconds = float(raw)
-        except (TypeError, ValueError):
-            return None  # e.g. an HTTP date: not understood, so the back-off applies
+        except (TypeError, ValueError, OverflowError):
+            return None  # e.g. an HTTP date, or 10**400: not usable, so the back-off applies
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Mapping, Tuple, Type, Union, cast
 
 from .._handling import MISSING, Decision, Raise, Recover, as_handler, handler_name
 from ..errors import ConfigurationError
+from ..observers.redaction import Redactor
 from ._base import ErrorHandler, exception_types, type_names
 from ._retry import takes_context
 
@@ -168,6 +169,9 @@ class LoggingErrorHandler(ErrorHandler):
     """Log each matching failed attempt with its context, then pass it on (decides nothing).
 
     The record carries ``callpyback_target`` and ``callpyback_attempt`` as extra attributes.
+    The exception's text goes through ``redactor`` (a default :class:`~callpyback.Redactor`
+    unless given) wherever it appears: in the message and in the traceback that ``exc_info``
+    adds, which is formatted from a redacted stand-in, never from the live exception.
     """
 
     def __init__(
@@ -177,6 +181,7 @@ class LoggingErrorHandler(ErrorHandler):
         level: Union[int, str] = logging.ERROR,
         exceptions: Any = (Exception,),
         exc_info: bool = True,
+        redactor: Redactor | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name or "log")
@@ -189,21 +194,28 @@ class LoggingErrorHandler(ErrorHandler):
                 "LoggingErrorHandler(logger=...) must be a logger name or a logging.Logger, "
                 f"got {logger!r}"
             )
+        if redactor is not None and not isinstance(redactor, Redactor):
+            raise ConfigurationError(
+                f"LoggingErrorHandler(redactor=...) must be a Redactor, got {redactor!r}"
+            )
         self.logger = logger
         self.level = _level(level, "LoggingErrorHandler")
         self.exceptions = exception_types(exceptions, "LoggingErrorHandler", "exceptions")
         self.exc_info = bool(exc_info)
+        self.redactor = redactor if redactor is not None else Redactor()
 
     def handle(self, exception: BaseException, context: Any) -> None:
         if isinstance(exception, self.exceptions) and self.logger.isEnabledFor(self.level):
             info = context.function_info
+            redactor = self.redactor
+            arguments = context.arguments  # their sensitive values are masked in the text too
             self.logger.log(
                 self.level,
-                "%s failed on attempt %d: %r",
+                "%s failed on attempt %d: %s",
                 info.target,
                 context.attempt,
-                exception,
-                exc_info=exception if self.exc_info else None,
+                redactor.exception_repr(exception, arguments),
+                exc_info=redactor.exc_info(exception, arguments) if self.exc_info else None,
                 extra={"callpyback_target": info.target, "callpyback_attempt": context.attempt},
             )
         return None

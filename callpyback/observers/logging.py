@@ -150,34 +150,40 @@ class LoggingObserver(BaseObserver):
         self._emit(context, level, outcome)
 
     def _emit(self, context: Any, level: int, outcome: str) -> None:
+        """Log one record.  Everything in it that can carry a value goes through the redactor:
+        the message, ``extra`` and the traceback text (``exc_info`` is a redacted stand-in)."""
         info = context.function_info
         target = info.target
         duration = context.execution_time
         exc = context.exception if outcome != "success" and outcome != "call" else None
+        redactor = self.redactor
+        # The call's sensitive argument values are masked in the exception text too, since
+        # messages often quote them ("token abc123 rejected").
+        arguments = context.arguments if exc is not None else None
         extra: Dict[str, Any] = {
             "function": target,
             "state": context.state.name,
             "outcome": outcome,
             "duration": duration,
             "attempt": context.attempt,
-            "exception": repr(exc) if exc is not None else None,
+            "exception": redactor.exception_repr(exc, arguments) if exc is not None else None,
         }
         if self.include_arguments:
-            extra["arguments"] = self.redactor.redact_mapping(context.arguments)
+            extra["arguments"] = redactor.redact_mapping(context.arguments)
         if self.include_result and outcome in ("success", "recovered"):
-            extra["result"] = self.redactor.redact(context.value)
+            extra["result"] = redactor.redact(context.value)
         if duration is not None:
             message = "%s %s in %.6f s"
             args: tuple[Any, ...] = (target, _VERBS[outcome], duration)
         else:
             message = "%s %s"
             args = (target, _VERBS[outcome])
+        exc_info: Any = None
         if exc is not None:
             message += ": %s"
-            args += (self.redactor.redact_text(f"{type(exc).__name__}: {exc}"),)
-        exc_info = (
-            exc
-            if (self.exc_info and exc is not None and outcome in ("failure", "interrupted"))
-            else None
-        )
+            args += (f"{type(exc).__name__}: {redactor.exception_message(exc, arguments)}",)
+            if self.exc_info and outcome in ("failure", "interrupted"):
+                # logging formats exc_info's traceback, message included: hand it a redacted
+                # stand-in, never the live exception (which the caller gets back untouched).
+                exc_info = redactor.exc_info(exc, arguments)
         self.logger.log(level, message, *args, extra=extra, exc_info=exc_info)
