@@ -41,6 +41,11 @@ class UnknownComponentError(ConfigurationError):
         self.kind = kind
         self.name = name
         self.suggestions = close
+        self.known = known  # kept so that the error can be pickled (rebuilt from its arguments)
+        self.plugins = plugins
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.kind, self.name, self.known, self.plugins), self.__dict__)
 
 
 class DuplicateComponentError(CallPyBackError):

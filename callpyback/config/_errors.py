@@ -13,7 +13,18 @@ __all__ = ["ConfigError", "KeyPath", "Problem", "format_path", "suggest"]
 #: A key path inside the document: ``("pipelines", 2, "observers", 0)``.
 KeyPath = Tuple[Union[str, int], ...]
 
-_UNSET: Any = object()
+
+class _Unset:
+    """``Problem.given`` when no value was given; pickled by reference, so it stays unique."""
+
+    def __reduce__(self) -> str:
+        return "_UNSET"
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
 
 
 def format_path(path: Sequence[Union[str, int]]) -> str:
@@ -98,4 +109,4 @@ class ConfigError(ConfigurationError):
         super().__init__(f"{head}; nothing was applied:\n{body}")
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.problems, self.source))
+        return (type(self), (self.problems, self.source), self.__dict__)

@@ -68,7 +68,7 @@ class CircuitOpenError(CallPyBackError):
         return f"circuit breaker {self.name!r} is {self.state.value}: {detail}"
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.name, self.state, self.retry_after))
+        return (type(self), (self.name, self.state, self.retry_after), self.__dict__)
 
 
 class BreakerEvent(NamedTuple):

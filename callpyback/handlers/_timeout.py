@@ -32,7 +32,7 @@ class CallTimeoutError(CallPyBackError, TimeoutError):
         super().__init__(f"{target} did not finish within {seconds:g}s; {what}")
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.target, self.seconds, self.cancelled))
+        return (type(self), (self.target, self.seconds, self.cancelled), self.__dict__)
 
 
 class _InnerTimeout(Exception):
@@ -41,6 +41,9 @@ class _InnerTimeout(Exception):
     def __init__(self, exc: BaseException) -> None:
         super().__init__()
         self.exc = exc
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.exc,), self.__dict__)
 
 
 class TimeoutHandler(ErrorHandler):

@@ -50,7 +50,7 @@ def test_modified_record(chain: Path) -> None:
     new[2] = new[2].replace('"amount":"300"', '"amount":"3"')
     write(chain, new)
     result = verify_file(chain)
-    assert not result.ok and result.line == 3 and result.records == 2
+    assert not result.ok and result.line == 3 and result.records == 5
     assert result.problem == "line 3: record seq 3 does not match its hash: it was modified"
 
 
@@ -124,10 +124,19 @@ def test_garbage_lines(chain: Path, garbage: str, message: str) -> None:
 
 
 def test_truncated_last_record(chain: Path) -> None:
+    """A cut-short last line is a write in progress or interrupted: skipped, like cut records."""
     data = chain.read_bytes()
     chain.write_bytes(data[:-20])
     result = verify_file(chain)
-    assert result.line == 5 and "incomplete record" in (result.problem or "")
+    assert result.ok and result.records == 4 and result.skipped == (5,)
+    assert "skipped 1 partial record" in str(result) and "(line 5)" in str(result)
+    counted = verify_file(chain, expected_count=5)
+    assert not counted.ok and "expected at least 5 records, found 4" in (counted.problem or "")
+    head, _, tail = data[:-20].rpartition(b"\n")
+    chain.write_bytes(head + b"\n[" + tail)  # a last line that is not even the start of one
+    assert verify_file(chain).problem == (
+        "line 5: incomplete last line, and not the start of a record"
+    )
 
 
 def test_records_cut_off_the_end_need_an_anchor(chain: Path) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-import os
 from decimal import Decimal
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from callpyback.errors import ConfigurationError
 from callpyback.observers.audit import AuditObserver
 from callpyback.observers.redaction import Redactor
 from callpyback.states import ExecutionState
@@ -96,9 +95,14 @@ class FinanceAuditObserver(AuditObserver):
     The record is the core audit record (``timestamp``/``epoch`` from the time source, ``who``
     (the OS user, or the ``who_field`` argument),
     ``what``, ``outcome``, ``duration``, ``attempt``, ``exception``, ``pid``, ``thread``) plus
-    ``amounts``, ``currency``, ``parties``, optional ``fields`` and ``flags``, and the chain's
-    ``seq``, ``prev`` and ``hash``.  ``outcome`` is ``blocked`` when a rule refused the call.
+    ``amounts``, ``currency``, ``parties``, optional ``fields`` and ``flags``, ``trace_id`` and
+    ``span_id`` when an OpenTelemetry span is current, and the chain's ``seq``, ``prev`` and
+    ``hash``.  ``outcome`` is ``blocked`` when a rule refused the call.
     """
+
+    logger_name = "callpyback.finance"
+    subject = "finance.audit"
+    failure_verb = "could not append to"
 
     def __init__(
         self,
@@ -118,7 +122,8 @@ class FinanceAuditObserver(AuditObserver):
         name: str = "finance.audit",
     ) -> None:
         redactor = FinanceRedactor(redact, redaction, redaction_key)
-        created = not os.path.exists(path)
+        # Records go through the chain writer, not the core's plain file (see _open_checked).
+        self.trail = AuditTrail(path, durability=durability)
         super().__init__(
             path,
             who=_who_from(who_field) if who_field else None,
@@ -128,17 +133,21 @@ class FinanceAuditObserver(AuditObserver):
             priority=priority,
             name=name,
         )
-        # The core observer opened its own plain file (checking that the path is writable);
-        # records go through the chain writer instead, which opens the file per process.
-        AuditObserver.close(self)
-        if created:  # an audit trail is not for every local user to read
-            os.chmod(path, 0o640)
-        self.trail = AuditTrail(path, durability=durability)
         self.finance_redactor = redactor
         self.amount_fields = tuple(amount_fields)
         self.currency_field = currency_field
         self.party_fields = tuple(party_fields)
         self.fields = tuple(fields)
+
+    def _open_checked(self) -> None:
+        # The path is checked (and the file created, mode 0640) when the component is built.
+        try:
+            self.trail.open()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"finance.audit cannot open {str(self.trail.path)!r} for appending: "
+                f"{exc.strerror or exc}; check the path and its permissions"
+            ) from exc
 
     def build_record(self, context: Any) -> Dict[str, Any]:
         """The core record of the call plus the transaction; before ``seq``/``prev``/``hash``.
@@ -173,25 +182,17 @@ class FinanceAuditObserver(AuditObserver):
     def write_record(self, record: Dict[str, Any]) -> Optional[Dict[str, Any]]:  # type: ignore[override]
         """Append ``record`` to the chain; returns it with ``seq``, ``prev`` and ``hash``.
 
-        Like the core observer, an I/O failure never reaches the observed call: it is logged
-        once and counted in :attr:`write_errors`.
+        Like the core observer, an I/O failure never reaches the observed call, and leaves no
+        partial record in the file (the chain stays verifiable): it is logged when an outage
+        starts and when it ends (with the number of records lost), and counted in
+        :attr:`write_errors`.
         """
         try:
             written = self.trail.append(record)
         except (OSError, AuditTrailError) as exc:
-            with self.lock:
-                self.write_errors += 1
-                first = self.write_errors == 1
-            if first:
-                logging.getLogger("callpyback.finance").error(
-                    "finance.audit could not append to %r: %s; the observed calls go on, and "
-                    "later write errors are only counted (write_errors)",
-                    self.path_str,
-                    exc,
-                )
+            self._report_error(exc)
             return None
-        with self.lock:
-            self.records_written += 1
+        self._report_written()
         return written
 
     @property

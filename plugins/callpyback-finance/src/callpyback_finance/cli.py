@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     verify = sub.add_parser(
         "verify",
-        help="walk the hash chain and report the first broken or missing record",
+        help="walk the hash chain and report every broken or missing record",
         description="Exit status 0 if the chain is intact, 1 if it is not (or cannot be read).",
     )
     verify.add_argument("file", help="the JSON-lines audit trail")
@@ -42,6 +42,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{args.file}: {result}")
         return 0
     print(f"{args.file}: {result}", file=sys.stderr)
+    for problem in result.problems[1:]:  # every problem: one edit must not hide another
+        print(f"{args.file}: also {problem}", file=sys.stderr)
     return 1
 
 

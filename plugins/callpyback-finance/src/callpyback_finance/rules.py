@@ -16,13 +16,16 @@ Only the first attempt of a call is checked: a retry is the same transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import weakref
 from collections import deque
 from decimal import Decimal, InvalidOperation
 from typing import Any, Deque, Dict, Mapping, Optional, Tuple
 
+from callpyback.errors import CallPyBackError
 from callpyback.handlers import Raise
 
 from ._fields import FLAGS_KEY
@@ -39,7 +42,7 @@ log = logging.getLogger("callpyback.finance")
 MODES = ("block", "flag")
 
 
-class TransactionBlockedError(Exception):
+class TransactionBlockedError(CallPyBackError):
     """A rule refused a transaction before it ran.  ``rule``, ``target`` and details attached."""
 
     def __init__(self, message: str, *, rule: str, target: str, **details: Any) -> None:
@@ -47,6 +50,12 @@ class TransactionBlockedError(Exception):
         self.rule = rule
         self.target = target
         self.details = details
+
+    def __reduce__(self) -> Any:
+        # The keyword-only arguments are not in ``args``: without this, a refusal raised in a
+        # process pool's worker could not be unpickled, and it broke the pool.
+        rebuild = functools.partial(type(self), rule=self.rule, target=self.target, **self.details)
+        return (rebuild, self.args, self.__dict__)
 
 
 class LimitExceededError(TransactionBlockedError):
@@ -231,6 +240,12 @@ class VelocityGuard(_Rule):
         self.max_accounts = max_accounts
         self._events: Dict[Any, Deque[float]] = {}
         self._lock = threading.Lock()  # held for the bookkeeping only, never around the call
+        _AFTER_FORK.add(self)
+
+    def _after_fork(self) -> None:
+        # Another thread may have held the lock at fork(): it would never be released in the
+        # child.  The windows themselves are kept (the child goes on from the parent's counts).
+        self._lock = threading.Lock()
 
     def before_attempt(self, context: Any) -> None:
         if context.attempt > 1:
@@ -277,3 +292,16 @@ class VelocityGuard(_Rule):
             f"VelocityGuard(max_transactions={self.max_transactions}, window={self.window:g}, "
             f"mode={self.mode!r})"
         )
+
+
+#: Rules holding a lock; given fresh locks in a forked child.
+_AFTER_FORK: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for rule in list(_AFTER_FORK):
+        rule._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
