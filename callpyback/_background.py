@@ -19,7 +19,15 @@ from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 from .errors import ConfigurationError
 
-__all__ = ["background_update", "configure", "flush", "shutdown", "stats", "submit_call"]
+__all__ = [
+    "background_update",
+    "configure",
+    "defer",
+    "flush",
+    "shutdown",
+    "stats",
+    "submit_call",
+]
 
 #: ``(registration, context)`` from generic paths, or the raw facts of a notification from the
 #: compiled fast path: ``(registration, info, state, args, kwargs, value, time, attempt, start)``;
@@ -63,17 +71,19 @@ class _Dispatcher:
         self.atexit_registered = getattr(self, "atexit_registered", False)
 
     # --- caller side ------------------------------------------------------------------------
-    def submit(self, item: _Item) -> None:
+    def submit(self, item: _Item) -> bool:
+        """Queue ``item``; False if it was dropped (the queue is full, or the process exits)."""
         queue = self.queue
         if len(queue) >= self.maxsize and not self._make_room():
             with self.count_lock:  # the rare path may lock; += from many threads loses counts
                 self.dropped += 1
-            return
+            return False
         queue.append(item)
         if self.thread is None:
-            self._start()
-        elif self.idle:
+            return self._start()
+        if self.idle:
             self.wakeup.set()
+        return True
 
     def _make_room(self) -> bool:
         if self.overflow != "block" or threading.current_thread() is self.thread:
@@ -81,10 +91,10 @@ class _Dispatcher:
         with self.space:
             return self.space.wait_for(lambda: len(self.queue) < self.maxsize, self.block_timeout)
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
         with self.start_lock:
             if self.thread is not None:
-                return
+                return True
             thread = threading.Thread(target=self._run, name="callpyback-background", daemon=True)
             # Published before it runs, so its own observers can tell they are on the worker.
             self.thread = thread
@@ -95,12 +105,13 @@ class _Dispatcher:
                 with self.count_lock:
                     self.dropped += len(self.queue)
                 self.queue.clear()
-                return
+                return False
             if not self.atexit_registered:
                 import atexit
 
                 atexit.register(_at_exit)
                 self.atexit_registered = True
+            return True
 
     # --- worker side ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -130,6 +141,15 @@ class _Dispatcher:
                     item.event.set()
                     if item.stop:
                         return
+                    continue
+                if len(item) == 3:  # defer(): a plain task
+                    task, argument, name = item
+                    try:
+                        task(argument)
+                    except Exception as exc:
+                        self._failed(name, exc)
+                    finally:
+                        self.processed += 1
                     continue
                 reg = item[0]
                 if len(item) == 2:
@@ -215,6 +235,15 @@ def background_update(reg: Any) -> Callable[[Any], None]:
 
     enqueue.__qualname__ = f"background({reg.name})"
     return enqueue
+
+
+def defer(task: Callable[[Any], Any], argument: Any, name: str) -> bool:
+    """Run ``task(argument)`` on the background worker; False if the queue dropped it.
+
+    For observers that build what they need on the caller's thread and only defer slow I/O
+    (the audit observer's writes); a False return lets them do the work inline instead.
+    """
+    return _DISPATCHER.submit((task, argument, name))
 
 
 #: The compiled fast path's submission (see :data:`_Item`): the bound method itself, no frame.

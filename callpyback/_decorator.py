@@ -431,8 +431,12 @@ class CallPyBack:
         inject = resolve_injection(notify, name) if notify is not None else None
         if update is None and notify is None:
             raise ConfigurationError(f"observer {name!r} has neither update() nor notify()")
-        bg = self.enable_async_observers or bool(
-            getattr(observer, "background", False) if background is None else background
+        # An observer that defers its own slow work (the audit observer builds each record on
+        # the caller's thread and only writes in the background) is never run on the worker.
+        own = bool(getattr(observer, "defers_own_writes", False))
+        bg = (self.enable_async_observers and not own) or bool(
+            getattr(observer, "background", False) if background is None and not own
+            else background
         )
         gate = None if plain else _optional_callable(observer, "gate")
         enter = None if plain else _optional_callable(observer, "enter")

@@ -329,13 +329,19 @@ def _failure(
                 yield p.asleep(decision.delay)
             else:
                 p.sleep(decision.delay)
+        except Exception as broken:
+            # The time source could not wait: the retry is abandoned and the function's own
+            # exception stands (a handler's machinery never replaces it).
+            _hook_failed(p.sleep, broken)
+            kind = None
         except BaseException as interrupt:  # interrupted while waiting: ERROR, then propagate
             c._exc = interrupt
             _set(p, c, _ERROR)
             if p.error:
                 yield from _notify_steps(p.error, c, None, aio and p.anotify)
             raise
-        return RETRY
+        else:
+            return RETRY
     if kind is Recover:
         c._value = decision.value
         c._more().recovered_by = by

@@ -53,6 +53,7 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
     )
 
     from callpyback import errors
+    from callpyback.observers.redaction import RedactedError
     from callpyback._registry import DuplicateComponentError, UnknownComponentError
     from callpyback.autoinstrument._instrument import InstrumentationWarning
     from callpyback.autoinstrument._main import ProgramNotFound
@@ -63,6 +64,9 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
 
     return {
         "callpyback.errors.CallPyBackError": lambda: errors.CallPyBackError("it broke"),
+        "callpyback.observers.redaction.RedactedError": lambda: RedactedError(
+            "card [REDACTED] declined", "PaymentError('card [REDACTED] declined')"
+        ),
         "callpyback.errors.ConfigurationError": lambda: errors.ConfigurationError(
             "AuditObserver path must be a file path, got ''"
         ),

@@ -527,23 +527,28 @@ def test_background_records_describe_the_call_as_it_was(tmp_path):
     assert record["thread"] == threading.current_thread().name  # the caller's, not the worker's
 
 
-def test_enable_async_observers_is_reported_loudly(tmp_path, caplog):
-    """Run by the core's background worker, the record comes from a shallow snapshot: logged."""
+def test_enable_async_observers_keeps_the_audit_on_the_caller_thread(tmp_path, caplog):
+    """enable_async_observers=True moves observers to the worker, but not the audit observer:
+    it builds each record on the caller's thread (an argument mutated later is not recorded
+    mutated), so nothing shallow is ever written and nothing needs a warning."""
     path = tmp_path / "async.jsonl"
     audit = AuditObserver(path)
 
     @cpb.CallPyBack(observers=[audit], enable_async_observers=True)
-    def f(x):
-        return x
+    def f(basket):
+        return len(basket)
 
+    basket = ["apple"]
     with caplog.at_level(logging.WARNING, logger="callpyback.audit"):
-        f(1)
-        f(2)
+        f(basket)
+        basket.append("pear")
+        f(basket)
         assert cpb.flush(10)
     audit.close()
-    warned = [r for r in caplog.records if "shallow" in r.getMessage()]
-    assert len(warned) == 1 and "background=True" in warned[0].getMessage()
-    assert len(read(path)) == 2
+    assert not [r for r in caplog.records if "shallow" in r.getMessage()]
+    records = read(path)
+    assert [r["arguments"]["basket"] for r in records] == [["apple"], ["apple", "pear"]]
+    assert {r["thread"] for r in records} == {threading.current_thread().name}
 
 
 def test_records_carry_the_current_opentelemetry_span(tmp_path):

@@ -329,7 +329,8 @@ class AuditObserver(BaseObserver):
         background: bool = False,
     ) -> None:
         # Not BaseObserver's background: the core would snapshot the context shallowly and build
-        # the record later; we build it at notification time and defer only the write.
+        # the record later; we build it at notification time and defer only the write (and
+        # ``defers_own_writes`` keeps enable_async_observers=True from moving us to the worker).
         super().__init__(priority=priority, name=name)
         self.background_writes = bool(background)
         if not isinstance(path, (str, os.PathLike)) or not str(path):
@@ -390,6 +391,8 @@ class AuditObserver(BaseObserver):
                 f"{exc.strerror or exc}; check the path and its permissions"
             ) from exc
 
+    defers_own_writes = True
+
     # --- the subclassing seam -------------------------------------------------------------
     def update(self, context: Any) -> None:
         if not self._warned_worker and threading.current_thread() is _background_thread():
@@ -421,7 +424,10 @@ class AuditObserver(BaseObserver):
         record["exception"] = (
             None
             if exc is None
-            else {"type": type(exc).__qualname__, "message": redactor.redact_text(str(exc))}
+            else {
+                "type": type(exc).__qualname__,
+                "message": redactor.exception_message(exc, context.arguments),
+            }
         )
         if outcome == "recovered":
             record["recovered_by"] = context.recovered_by
@@ -509,11 +515,10 @@ class AuditObserver(BaseObserver):
         # A JSON round trip: plain data owned by the record alone, so nothing the caller
         # mutates after the call can change what is written.
         frozen = json.loads(self.serialize(record))
-        dispatcher = _background._DISPATCHER
-        if dispatcher.exiting or len(dispatcher.queue) >= dispatcher.maxsize:
+        if _background._DISPATCHER.exiting or not _background.defer(
+            self.write_record, frozen, self.name or "audit"
+        ):
             self.write_record(frozen)  # the queue is full: an audit record is never dropped
-            return
-        dispatcher.submit((self.write_record, frozen, self.name or "audit", False))
 
     def _warn_shallow(self) -> None:
         self._warned_worker = True

@@ -177,6 +177,11 @@ class RedactedError(CallPyBackError):
     def __repr__(self) -> str:
         return self._repr
 
+    def __reduce__(self) -> Any:
+        # The per-class stand-ins are made at run time and cannot be found by name: they come
+        # back as a plain RedactedError with the same (already redacted) text.
+        return (RedactedError, (self._text, self._repr), self.__dict__ or None)
+
 
 # Exception groups (Python 3.11+) need stand-ins that are groups, or traceback hides members.
 _BASE_GROUP: Any = getattr(builtins, "BaseExceptionGroup", None)

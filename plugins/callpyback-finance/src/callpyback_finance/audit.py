@@ -39,7 +39,8 @@ REDACTION_MODES = ("mask", "hash", "remove")
 class FinanceRedactor(Redactor):
     """The core :class:`~callpyback.observers.Redactor`, with value-aware masks for named fields.
 
-    * ``mask``: keep the last four characters (``"************4242"``), enough to tell cards apart;
+    * ``mask``: keep the last four characters (``"************4242"``), enough to tell cards apart,
+      when they are at most a quarter of the value (shorter values are masked whole);
     * ``hash``: ``"sha256:<hex>"``, an HMAC with ``key``, so equal values can be correlated
       without being recoverable (without a key, short values such as card numbers can be
       brute-forced from a plain hash: set one);
@@ -62,8 +63,9 @@ class FinanceRedactor(Redactor):
         """The redacted form of one sensitive value."""
         text = str(value)
         if self.mode == "mask":
-            keep = text[-4:] if len(text) > 4 else ""
-            return "*" * (len(text) - len(keep)) + keep
+            # The last four only when they are at most a quarter of the value: a CVV or a short
+            # secret is masked whole, never mostly revealed.
+            return self.partial(text)
         if self.mode == "hash":
             digest = hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()
             return "sha256:" + digest
