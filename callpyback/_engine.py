@@ -108,6 +108,11 @@ def checking(on: bool = True) -> None:
     _Checking.on = bool(on)
 
 
+#: Every illegal transition seen in checking mode (also raised where it happened; kept here
+#: because the failure step's errors never reach the caller).
+VIOLATIONS: List[str] = []
+
+
 def _go(c: Any, state: ExecutionState) -> None:
     """Move ``c`` to ``state`` (checking mode): assert the table allows it, record it."""
     rare = c._rare
@@ -117,10 +122,12 @@ def _go(c: Any, state: ExecutionState) -> None:
         rare.path = [c._state]
     current = c._state
     if state not in TRANSITIONS[current]:
-        raise AssertionError(
+        message = (
             f"{c._info.target}: illegal transition {current.name} -> {state.name}; "
             f"path so far {[s.name for s in rare.path]}"
         )
+        VIOLATIONS.append(message)
+        raise AssertionError(message)
     rare.path.append(state)
     c._state = state
 

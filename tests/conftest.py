@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytest
 
 import callpyback as cpb
@@ -30,3 +33,17 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+# ``CALLPYBACK_CHECK_TRANSITIONS=1 python -m pytest`` runs the whole suite with every wrapper
+# checking each transition against states.TRANSITIONS (CI does, for the core tests): any
+# illegal one fails the run.
+if os.environ.get("CALLPYBACK_CHECK_TRANSITIONS", "") not in ("", "0"):
+    from callpyback import _engine
+
+    _engine.checking(True)
+
+    @pytest.fixture(autouse=True)
+    def _no_illegal_transitions() -> Any:
+        yield
+        assert _engine.VIOLATIONS == [], _engine.VIOLATIONS

@@ -13,6 +13,17 @@ from callpyback._engine import source_of
 from callpyback.observers import NEEDS_CONTEXT
 
 
+@pytest.fixture(autouse=True)
+def production_code() -> Any:
+    """These tests read the code a production build generates: not the checking mode's."""
+    from callpyback import _engine
+
+    was = _engine._Checking.on
+    _engine.checking(False)
+    yield
+    _engine.checking(was)
+
+
 def success_path(func: Any) -> str:
     """The generated code a successful call runs: before the attempt and after it, without the
     rare branches (an exception, or an interrupt raised by a PRE_EXECUTION observer)."""

@@ -8,10 +8,30 @@ from typing import Any, Callable, List, Tuple
 
 import pytest
 
-from callpyback import CallPyBack, ExecutionFailure, ExecutionResult
+from callpyback import CallPyBack, ExecutionFailure, ExecutionResult, _engine
 from callpyback import ExecutionState as S
+from callpyback.states import is_valid_path
 
-from .helpers import assert_valid
+INIT, PRE, EXEC, OK, FAIL, DONE, ERROR = (
+    S.INITIALIZED,
+    S.PRE_EXECUTION,
+    S.EXECUTING,
+    S.POST_SUCCESS,
+    S.POST_FAILURE,
+    S.COMPLETED,
+    S.ERROR,
+)
+
+
+@pytest.fixture(autouse=True)
+def checking() -> Any:
+    """Every wrapper in this module checks each transition it takes against TRANSITIONS and
+    records it; the tests compare the path the engine really took (never one rebuilt here)."""
+    _engine.checking(True)
+    _engine.VIOLATIONS.clear()
+    yield
+    _engine.checking(False)
+    assert _engine.VIOLATIONS == []
 
 
 class Interrupt(KeyboardInterrupt):
@@ -25,9 +45,12 @@ class Boom(ValueError):
 class Recorder:
     def __init__(self) -> None:
         self.events: List[Tuple[S, Any]] = []
+        self.path: List[S] = []
 
     def update(self, context: Any) -> None:
         self.events.append((context.state, context.result))
+        if context.state in (DONE, ERROR):
+            self.path = list(context.path)  # the states the engine took, internal ones too
 
     @property
     def seen(self) -> List[S]:
@@ -155,7 +178,7 @@ def test_return(shape: str) -> None:
     call = build(shape, "return", CallPyBack(observers=[rec]))
     assert call(21) == 42
     assert rec.seen == [S.PRE_EXECUTION, S.POST_SUCCESS, S.COMPLETED]
-    assert_valid(rec.seen)
+    assert rec.path == [INIT, PRE, EXEC, OK, DONE] and is_valid_path(rec.path)
     _, result = rec.events[1]
     assert isinstance(result, ExecutionResult) and not result.recovered
     if shape != "async_generator":  # an async generator has no return value
@@ -171,7 +194,7 @@ def test_raise(shape: str) -> None:
     with pytest.raises(Boom, match="bad 3") as info:
         call(3)
     assert rec.seen == [S.PRE_EXECUTION, S.POST_FAILURE, S.COMPLETED]
-    assert_valid(rec.seen)
+    assert rec.path == [INIT, PRE, EXEC, FAIL, DONE] and is_valid_path(rec.path)
     failure = rec.events[1][1]
     assert isinstance(failure, ExecutionFailure)
     assert failure.exception is info.value
@@ -188,7 +211,7 @@ def test_base_exception(shape: str) -> None:
     with pytest.raises(Interrupt):
         call(1)
     assert rec.seen == [S.PRE_EXECUTION, S.ERROR]
-    assert_valid(rec.seen)
+    assert rec.path == [INIT, PRE, EXEC, ERROR] and is_valid_path(rec.path)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -201,7 +224,7 @@ def test_recovery_by_default_return(shape: str) -> None:
     if shape not in ("async_generator",):
         assert out == -1
     assert rec.seen == [S.PRE_EXECUTION, S.POST_FAILURE, S.COMPLETED]
-    assert_valid(rec.seen)
+    assert rec.path == [INIT, PRE, EXEC, FAIL, DONE] and is_valid_path(rec.path)
     final = rec.events[-1][1]
     assert final.recovered and final.recovered_by == "default" and final.value == -1
 
@@ -220,7 +243,7 @@ def test_generator_closed_early_is_cancellation() -> None:
     assert next(g) == 1
     g.close()
     assert rec.seen == [S.PRE_EXECUTION, S.COMPLETED]
-    assert_valid(rec.seen)
+    assert rec.path == [INIT, PRE, EXEC, DONE] and is_valid_path(rec.path)
     assert seen[-1] is True
 
 
@@ -316,7 +339,7 @@ def test_coroutine_cancellation_completes_as_cancelled() -> None:
 
     asyncio.run(main())
     assert rec.seen == [S.PRE_EXECUTION, S.COMPLETED]
-    assert_valid(rec.seen)
+    assert rec.path == [INIT, PRE, EXEC, DONE] and is_valid_path(rec.path)
     assert flags[-1] is True
 
 
@@ -334,3 +357,56 @@ def test_coroutine_reports_what_the_coroutine_does() -> None:
     with pytest.raises(Boom):
         asyncio.run(coro)
     assert rec.seen == [S.PRE_EXECUTION, S.POST_FAILURE, S.COMPLETED]
+
+
+def test_a_retry_takes_the_retry_transition() -> None:
+    """POST_FAILURE -> EXECUTING is a retry; the path shows both attempts."""
+    from callpyback import MockTimeSource
+    from callpyback.handlers import RetryHandler
+
+    rec = Recorder()
+    calls = iter([Boom("first"), 5])
+
+    @CallPyBack(observers=[rec], error_handlers=[RetryHandler(2)], time_source=MockTimeSource())
+    def flaky() -> int:
+        step = next(calls)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    assert flaky() == 5
+    assert rec.path == [INIT, PRE, EXEC, FAIL, EXEC, OK, DONE]
+
+
+def test_an_interrupt_from_a_pre_observer_stops_the_call() -> None:
+    """A KeyboardInterrupt raised by a PRE_EXECUTION observer: the function does not run, the
+    call goes PRE_EXECUTION -> ERROR (the interrupt), and the interrupt propagates."""
+    rec = Recorder()
+    ran = []
+
+    def stop() -> None:
+        raise Interrupt()
+
+    from callpyback import on_call
+
+    @CallPyBack(observers=[on_call(stop), rec])
+    def f() -> None:
+        ran.append(1)
+
+    with pytest.raises(Interrupt):
+        f()
+    assert ran == [] and rec.path == [INIT, PRE, ERROR]
+
+
+def test_an_illegal_transition_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check is real: a table without POST_SUCCESS -> COMPLETED makes a success illegal."""
+    from callpyback import states
+
+    table = dict(states.TRANSITIONS)
+    table[OK] = frozenset()
+    monkeypatch.setattr(_engine, "TRANSITIONS", table)
+    f = CallPyBack(observers=[Recorder()])(lambda: 1)
+    with pytest.raises(AssertionError, match="POST_SUCCESS -> COMPLETED"):
+        f()
+    assert _engine.VIOLATIONS
+    _engine.VIOLATIONS.clear()
