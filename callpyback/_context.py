@@ -228,6 +228,14 @@ class _Rare:
         self.raise_: Optional[BaseException] = None  # what the wrapper raises instead
 
 
+def _reader(slot: str, doc: str) -> Any:
+    """A read-only attribute backed by a slot, read in C (no Python frame: cheaper, and usable
+    at the recursion limit)."""
+    from operator import attrgetter
+
+    return property(attrgetter(slot), doc=doc)
+
+
 class ExecutionContext:
     """Everything about one call, as observers and handlers see it.  Read-only to them.
 
@@ -265,9 +273,7 @@ class ExecutionContext:
         _fill(self, function_info, args, kwargs or {}, time_source, time_source.monotonic())
 
     # --- identity of the call -------------------------------------------------------------
-    @property
-    def function_info(self) -> FunctionInfo:
-        return self._info
+    function_info: FunctionInfo = _reader("_info", 'The observed function (or integration target), described once.')  # type: ignore[assignment]
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -282,28 +288,18 @@ class ExecutionContext:
         """The call's ``module:qualname`` (or integration target)."""
         return self._info.target
 
-    @property
-    def time_source(self) -> Any:
-        return self._ts
+    time_source: Any = _reader("_ts", 'The time source this call is timed with.')  # type: ignore[assignment]
 
-    @property
-    def args(self) -> Tuple[Any, ...]:
-        """The positional arguments the function is called with (defaults applied)."""
-        return self._args
+    args: Tuple[Any, ...] = _reader("_args", 'The positional arguments the function is called with (defaults applied).')  # type: ignore[assignment]
 
     @property
     def kwargs(self) -> Mapping[str, Any]:
         """The keyword arguments the function is called with, as a read-only mapping."""
         return types.MappingProxyType(self._kwargs)
 
-    @property
-    def state(self) -> ExecutionState:
-        return self._state
+    state: ExecutionState = _reader("_state", 'Where the call is in the state machine now.')  # type: ignore[assignment]
 
-    @property
-    def attempt(self) -> int:
-        """1 for the first attempt, 2 for the first retry, and so on (0 before execution)."""
-        return self._attempt
+    attempt: int = _reader("_attempt", '1 for the first attempt, 2 for the first retry, and so on (0 before execution).')  # type: ignore[assignment]
 
     @property
     def arguments(self) -> Mapping[str, Any]:
@@ -323,10 +319,7 @@ class ExecutionContext:
             rare.timestamp = ts.now() - max(0.0, ts.monotonic() - self._start)
         return rare.timestamp
 
-    @property
-    def execution_time(self) -> Optional[float]:
-        """Seconds from the start of the first attempt to the outcome (None until known)."""
-        return self._time
+    execution_time: Optional[float] = _reader("_time", 'Seconds from the start of the first attempt to the outcome (None until known).')  # type: ignore[assignment]
 
     # --- outcome ----------------------------------------------------------------------------
     @property
@@ -364,15 +357,9 @@ class ExecutionContext:
                 return "recovered"
         return "success" if self._exc is None else "failure"
 
-    @property
-    def value(self) -> Any:
-        """The returned (or recovered) value; None while there is none."""
-        return self._value
+    value: Any = _reader("_value", 'The returned (or recovered) value; None while there is none.')  # type: ignore[assignment]
 
-    @property
-    def exception(self) -> Optional[BaseException]:
-        """The exception of the latest failed attempt, if any (kept after a recovery)."""
-        return self._exc
+    exception: Optional[BaseException] = _reader("_exc", 'The exception of the latest failed attempt, if any (kept after a recovery).')  # type: ignore[assignment]
 
     @property
     def succeeded(self) -> bool:

@@ -468,8 +468,14 @@ class CallPyBack:
             update = _weak_update(ref)
             notify = inject = gate = enter = exit_ = None
             escalates = False
-        if update is None:
-            update = _engine_context_caller(notify, inject, name)
+        if notify is not None and inject is not None:
+            # Generic paths (failures, background) call notify too, fed from the context;
+            # one that asks for the context by returning NEEDS_CONTEXT gets update(context).
+            update = _engine_context_caller(
+                notify, inject, name, update if escalates else None
+            )
+        elif update is None:
+            update = notify  # no introspectable signature: it takes the context
         if bg:
             is_async = False  # the worker awaits it
         return Registration(
@@ -693,10 +699,10 @@ def _as_list(value: Any, what: str) -> List[Any]:
         ) from None
 
 
-def _engine_context_caller(notify: Any, inject: Any, name: str) -> Any:
+def _engine_context_caller(notify: Any, inject: Any, name: str, escalate_to: Any) -> Any:
     from ._inject import context_caller
 
-    return context_caller(notify, inject, name)
+    return context_caller(notify, inject, name, escalate_to)
 
 
 def _optional_callable(obj: Any, name: str) -> Any:

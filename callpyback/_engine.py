@@ -199,6 +199,84 @@ def _hook_failed(hook: Any, exc: BaseException) -> None:
     )
 
 
+# --- near the recursion limit ---------------------------------------------------------------------
+# At the deepest level a call may not have the stack to run its own bookkeeping (an observer's
+# frame, the failure step's).  It never raises an exception of its own there: what it could not
+# run is pushed on a stack of tuples and run later, by the first wrapper with stack to spare, so
+# that an observer such as MetricsObserver still sees every call end.  Pushing is
+# ``_DEFERRED[0] = (item, _DEFERRED[0])``: a tuple display and an item store, no call at all
+# (up to 3.11 even a C method such as list.append counts against the recursion limit).
+_DEFERRED: List[Any] = [None]
+
+
+#: Frames of headroom a drain wants below the recursion limit (an observer's internals, the
+#: logging of a failure, may need a few dozen).
+_HEADROOM = 100
+
+
+def _deep() -> bool:
+    """Whether fewer than ``_HEADROOM`` frames are left below the recursion limit (the frames
+    are walked in C: about a microsecond, and only on paths that already hit the limit)."""
+    try:
+        sys._getframe(max(0, sys.getrecursionlimit() - _HEADROOM))
+    except ValueError:
+        return False
+    return True
+
+
+def _drain() -> None:
+    """Run what was deferred, oldest first, once the stack has room; else keep it for later."""
+    if _deep():
+        return  # a shallower call will run it
+    while _DEFERRED[0] is not None:
+        node, _DEFERRED[0] = _DEFERRED[0], None  # take the whole stack (other threads: a new one)
+        items = []
+        while node is not None:
+            items.append(node[0])
+            node = node[1]
+        items.reverse()  # oldest first
+        for i, (fn, args) in enumerate(items):
+            try:
+                fn(*args)
+            except RecursionError:  # still too deep after all: the rest goes back
+                for rest in items[i:]:
+                    _DEFERRED[0] = (rest, _DEFERRED[0])
+                return
+            except Exception:  # pragma: no cover - each deferred step isolates its own failures
+                pass
+
+
+def _late_notify(reg: Any, call: Callable[..., Any], args: Tuple[Any, ...]) -> None:
+    try:
+        call(*args)
+    except RecursionError as exc:
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+            raise  # still no stack to start it: _drain keeps it for later
+        _obs_failed(reg, exc)
+    except Exception as exc:
+        _obs_failed(reg, exc)
+    else:
+        if reg.failures:
+            reg.failures = 0
+
+
+def _late_failure(
+    p: Pipeline, c: Any, info: Any, args: Any, kwargs: Any, start: float, attempt: int,
+    exc: BaseException, hooks: bool = True,
+) -> None:
+    """A failure whose step could not run: notify it (the exception has propagated as it was,
+    so nothing is decided).  ``hooks``: the handlers' bookkeeping had not run either."""
+    if c is None:
+        c = new_context(info, args, kwargs, p.time_source, start)
+        c._state = _EXEC
+        c._attempt = attempt
+    steps = _failure(p, c, exc, False, False, decide=False, hooks=hooks)
+    try:
+        steps.send(None)
+    except StopIteration:
+        pass
+
+
 # --- generic dispatch (failure paths, generic shapes) --------------------------------------------
 
 
@@ -206,15 +284,32 @@ def _notify(regs: Tuple[Any, ...], c: Any, pending: Any) -> Any:
     """Notify ``regs`` of ``c``'s state, on the caller's thread; returns the pending interrupt."""
     act = _TL.a
     for reg in regs:
-        gate = reg.gate_run
-        if gate is not None and not gate(c):
-            continue
-        if reg.guard:
-            if reg in act or (_AANY and reg in _ACV.get()):
-                continue
-            act.append(reg)
+        pushed = False
         try:
+            gate = reg.gate_run
+            if gate is not None and not gate(c):
+                continue
+            if reg.guard:
+                if reg in act or (_AANY and reg in _ACV.get()):
+                    continue
+                act.append(reg)
+                pushed = True
             reg.update(c)
+        except RecursionError as exc:
+            # Out of stack in our own frames (this one, the injector feeding the observer
+            # from the context, a context property): the observer never started, so it runs
+            # later.  Out of stack inside it is its failure, like any other exception.
+            last = exc.__traceback__
+            while last is not None and last.tb_next is not None:
+                last = last.tb_next
+            where = last.tb_frame.f_code.co_filename if last is not None else _OURS[0]
+            if where in _OURS or where.startswith("<callpyback injector"):
+                _DEFERRED[0] = ((_late_update, (reg, (
+                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
+                    c._time, c._value, c._exc, c._rare,
+                ))), _DEFERRED[0])
+            else:
+                _DEFERRED[0] = ((_obs_failed, (reg, exc)), _DEFERRED[0])
         except Exception as exc:
             _obs_failed(reg, exc)
         except BaseException as exc:
@@ -223,9 +318,36 @@ def _notify(regs: Tuple[Any, ...], c: Any, pending: Any) -> Any:
             if reg.failures:
                 reg.failures = 0
         finally:
-            if reg.guard:
+            if pushed:
                 act.pop()
     return pending
+
+
+#: Files whose frames are ours (the engine's, the context's properties).
+_OURS = (__file__, sys.modules[new_context.__module__].__file__ or "")
+
+
+def _fields(c: Any) -> Tuple[Any, ...]:
+    """What a context says now, as a tuple (for a notification that runs later)."""
+    return (c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt, c._time,
+            c._value, c._exc, c._rare)
+
+
+def _revive(fields: Tuple[Any, ...]) -> Any:
+    info, args, kwargs, ts, start, state, attempt, elapsed, value, exc, rare = fields
+    c = new_context(info, args, kwargs, ts, start)
+    c._state, c._attempt, c._time, c._value, c._exc, c._rare = (
+        state, attempt, elapsed, value, exc, rare
+    )
+    return c
+
+
+def _late_update(reg: Any, fields: Tuple[Any, ...]) -> None:
+    _late_notify(reg, reg.update, (_revive(fields),))
+
+
+def _late_states(regs: Tuple[Any, ...], fields: Tuple[Any, ...]) -> None:
+    _notify(regs, _revive(fields), None)
 
 
 async def _await_observer(reg: Any, call: Callable[..., Any], args: Tuple[Any, ...]) -> None:
@@ -282,17 +404,66 @@ def _hooks(hooks: Tuple[Any, ...], exc: BaseException, c: Any) -> None:
         try:
             hook(exc, c)
         except Exception as raised:  # handler bookkeeping never becomes the caller's exception
-            _hook_failed(hook, raised)
+            try:
+                _hook_failed(hook, raised)
+            except RecursionError:
+                pass
 
 
 def _failure(
-    p: Pipeline, c: Any, exc: BaseException, allow_retry: bool, aio: bool
+    p: Pipeline,
+    c: Any,
+    exc: BaseException,
+    allow_retry: bool,
+    aio: bool,
+    decide: bool = True,
+    hooks: bool = True,
 ) -> Generator[Any, None, Any]:
     """One failed attempt, from the outcome to what the wrapper must do next.
 
     A generator so that it is written once: :func:`fail` drives it without awaiting anything,
     :func:`afail` awaits what it yields (async observers, async handlers, the retry sleep).
+    Out of stack part-way (near the recursion limit), what it had not notified yet runs later.
     """
+    progress = [0]
+    try:
+        if decide and exc.__class__ is RecursionError and _deep():
+            # The function ran out of stack: so would its observers, part-way.  Everything is
+            # told later, from a shallower frame; the exception stands.
+            raise RecursionError
+        return (yield from _failure_steps(p, c, exc, allow_retry, aio, decide, hooks, progress))
+    except RecursionError:
+        stage = progress[0]
+        if stage < 2:  # nothing notified yet: all of it, later (the exception stands)
+            c._state = _EXEC
+            _DEFERRED[0] = (
+                (_late_failure, (p, c, None, None, None, 0.0, c._attempt, exc, stage == 0)),
+                _DEFERRED[0],
+            )
+        elif stage < 4:  # POST_FAILURE told, COMPLETED not yet
+            c._state = _DONE
+            _DEFERRED[0] = (
+                (_late_states, (p.completed, (
+                    c._info, c._args, c._kwargs, c._ts, c._start, _DONE, c._attempt, c._time,
+                    c._value, c._exc, c._rare,
+                ))),
+                _DEFERRED[0],
+            )
+        return RERAISE
+
+
+def _failure_steps(
+    p: Pipeline,
+    c: Any,
+    exc: BaseException,
+    allow_retry: bool,
+    aio: bool,
+    decide: bool,
+    hooks: bool,
+    progress: List[int],
+) -> Generator[Any, None, Any]:
+    """The body of :func:`_failure`; ``progress[0]`` says how far it got (1: handler hooks
+    run, 2: POST_FAILURE notified, 3: decided, 4: COMPLETED or ERROR notified)."""
     if p.timed:
         t = p.monotonic() - c._start
         c._time = t if t > 0.0 else 0.0  # a clock that went backwards: never a negative time
@@ -304,8 +475,9 @@ def _failure(
     if not isinstance(exc, Exception) or isinstance(exc, GeneratorExit):
         # Cancellation (GeneratorExit, CancelledError) completes; any other BaseException is an
         # interruption (ERROR).  Neither is a failure: never retried, never recovered.
-        if chain.record_interrupt:
+        if chain.record_interrupt and hooks:
             _hooks(chain.record_interrupt, exc, c)
+        progress[0] = 2
         if _is_cancellation(exc):
             c._more().cancelled = True
             _set(p, c, _DONE)
@@ -314,21 +486,40 @@ def _failure(
             _set(p, c, _ERROR)
             regs = p.error
         if regs:
-            pending = yield from _notify_steps(regs, c, None, aio and p.anotify)
+            try:
+                pending = yield from _notify_steps(regs, c, None, aio and p.anotify)
+            except RecursionError:  # no stack to start notifying: later
+                _DEFERRED[0] = ((_late_states, (regs, (
+                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
+                    c._time, c._value, c._exc, c._rare,
+                ))), _DEFERRED[0])
+        progress[0] = 4
         return _pend(c, pending, RERAISE)
     _set(p, c, _FAIL)
     # Handlers' bookkeeping first, so POST_FAILURE observers see e.g. the breaker it left.
-    if chain.record_failure:
+    if chain.record_failure and hooks:
         _hooks(chain.record_failure, exc, c)
+    progress[0] = 1
     if p.failure:
-        pending = yield from _notify_steps(p.failure, c, pending, aio and p.anotify)
+        try:
+            pending = yield from _notify_steps(p.failure, c, pending, aio and p.anotify)
+        except RecursionError:
+            _DEFERRED[0] = ((_late_states, (p.failure, (
+                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
+                    c._time, c._value, c._exc, c._rare,
+                ))), _DEFERRED[0])
+    progress[0] = 2
     decision: Any = None
     by = ""
-    if chain and pending is None:
-        if aio and chain.is_async:
-            decision, by = yield chain.adecide(exc, c, allow_retry)
-        else:
-            decision, by = chain.decide(exc, c, allow_retry)
+    if chain and pending is None and decide:
+        try:
+            if aio and chain.is_async:
+                decision, by = yield chain.adecide(exc, c, allow_retry)
+            else:
+                decision, by = chain.decide(exc, c, allow_retry)
+        except RecursionError:  # no stack to ask the handlers: the exception stands
+            decision, by = None, ""
+    progress[0] = 3
     kind = type(decision)
     if kind is Retry:
         try:
@@ -354,7 +545,14 @@ def _failure(
         c._more().recovered_by = by
     _set(p, c, _DONE)
     if p.completed:
-        pending = yield from _notify_steps(p.completed, c, pending, aio and p.anotify)
+        try:
+            pending = yield from _notify_steps(p.completed, c, pending, aio and p.anotify)
+        except RecursionError:
+            _DEFERRED[0] = ((_late_states, (p.completed, (
+                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
+                    c._time, c._value, c._exc, c._rare,
+                ))), _DEFERRED[0])
+    progress[0] = 4
     if kind is Recover:
         return _pend(c, pending, RECOVER)
     if kind is Raise and decision.exception is not exc:
@@ -706,6 +904,7 @@ class _Writer:
             return
         if reg.guard:
             self.w(f"{_PREFIX}act.append({r})")
+        late: Optional[Tuple[str, str]] = None
         if reg.is_async:
             # Awaited with the guard set for this task and what it hands to threads.
             self.ensure_ctx(phase)
@@ -714,7 +913,10 @@ class _Writer:
         elif reg.call is not None:
             if reg.needs_context:
                 self.ensure_ctx(phase)
-            call = f"{self.use(f'cb{tag}', reg.call)}({self.args(reg.inject, phase)})"
+            cb = self.use(f"cb{tag}", reg.call)
+            args = self.args(reg.inject, phase)
+            call = f"{cb}({args})"
+            late = (cb, f"({args},)" if args else "()")
             self.w("try:")
             if reg.escalates:
                 self.w(f"    if {call} is {self.use('NC', NEEDS_CONTEXT)}:")
@@ -730,16 +932,39 @@ class _Writer:
             self.ensure_ctx(phase)
             self.w("try:")
             self.w(f"    {r}.update({C})")
-        self.isolate(reg, r, push=reg.guard)
+            late = (f"{r}.update", f"({C},)")
+        self.isolate(reg, r, push=reg.guard, late=late)
         self.close(opened)
 
-    def isolate(self, reg: Registration, r: str, push: bool) -> None:
-        """The except clauses after an observer call: it never breaks the observed call."""
+    def isolate(
+        self, reg: Registration, r: str, push: bool, late: Optional[Tuple[str, str]] = None
+    ) -> None:
+        """The except clauses after an observer call: it never breaks the observed call.
+
+        ``late``: the callable and the argument tuple, to run the notification again later if
+        the stack was too deep for it now (see ``_DEFERRED``).
+        """
         e = f"{_PREFIX}oe"
         with self.rare_code():
             rr = self.use(r[len(_PREFIX):], reg)
+            of = self.use("of", _obs_failed)
+            defer = self.use("DEFER", _DEFERRED)
+            if late is not None:
+                # Out of stack before the observer even started (the traceback ends in this
+                # frame): run it later.  Out of stack part-way is its failure, like any other.
+                self.w(f"except {self.b('RecursionError')} as {e}:")
+                self.w(f"    if {e}.__traceback__.tb_next is None:")
+                self.w(
+                    f"        {defer}[0] = (({self.use('late', _late_notify)}, "
+                    f"({rr}, {late[0]}, {late[1]})), {defer}[0])"
+                )
+                self.w("    else:")
+                self.w(f"        {defer}[0] = (({of}, ({rr}, {e})), {defer}[0])")
             self.w(f"except {self.b('Exception')} as {e}:")
-            self.w(f"    {self.use('of', _obs_failed)}({rr}, {e})")
+            self.w("    try:")
+            self.w(f"        {of}({rr}, {e})")
+            self.w(f"    except {self.b('Exception')}:  # no stack even to report it: later")
+            self.w(f"        {defer}[0] = (({of}, ({rr}, {e})), {defer}[0])")
             self.w(f"except {self.b('BaseException')} as {e}:")
             self.w(f"    {_PREFIX}p = {self.use('ob', _obs_base)}({rr}, {e}, {_PREFIX}p)")
         self.w("else:")
@@ -835,20 +1060,35 @@ class _Writer:
         if not p.sees_failures:
             self.w("raise")  # nobody to tell and nothing to decide: not even a context
             return
-        self.ensure_ctx("attempt")
-        self.capture_done()
+        self.drain()
         if self.aio and (p.anotify or p.chain.is_async):
             step = f"await {self.use('afail', afail)}"
         else:
             step = self.use("fail", fail)
         x = f"{_PREFIX}x"
         self.w(f"{x} = {self.use('RERAISE', RERAISE)}")
-        self.w("try:")
-        self.w(f"    {x} = {step}({self.use('P', p)}, {C}, {_PREFIX}e, {loop})")
         # The failure step must never replace the function's exception, not even near the
-        # recursion limit: if it cannot run, the original is re-raised untouched.
-        self.w(f"except {self.b('Exception')}:")
-        self.w("    pass")
+        # recursion limit: if it cannot run, the original is re-raised untouched, and the
+        # step's notifications run later (see _DEFERRED).
+        self.w("try:")
+        self.indent += 1
+        self.cond += 1
+        self.ensure_ctx("attempt")
+        self.capture_done()
+        self.w(f"{x} = {step}({self.use('P', p)}, {C}, {_PREFIX}e, {loop})")
+        self.indent -= 1
+        self.cond -= 1
+        self.w(f"except {self.b('Exception')} as {_PREFIX}fe:")
+        # No stack for the step (or for its first frame inside): nothing was notified, so it
+        # all runs later.  A step that ran part-way handles its own shortage.
+        self.w(f"    {_PREFIX}tb = {_PREFIX}fe.__traceback__.tb_next")
+        self.w(f"    if {_PREFIX}tb is None or {_PREFIX}tb.tb_next is None:")
+        defer = self.use("DEFER", _DEFERRED)
+        self.w(
+            f"        {defer}[0] = (({self.use('latef', _late_failure)}, "
+            f"({self.use('P', p)}, {C}, {self.use('info', None)}, {self.shape.args_expr()}, "
+            f"{self.shape.kwargs_expr()}, {_PREFIX}t0, {_PREFIX}n, {_PREFIX}e)), {defer}[0])"
+        )
         if loop:
             self.w(f"if {x} is {self.use('RETRY', RETRY)}:")
             self.w("    continue")
@@ -859,6 +1099,14 @@ class _Writer:
         self.w(f"if {x} is {self.use('PENDING', PENDING)}:")
         self.w(f"    raise {C}._rare.raise_")
         self.w("raise")
+
+    def drain(self) -> None:
+        """Run what a deeper call could not (cheap: one truth test when there is nothing)."""
+        self.w(f"if {self.use('DEFER', _DEFERRED)}[0] is not None:")
+        self.w("    try:")
+        self.w(f"        {self.use('drain', _drain)}()")
+        self.w(f"    except {self.b('Exception')}:")
+        self.w("        pass")
 
     def pre_interrupted(self) -> None:
         """A PRE_EXECUTION observer raised KeyboardInterrupt/SystemExit: the call does not run;
@@ -896,7 +1144,15 @@ class _Writer:
                 self.pre_interrupted()
             self.ctx = ctx
         mono = self.use("mono", p.monotonic) if p.timed else None
-        self.w(f"{_PREFIX}t0 = {mono}()" if mono else f"{_PREFIX}t0 = 0.0")
+        if mono:
+            # Even a C call can hit the recursion limit (up to 3.11): then the call goes on
+            # untimed rather than die here with its PRE_EXECUTION told and no outcome.
+            self.w("try:")
+            self.w(f"    {_PREFIX}t0 = {mono}()")
+            self.w(f"except {self.b('Exception')}:")
+            self.w(f"    {_PREFIX}t0 = 0.0")
+        else:
+            self.w(f"{_PREFIX}t0 = 0.0")
         self.when_ctx(f"{C}._start = {_PREFIX}t0")
         loop = p.can_retry and kind in ("function", "coroutine")
         if loop:
@@ -937,12 +1193,18 @@ class _Writer:
             self.indent -= 1
         # -- success
         if mono:
-            self.w(f"{_PREFIX}t = {mono}() - {_PREFIX}t0")
+            self.w("try:")
+            self.w(f"    {_PREFIX}t = {mono}() - {_PREFIX}t0")
+            self.w(f"except {self.b('Exception')}:  # no stack even for the clock")
+            self.w(f"    {_PREFIX}t = 0.0")
             self.w(f"if {_PREFIX}t < 0.0:")
             self.w(f"    {_PREFIX}t = 0.0  # a clock that went backwards: never a negative time")
         else:
             self.w(f"{_PREFIX}t = 0.0")
-        self.when_ctx(f"{C}._time = {_PREFIX}t; {C}._value = {_PREFIX}v")
+        # After a retry the context still holds the failed attempt's exception: a success
+        # clears it (``exception`` is the latest failed attempt's, kept only by a recovery).
+        clear = f"; {C}._exc = None" if loop else ""
+        self.when_ctx(f"{C}._time = {_PREFIX}t; {C}._value = {_PREFIX}v{clear}")
         self.capture_done()
         chain = p.chain
         for i, hook in enumerate(chain.after_success):
@@ -978,6 +1240,7 @@ class _Writer:
             self.when_ctx(f"{C}._state = {self.state(_DONE)}")
         self.dispatch(p.completed, "done")
         if p.observers:
+            self.drain()
             self.w(f"if {_PREFIX}p is not None:")
             self.w(f"    raise {_PREFIX}p")
         self.w("return" if kind == "async_generator" else f"return {_PREFIX}v")

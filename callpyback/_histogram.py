@@ -78,26 +78,35 @@ class Histogram:
         buckets[key] = buckets.get(key, 0) + 1
 
     def add_many(self, values: Sequence[float]) -> None:
-        """Record a batch of values: the same result as ``add`` for each, at C speed."""
+        """Record a batch of values: the same result as ``add`` for each, at C speed.
+
+        Failure-atomic: everything is computed before anything changes, so an exception (out of
+        memory, the recursion limit) leaves the histogram as it was.
+        """
         if not values:
             return
-        self.count += len(values)
-        self.sum += sum(values)
+        n = len(values)
+        total = sum(values)
         lo, hi = min(values), max(values)
+        zero = 0
+        if lo < MIN_VALUE:
+            kept = [v for v in values if v >= MIN_VALUE]
+            zero = n - len(kept)
+            values = kept
+        if hi > MAX_VALUE:
+            values = list(map(min, values, repeat(MAX_VALUE)))
+        keys = Counter(map(_floor, map(mul, map(_log, values), repeat(self._inv_log_gamma))))
+        # From here on only C-level updates: they cannot fail part-way.
+        self.count += n
+        self.sum += total
         if lo < self.min:
             self.min = lo
         if hi > self.max:
             self.max = hi
-        if lo < MIN_VALUE:
-            kept = [v for v in values if v >= MIN_VALUE]
-            self._zero += len(values) - len(kept)
-            values = kept
-        if hi > MAX_VALUE:
-            values = list(map(min, values, repeat(MAX_VALUE)))
-        keys = map(_floor, map(mul, map(_log, values), repeat(self._inv_log_gamma)))
+        self._zero += zero
         buckets = self._buckets
-        for key, n in Counter(keys).items():
-            buckets[key] = buckets.get(key, 0) + n
+        for key, count in keys.items():
+            buckets[key] = buckets.get(key, 0) + count
 
     @property
     def mean(self) -> Optional[float]:

@@ -13,26 +13,27 @@ from .errors import ConfigurationError
 
 __all__ = ["INJECTABLE", "Injection", "context_caller", "resolve_injection"]
 
-#: Parameter name -> the context attribute it is read from on generic paths.
+#: Parameter name -> how generic paths read it off the engine's context (its own slots where
+#: the value is stored as is: no property frame, which matters near the recursion limit).
 INJECTABLE = {
     "context": "c",
-    "function_signature": "c.function_signature",
+    "function_signature": "c._info.signature",
     "arguments": "c.arguments",
-    "state": "c.state",
+    "state": "c._state",
     "result": "c.result",
     "local_variables": "c.local_variables",
     "metadata": "c.metadata",
     "timestamp": "c.timestamp",
-    "execution_time": "c.execution_time",
-    "exception": "c.exception",
-    "value": "c.value",
-    "args": "c.args",
+    "execution_time": "c._time",
+    "exception": "c._exc",
+    "value": "c._value",
+    "args": "c._args",
     "kwargs": "c.kwargs",
-    "function": "c.function",
-    "attempt": "c.attempt",
-    "function_info": "c.function_info",
+    "function": "c._info.function",
+    "attempt": "c._attempt",
+    "function_info": "c._info",
     "outcome": "c.outcome",
-    "target": "c.target",
+    "target": "c._info.target",
 }
 
 #: One injected argument: (keyword name, or None for positional; source name in INJECTABLE).
@@ -111,18 +112,29 @@ def resolve_injection(callback: Callable[..., Any], owner: str) -> Optional[Inje
 
 
 def context_caller(
-    callback: Callable[..., Any], injection: Optional[Injection], owner: str
+    callback: Callable[..., Any],
+    injection: Optional[Injection],
+    owner: str,
+    escalate_to: Optional[Callable[[Any], Any]] = None,
 ) -> Callable[[Any], Any]:
     """``call(context)`` calling ``callback`` with its injected arguments read off the context.
 
     Generated as straight-line attribute reads, so a callback costs one extra call on the
-    paths that hand observers a context (failures, retries, background dispatch).
+    paths that hand observers a context (failures, retries, background dispatch).  With
+    ``escalate_to``, a callback answering NEEDS_CONTEXT gets ``escalate_to(context)`` called.
     """
     if injection is None:
         return callback
     parts = [INJECTABLE[src] if kw is None else f"{kw}={INJECTABLE[src]}" for kw, src in injection]
-    source = f"def call(c):\n    return _cb({', '.join(parts)})\n"
-    namespace: dict[str, Any] = {"_cb": callback}
+    if escalate_to is None:
+        source = f"def call(c):\n    return _cb({', '.join(parts)})\n"
+    else:
+        source = (
+            f"def call(c):\n    if _cb({', '.join(parts)}) is _NC:\n        _up(c)\n"
+        )
+    from ._engine import NEEDS_CONTEXT
+
+    namespace: dict[str, Any] = {"_cb": callback, "_NC": NEEDS_CONTEXT, "_up": escalate_to}
     exec(compile(source, f"<callpyback injector for {owner}>", "exec"), namespace)
     call: Callable[[Any], Any] = namespace["call"]
     return call

@@ -173,7 +173,7 @@ class CircuitBreaker:
             self._clock = clock
             now = clock.monotonic()
             state = self._state
-            if state is OPEN and now - self._opened_at >= settings.recovery_timeout:
+            if state is OPEN and self._since_open(now) >= settings.recovery_timeout:
                 state = self._move(HALF_OPEN, now, "recovery timeout elapsed", events)
             admitted: Tuple[int, bool] | None = None
             remaining = 0.0
@@ -188,7 +188,7 @@ class CircuitBreaker:
                     self._trials += 1
                     admitted = (self._generation, True)
             else:
-                remaining = settings.recovery_timeout - (now - self._opened_at)
+                remaining = settings.recovery_timeout - self._since_open(now)
             if admitted is None:
                 self._rejected += 1
         # Listeners and the raise both happen outside the lock (unwinding through a held
@@ -244,6 +244,14 @@ class CircuitBreaker:
         with self._lock:
             if token == self._generation and self._state is HALF_OPEN:
                 self._trials = max(0, self._trials - 1)
+
+    def _since_open(self, now: float) -> float:
+        """Seconds the breaker has been open (with the lock held).  A clock that went backwards
+        re-anchors the opening at ``now``: the breaker then waits one recovery timeout, never
+        however far the clock jumped."""
+        if now < self._opened_at:
+            self._opened_at = now
+        return now - self._opened_at
 
     def _record_window(self, failed: bool) -> None:
         window = self._window
@@ -322,7 +330,7 @@ class CircuitBreaker:
             events: List[BreakerEvent] = []
             with self._lock:
                 now = self._clock.monotonic()
-                if self._state is OPEN and now - self._opened_at >= self.settings.recovery_timeout:
+                if self._state is OPEN and self._since_open(now) >= self.settings.recovery_timeout:
                     self._move(HALF_OPEN, now, "recovery timeout elapsed", events)
             if events:
                 self._fire(events)
@@ -334,7 +342,7 @@ class CircuitBreaker:
         with self._lock:
             remaining = 0.0
             if state is OPEN and self._clock is not None:
-                elapsed = self._clock.monotonic() - self._opened_at
+                elapsed = self._since_open(self._clock.monotonic())
                 remaining = max(0.0, self.settings.recovery_timeout - elapsed)
             rate = None
             if self.settings.failure_rate is not None and self._window:

@@ -66,16 +66,20 @@ class FunctionStats:
             self.lock.release()
 
     def _fold_locked(self) -> None:
+        # Failure-atomic: the tallies are computed first and the histogram (the only call that
+        # could fail, e.g. at the recursion limit) is updated before the events are removed, so
+        # a fold that fails leaves every event for the next one.
         events = self.events
         n = len(events)
         if not n:
             return
         batch = events[:n]
-        del events[:n]
         durations: List[float] = []
         keep = durations.append
         in_flight, peak = self.in_flight, self.max_in_flight
         successes = calls = 0
+        tallies = [0, 0, 0, 0, 0]
+        retries = 0
         for event in batch:
             if event is _START:
                 in_flight += 1
@@ -90,19 +94,24 @@ class FunctionStats:
             else:
                 outcome, elapsed, attempt = event
                 calls += 1
-                field = _OUTCOME_FIELD[outcome]
-                setattr(self, field, getattr(self, field) + 1)
+                tallies[outcome] += 1
                 if attempt > 1:
-                    self.retries += attempt - 1
+                    retries += attempt - 1
                 if elapsed is not None:
                     keep(elapsed)
                 # A call that started before the observer was attached has no start event.
                 if in_flight > 0:
                     in_flight -= 1
+        self.histogram.add_many(durations)
+        del events[:n]
         self.in_flight, self.max_in_flight = in_flight, peak
         self.calls += calls
-        self.successes += successes
-        self.histogram.add_many(durations)
+        self.successes += successes + tallies[_SUCCESS]
+        self.failures += tallies[_FAILURE]
+        self.recoveries += tallies[_RECOVERED]
+        self.cancelled += tallies[_CANCELLED]
+        self.interrupted += tallies[_INTERRUPTED]
+        self.retries += retries
 
     def reset(self) -> None:
         with self.lock:
