@@ -257,3 +257,19 @@ def test_errors_do_not_print_secret_values() -> None:
     message = str(info.value)
     assert "hunter2" not in message
     assert [p.given for p in info.value.problems] == ["***", "***"]
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_deeply_nested_document_is_a_clear_error(depth: int) -> None:
+    """Nesting deeper than the limit is one located problem, never a RecursionError."""
+    text = "x = " + "[" * depth + "]" * depth + "\n"
+    with pytest.raises(ConfigError) as info:
+        load_text(text, file="deep.toml", registry=make_registry(), env={})
+    (problem,) = info.value.problems
+    assert "nested more than 32 levels deep" in problem.message
+    assert problem.file == "deep.toml"
+    with pytest.raises(ConfigError, match="nested more than 32"):
+        nested: list = [1]
+        for _ in range(40):
+            nested = [nested]
+        callpyback.configure({"x": nested}, registry=make_registry(), env={})

@@ -274,3 +274,42 @@ def test_plugin_rejecting_the_config_is_a_config_error(project: Path) -> None:
             _load(project, settings={"max_observer_failures": 99})
     finally:
         plugins.reset()
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "expected"),
+    [
+        ("${A:-${B}}", {"B": "alpha"}, "alpha"),  # a reference inside a default
+        ("${A:-${B:-z}}!", {}, "z!"),
+        ("${A:-${UNSET}}", {"A": "set"}, "set"),  # an unused default is never expanded
+        ("${EMPTY:-x}", {"EMPTY": ""}, "x"),  # ':-' replaces an empty value, as in sh
+        ("[${EMPTY}]", {"EMPTY": ""}, "[]"),  # set but empty, and no default: empty
+        ("${A}-$${A}-$5", {"A": "1"}, "1-${A}-$5"),
+    ],
+)
+def test_env_substitution_has_shell_semantics(value: str, env: dict, expected: str) -> None:
+    """Nested defaults, ':-' for unset or empty, $${ as a literal ${."""
+    from callpyback.config import load_text
+
+    config = load_text(f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n',
+                       registry=make_registry(), env=env)
+    assert config.components["observer"]["r"].options == {"label": expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("${abc", "environment reference '${abc' is not closed by '}'"),
+        ("${A:-${B}", "environment reference '${A:-${B}' is not closed by '}'"),
+        ("${A:-${UNSET}}", "environment variable 'UNSET' is not set and has no default"),
+    ],
+)
+def test_env_substitution_errors(value: str, message: str) -> None:
+    """An unclosed reference is an error, not a literal; a used default's own reference too."""
+    from callpyback.config import load_text
+
+    with pytest.raises(ConfigError) as info:
+        load_text(f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n', file="f.toml",
+                  registry=make_registry(), env={})
+    (problem,) = info.value.problems
+    assert message in problem.message and problem.key == "observers.r.label"

@@ -26,7 +26,7 @@ from ._models import (
 )
 from ._patterns import PatternError, compile_pattern
 from ._precedence import CONFIG_ENV, DISABLED_ENV, UNSET, choose, discover, env_name
-from ._toml import Locator, parse_toml
+from ._toml import Locator, parse_toml, too_deep
 
 __all__ = ["build_config", "load_config", "resolve_exception"]
 
@@ -601,6 +601,10 @@ def build_config(
     builder = _Builder({}, source, locator, registry)
     if not isinstance(document, Mapping):
         builder.add((), Problem("the configuration must be a table (a mapping)", given=document))
+        raise ConfigError(builder.problems, source)
+    deep = too_deep(document)
+    if deep is not None:
+        builder.add(*deep)
         raise ConfigError(builder.problems, source)
     document, env_problems, env_refs = substitute(dict(document), env)
     builder.doc = document
