@@ -313,3 +313,36 @@ def test_env_substitution_errors(value: str, message: str) -> None:
                   registry=make_registry(), env={})
     (problem,) = info.value.problems
     assert message in problem.message and problem.key == "observers.r.label"
+
+
+@pytest.mark.parametrize(
+    ("value", "off"),
+    [("1", True), ("y", True), ("YES", True), (" on ", True), ("2", True), ("sure", True),
+     ("0", False), ("no", False), ("n", False), ("off", False), ("", False)],
+)
+def test_kill_switch_means_the_same_to_the_hook_and_to_the_config(
+    project: Path, monkeypatch: pytest.MonkeyPatch, value: str, off: bool
+) -> None:
+    """One parser: CALLPYBACK_DISABLED disables install() exactly when it disables wrapper_for.
+
+    A value that is not a boolean word counts as set (the switch must not fail open)."""
+    from callpyback import autoinstrument
+
+    write(project, SIMPLE)
+    monkeypatch.setenv("CALLPYBACK_DISABLED", value)
+    config = _load(project, env={"CALLPYBACK_DISABLED": value})
+    assert autoinstrument.disabled() is off
+    assert (config.wrapper_for("shop", "f") is None) is off
+    assert config.settings.enabled is not off
+    if value in ("2", "sure"):
+        assert "not a boolean" in config.origins["enabled"]
+
+
+def test_boolean_settings_from_the_environment_use_the_same_words(project: Path) -> None:
+    """CALLPYBACK_ENABLE_ASYNC_OBSERVERS=y is true; =2 is an error naming the variable."""
+    assert _load(project, env={"CALLPYBACK_ENABLE_ASYNC_OBSERVERS": "y"}).settings \
+        .enable_async_observers is True
+    with pytest.raises(ConfigError) as info:
+        _load(project, env={"CALLPYBACK_ENABLE_ASYNC_OBSERVERS": "2"})
+    (problem,) = info.value.problems
+    assert problem.file == "<environment CALLPYBACK_ENABLE_ASYNC_OBSERVERS>"

@@ -14,6 +14,7 @@ import os
 import threading
 from typing import Any, Optional
 
+from ..config._flags import AUTOINSTALL_ENV, DISABLED_ENV, kill_switch
 from ._instrument import Event, InstrumentationWarning
 from ._selector import Selector
 from ._state import Installation, Report, UninstallResult
@@ -37,9 +38,7 @@ __all__ = [
 ]
 
 #: ``CALLPYBACK_DISABLED=1``: the kill switch.  Nothing is installed, nothing is wrapped.
-DISABLE_ENV = "CALLPYBACK_DISABLED"
-#: ``CALLPYBACK_AUTOINSTALL=1``: the ``.pth`` bootstrap installs the hook at interpreter start.
-AUTOINSTALL_ENV = "CALLPYBACK_AUTOINSTALL"
+DISABLE_ENV = DISABLED_ENV
 #: ``CALLPYBACK_CONFIG=path``: the config file the bootstrap (and ``install()``) loads.
 CONFIG_ENV = "CALLPYBACK_CONFIG"
 
@@ -47,13 +46,21 @@ _lock = threading.Lock()  # guards install/uninstall only; never held while modu
 _installation: Optional[Installation] = None
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+_warned: set[str] = set()
 
 
 def disabled() -> bool:
-    """True when the kill switch ``CALLPYBACK_DISABLED`` is set."""
-    return _flag(DISABLE_ENV)
+    """True when the kill switch ``CALLPYBACK_DISABLED`` is set.
+
+    It is read by the same parser as every boolean setting (``callpyback.config._flags``), so
+    the hook and ``Config.wrapper_for`` always agree.  A value that is not a boolean counts as
+    set, and is reported once on the ``callpyback.autoinstrument`` logger.
+    """
+    switch = kill_switch()
+    if switch.warning and switch.warning not in _warned:
+        _warned.add(switch.warning)
+        _log().warning("callpyback: %s", switch.warning)
+    return switch.on
 
 
 def _current() -> Optional[Installation]:

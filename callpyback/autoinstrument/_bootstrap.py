@@ -18,9 +18,13 @@ def boot() -> None:
     if _booted:
         return
     _booted = True
-    from . import AUTOINSTALL_ENV, _flag, disabled, install
+    from ..config._flags import autoinstall
+    from . import AUTOINSTALL_ENV, disabled, install
 
-    if not _flag(AUTOINSTALL_ENV) or disabled():
+    switch = autoinstall()
+    if switch.warning:
+        print(f"callpyback: {switch.warning}", file=sys.stderr)
+    if not switch.on or disabled():
         return
     try:
         install()

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ._config import MISSING, REDACTED, ComponentRef, Config, PipelineConfig, is_secret
 from ._env import substitute
 from ._errors import ConfigError, KeyPath, Problem, format_path, suggest
+from ._flags import kill_switch
 from ._models import (
     INHERITED,
     SECTIONS,
@@ -30,7 +31,6 @@ from ._toml import Locator, parse_toml, too_deep
 
 __all__ = ["build_config", "load_config", "resolve_exception"]
 
-_TRUE = {"1", "true", "yes", "on"}
 _EXC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.:][A-Za-z_][A-Za-z0-9_]*)*\Z")
 _BUILTIN_EXCEPTIONS = sorted(
     n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
@@ -563,9 +563,12 @@ def _settings(
             value = [v.strip() for v in str(value).split(",") if v.strip()]
         values[key] = value
         origins[key] = chosen.origin
-    if str(env.get(DISABLED_ENV, "")).strip().lower() in _TRUE:
+    killed = kill_switch(env)
+    if killed.on:
         values["enabled"] = False
-        origins["enabled"] = f"environment {DISABLED_ENV} (kill switch)"
+        origins["enabled"] = f"environment {DISABLED_ENV} (kill switch)" + (
+            f"; {killed.warning}" if killed.warning else ""
+        )
     try:
         return SettingsModel.model_validate(values), origins
     except Exception as exc:
