@@ -232,11 +232,9 @@ class _Builder:
         try:
             spec = self.registry.get(kind, type_)
         except UnknownComponentError as exc:
-            plugins = sorted(getattr(self.registry, "plugins", {}) or {})
             known = self.registry.names(kind)
             self.add(type_path, Problem(
-                f"unknown {kind} type {type_!r}; installed plugins: "
-                f"{', '.join(plugins) or '(none)'}",
+                f"unknown {kind} type {type_!r}; {self.registry.availability(type_)}",
                 given=type_,
                 allowed=", ".join(known) or f"(no {kind} types are registered)",
                 suggestions=list(exc.suggestions),
@@ -326,10 +324,9 @@ class _Builder:
             return None
         names = sorted(declared) if isinstance(declared, dict) else []
         types = self.registry.names(kind)
-        plugins = sorted(getattr(self.registry, "plugins", {}) or {})
         self.add(path, Problem(
             f"unknown {kind} {value!r}: neither a name declared in [{section}] nor a registered "
-            f"{kind} type; installed plugins: {', '.join(plugins) or '(none)'}",
+            f"{kind} type; {self.registry.availability(value)}",
             given=value,
             allowed="declared: " + (", ".join(names) or "(none)")
             + "; types: " + (", ".join(types) or "(none)"),

@@ -7,9 +7,11 @@ registry and can say which names exist.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._errors import ConfigError, Problem
 
 __all__ = [
     "INHERITED",
@@ -82,3 +84,45 @@ INHERITED = (
     "max_observer_failures",
     "enable_async_observers",
 )
+
+
+# --- registry.create(): a ConfigError that older code can still catch as pydantic's -------------
+
+
+class ComponentOptionsError(ConfigError, ValidationError):
+    """Bad options given to ``Registry.create`` / ``ComponentSpec.create``.
+
+    A :class:`ConfigError` (its message and ``problems`` name each option, the value given,
+    what is allowed and the component type), and also pydantic's ``ValidationError``, whose
+    ``errors()`` it keeps, so that code written against earlier releases keeps working.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        # pydantic builds the instance (from_exception_data); options_error() fills it in.
+        pass
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> Any:
+        return (ConfigError, (self.problems, self.source))
+
+
+def options_error(problems: Sequence[Problem], source: str, cause: Any) -> ConfigError:
+    """The error for options that failed their model: a ComponentOptionsError when pydantic can
+    rebuild its own error from ``cause``, else a plain ConfigError (same message and problems)."""
+    try:
+        details = [
+            {"type": e["type"], "loc": e["loc"], "input": e.get("input"), "ctx": e.get("ctx", {})}
+            for e in cause.errors(include_url=False)
+        ]
+        error = ComponentOptionsError.from_exception_data(cause.title, details)  # type: ignore[arg-type]
+    except Exception:
+        error = None
+    if not isinstance(error, ComponentOptionsError):
+        return ConfigError(problems, source)
+    ConfigError.__init__(error, problems, source)
+    return error
