@@ -78,11 +78,13 @@ class ComponentSpec:
             return f"{self.plugin} (distribution {self.distribution})"
         return self.plugin
 
-    def validate(self, options: Mapping[str, Any]) -> Any:
+    def validate(self, options: Mapping[str, Any], context: Optional[Any] = None) -> Any:
         """Validated options as the model instance (or the plain dict when there is no model).
 
         Raises pydantic's ``ValidationError`` untouched, so configuration can map each error to
-        a key path and a line of the file.
+        a key path and a line of the file.  ``context`` is pydantic's validation context; the
+        configuration passes ``{callpyback._builtin_options.NO_IMPORT: True}`` so that
+        validating imports no user code.
         """
         if self.options is None:
             if options:
@@ -93,7 +95,7 @@ class ComponentSpec:
         validate = getattr(self.options, "model_validate", None)
         if validate is None:
             return self.options(**options)
-        return validate(dict(options))
+        return validate(dict(options), context=context)
 
     def create(self, options: Optional[Mapping[str, Any]] = None) -> Any:
         """Validate ``options`` and build the component.

@@ -103,11 +103,13 @@ def test_check_ok(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_bad_file_lists_every_problem(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A bad config: exit 1, each problem with file:line, key, given, allowed, did you mean."""
+    """A bad config: exit 1, each problem with file:line, key, given, allowed, did you mean.
+
+    The problems are the report: on stdout (``callpyback check | less`` shows them)."""
     bad = project / "bad.toml"
     bad.write_text(BAD, encoding="utf-8")
     assert main(["check", str(bad)]) == 1
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out
     assert "2 problems in" in err
     assert f"{bad}:2: version" in err
     assert f"{bad}:5: pipelines[0].error_handlers[0]" in err
@@ -140,7 +142,7 @@ def test_check_exit_status_through_console_entry(project: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "callpyback", "check", "bad.toml"], cwd=project,
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 1
-    assert "unsupported configuration version" in bad.stderr
+    assert "unsupported configuration version" in bad.stdout
 
 
 def test_explain_target(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -321,7 +323,7 @@ def test_dump_toml_round_trips() -> None:
 def test_check_build_reports_factory_failures(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--build constructs every pipeline, so an unimportable exception class is reported."""
+    """check builds every pipeline, so an unimportable exception class is reported."""
     (project / "callpyback.toml").write_text(
         '[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
         'exception_classes = ["no_such_module_zz.Error"]\n'
@@ -329,10 +331,11 @@ def test_check_build_reports_factory_failures(
         'exception_classes = ["other_missing_zz:Error"]\n',
         encoding="utf-8",
     )
-    assert main(["check"]) == 0
+    assert main(["check", "--no-build"]) == 0
     capsys.readouterr()
+    assert main(["check"]) == 1  # building is the default
     assert main(["check", "--build"]) == 1
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out
     assert "2 problems" in err
     assert ":4: pipelines[0].exception_classes" in err
     assert ":8: pipelines[1].exception_classes" in err

@@ -79,7 +79,7 @@ def test_import_hook_applies_the_configured_pipelines(package: Path) -> None:
     assert not hasattr(payments._helper, "__callpyback__")
     assert reports.build() == "cached report"
 
-    seen = config.instance(config.components["observer"]["seen"])
+    seen = config.assembly.instance(config.components["observer"]["seen"])
     assert isinstance(seen, RecordingObserver)
     completed = [q for state, q in seen.events if state == "COMPLETED"]
     assert completed == ["charge", "Cart.add", "build"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import callpyback
+from callpyback.cli._render import explain
 from callpyback.config import ConfigError, configure, current_config, load_config
 from callpyback.config._precedence import choose
 from tests.config_helpers import make_registry, write
@@ -141,7 +142,7 @@ def test_kill_switch_overrides_everything(project: Path) -> None:
     assert "kill switch" in config.origins["enabled"]
     assert config.pipeline_for("shop:f") is not None  # still explainable...
     assert config.wrapper_for("shop", "f") is None  # ...but nothing is applied
-    assert "disabled" in config.explain("shop:f")
+    assert "disabled" in explain(config, "shop:f")
 
 
 def test_choose_is_the_single_precedence_rule() -> None:
@@ -175,14 +176,14 @@ def test_env_substitution(project: Path) -> None:
     assert rec.options == {"label": "audit-x-${NOT}"}
     assert config.components["error_handler"]["net"].options["attempts"] == "3"
     assert config.pipelines[0].match == ("shop.payments",)
-    handler = config.instance(config.components["error_handler"]["net"])
+    handler = config.assembly.instance(config.components["error_handler"]["net"])
     assert handler.attempts == 3  # the options model converted the substituted string
 
 
 def test_version_is_optional_and_one_is_accepted(project: Path) -> None:
     """``version`` defaults to 1; 1 is the only supported version."""
     write(project, "[settings]\nenabled = true\n")
-    assert _load(project).document.get("version") is None
+    assert _load(project).version == 1
     write(project, "version = 1\n")
     assert _load(project).settings.enabled
 

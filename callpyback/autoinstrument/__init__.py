@@ -71,9 +71,13 @@ def install(config: Any = None) -> Optional[Report]:
     """Install the import hook; returns the report of the retrofit, or None if disabled.
 
     ``config``: None (``$CALLPYBACK_CONFIG``, else ``callpyback.toml`` discovery), a path, or a
-    loaded config (anything with ``may_match_module``, ``wrapper_for``, ``explain`` and
-    ``settings``).  Installing again replaces the previous installation (uninstalling it first).
-    A config that fails to validate raises its ``ConfigurationError`` and installs nothing.
+    loaded config (anything with ``may_match_module``, ``wrapper_for`` and ``settings``).
+    Installing again replaces the previous installation (uninstalling it first).
+
+    A :class:`~callpyback.config.Config` has every pipeline built first: a config that fails to
+    validate, or a component that cannot be built (with the default
+    ``on_build_error = "error"``), raises its :class:`~callpyback.ConfigError` and installs
+    nothing.
     """
     global _installation
     if disabled():
@@ -97,6 +101,12 @@ def install(config: Any = None) -> Optional[Report]:
         )
         uninstall()
         return None
+    from ..config._config import Config
+
+    if isinstance(selector, Config):
+        # Start-up is when a component that cannot be built must be found (an audit trail
+        # that cannot be opened): not at the first import, once per function.
+        selector.build_all()
     set_plugin_packages(discover_plugin_packages())
     set_machinery(selector)
     with _lock:

@@ -28,8 +28,11 @@ def boot() -> None:
         return
     try:
         install()
-    except Exception as exc:
-        # A broken config must not stop the program: it runs uninstrumented, and says why.
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        # Nothing may stop the interpreter here (site only contains Exception, so a
+        # SystemExit would abort every start-up): the program runs uninstrumented, and says why.
         print(
             f"callpyback: auto-instrumentation not installed ({AUTOINSTALL_ENV} is set): "
             f"{type(exc).__name__}: {exc}",
