@@ -67,7 +67,7 @@ def _current() -> Optional[Installation]:
     return _installation
 
 
-def install(config: Any = None) -> Optional[Report]:
+def install(config: Any = None, *, build: bool = True) -> Optional[Report]:
     """Install the import hook; returns the report of the retrofit, or None if disabled.
 
     ``config``: None (``$CALLPYBACK_CONFIG``, else ``callpyback.toml`` discovery), a path, or a
@@ -77,7 +77,9 @@ def install(config: Any = None) -> Optional[Report]:
     A :class:`~callpyback.config.Config` has every pipeline built first: a config that fails to
     validate, or a component that cannot be built (with the default
     ``on_build_error = "error"``), raises its :class:`~callpyback.ConfigError` and installs
-    nothing.
+    nothing.  ``build=False`` builds each pipeline when the hook first needs it instead: the
+    ``.pth`` bootstrap does that, because at interpreter start-up the program's own directory
+    is not on ``sys.path`` yet (its modules, named by exception lists, cannot be imported).
     """
     global _installation
     if disabled():
@@ -103,7 +105,7 @@ def install(config: Any = None) -> Optional[Report]:
         return None
     from ..config._config import Config
 
-    if isinstance(selector, Config):
+    if build and isinstance(selector, Config):
         # Start-up is when a component that cannot be built must be found (an audit trail
         # that cannot be opened): not at the first import, once per function.
         selector.build_all()

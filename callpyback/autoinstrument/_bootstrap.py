@@ -27,7 +27,9 @@ def boot() -> None:
     if not switch.on or disabled():
         return
     try:
-        install()
+        # Built lazily: sys.path does not hold the program's directory yet.  The parent
+        # (``callpyback run``) has built the same configuration up front.
+        install(build=False)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
