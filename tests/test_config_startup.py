@@ -282,3 +282,16 @@ def test_read_only_commands_import_nothing_named_in_the_config(
     proc = callpyback_cli(command, cwd=app)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (app / "imported.flag").exists() is imports
+
+
+def test_on_build_error_from_the_environment(tmp_path: Path) -> None:
+    """CALLPYBACK_ON_BUILD_ERROR overrides the file; a wrong value names the variable."""
+    path = tmp_path / "callpyback.toml"
+    path.write_text('[settings]\non_build_error = "error"\n', encoding="utf-8")
+    assert load_config(path, env={"CALLPYBACK_ON_BUILD_ERROR": "warn"}).settings \
+        .on_build_error == "warn"
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"CALLPYBACK_ON_BUILD_ERROR": "ignore"})
+    (problem,) = info.value.problems
+    assert problem.file == "<environment CALLPYBACK_ON_BUILD_ERROR>"
+    assert problem.allowed == "'error' or 'warn'"

@@ -236,8 +236,15 @@ class Assembly:
         if key in self._warned:
             return  # a named component shared by pipelines is reported once
         self._warned.add(key)
-        warnings.warn(
-            f"{problem}; on_build_error = \"warn\": {pipeline.label} runs without it",
+        # Located in the configuration file (as a SyntaxWarning is in source): that is where
+        # the user will look, not at the line of callpyback that noticed.
+        text = str(problem)
+        where = f"{problem.location()}: "
+        warnings.warn_explicit(
+            f"{text[len(where):] if text.startswith(where) else text}; "
+            f"on_build_error = \"warn\": {pipeline.label} runs without it",
             ComponentBuildWarning,
-            stacklevel=4,
+            filename=problem.file or self.config.source,
+            lineno=problem.line or 0,
+            module="callpyback.config",
         )
