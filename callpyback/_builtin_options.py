@@ -7,15 +7,24 @@ translate them to constructor arguments.  Imported only when plugins are discove
 
 from __future__ import annotations
 
-import builtins
-import importlib
 from typing import Any, Dict, List, Literal, Optional, Tuple, Type, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from typing_extensions import Annotated
 
 from ._handling import MISSING
+from .config._exceptions import check_exception_name, resolve_exception
 
 __all__ = [
+    "NO_IMPORT",
     "AlertRuleOptions",
     "AlertingOptions",
     "AuditOptions",
@@ -54,46 +63,10 @@ class NoOptions(Options):
     """For components that take no options."""
 
 
-def resolve_exception(name: Any) -> Type[BaseException]:
-    """``"ValueError"`` or ``"package.module.Error"`` / ``"package.module:Error"`` -> the class."""
-    if isinstance(name, type) and issubclass(name, BaseException):
-        return name
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"expected an exception class name such as 'ValueError', got {name!r}")
-    text = name.strip()
-    if ":" in text:
-        module_name, _, attr = text.partition(":")
-    elif "." in text:
-        module_name, _, attr = text.rpartition(".")
-    else:
-        module_name, attr = "builtins", text
-    if module_name == "builtins":
-        found = getattr(builtins, attr, None)
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ValueError(
-                f"cannot import module {module_name!r} for exception {name!r}: {exc}"
-            ) from None
-        found = getattr(module, attr, None)
-    if not (isinstance(found, type) and issubclass(found, BaseException)):
-        if module_name == "builtins":
-            import difflib
-
-            known = [
-                n
-                for n, v in vars(builtins).items()
-                if isinstance(v, type) and issubclass(v, BaseException)
-            ]
-            close = difflib.get_close_matches(attr, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"{name!r} is not a built-in exception{hint} (use 'package.module.Error' for "
-                "others)"
-            )
-        raise ValueError(f"{name!r} does not name an exception class in {module_name!r}")
-    return found
+#: Validation context key: ``{NO_IMPORT: True}`` checks exception names without importing
+#: their modules (what ``callpyback check --no-build``, ``explain`` and ``config show`` need);
+#: without it (``Registry.create``) names are resolved to classes.
+NO_IMPORT = "callpyback_no_import"
 
 
 def resolve_exceptions(value: Any) -> Tuple[Type[BaseException], ...]:
@@ -102,18 +75,29 @@ def resolve_exceptions(value: Any) -> Tuple[Type[BaseException], ...]:
     return tuple(resolve_exception(v) for v in value)
 
 
+def _one_exception(value: Any, info: ValidationInfo) -> Any:
+    if info.context and info.context.get(NO_IMPORT):
+        return check_exception_name(value)
+    return resolve_exception(value)
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, (str, type)) else value
+
+
+#: Names such as "ValueError" or "pkg.mod.Error"; each is checked on its own, so every bad
+#: name of a list is reported at once, and resolved to its class when the component is built.
+ExceptionName = Annotated[Any, AfterValidator(_one_exception)]
+Exceptions = Annotated[List[ExceptionName], BeforeValidator(_listify)]
+
+
 class MockTimeOptions(Options):
     """``mock``: a manual clock starting at ``initial`` seconds since the epoch."""
 
     initial: float = 0.0
 
 
-def _exc_list(value: Any) -> Optional[List[Any]]:
-    return None if value is None else list(resolve_exceptions(value))
-
-
 Level = Union[int, str, None]
-Exceptions = List[Any]  # names such as "ValueError" or "pkg.mod.Error", resolved to classes
 
 
 def _all() -> List[Any]:
@@ -133,8 +117,6 @@ class DefaultHandlerOptions(HandlerOptions):
     value: Any = None
     exceptions: Exceptions = Field(default_factory=_all)
 
-    _check = field_validator("exceptions", mode="before")(_exc_list)
-
 
 class FallbackOptions(HandlerOptions):
     """``fallback``: recover matching failures with ``value`` (put it last in the chain)."""
@@ -142,8 +124,6 @@ class FallbackOptions(HandlerOptions):
     value: Any = None
     exceptions: Exceptions = Field(default_factory=_all)
     exclude: Exceptions = Field(default_factory=list)
-
-    _check = field_validator("exceptions", "exclude", mode="before")(_exc_list)
 
 
 class RetryOptions(HandlerOptions):
@@ -158,8 +138,6 @@ class RetryOptions(HandlerOptions):
     max_delay: float = Field(default=30.0, ge=0)
     jitter: Literal["equal", "full", "none"] = "equal"
     retry_after: Optional[str] = None
-
-    _check = field_validator("exceptions", "exclude", mode="before")(_exc_list)
 
 
 class CircuitBreakerOptions(HandlerOptions):
@@ -176,8 +154,6 @@ class CircuitBreakerOptions(HandlerOptions):
     exclude: Exceptions = Field(default_factory=list)
     fallback: Any = MISSING
 
-    _check = field_validator("exceptions", "exclude", mode="before")(_exc_list)
-
 
 class TimeoutOptions(HandlerOptions):
     """``timeout``: fail an attempt that runs longer than ``seconds``."""
@@ -192,19 +168,21 @@ class ExceptionMappingOptions(HandlerOptions):
     raise_as: Dict[str, str] = Field(default_factory=dict)
     return_values: Dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("raise_as")
+    @field_validator("raise_as", "return_values")
     @classmethod
-    def _targets(cls, value: Dict[str, str]) -> Dict[str, str]:
+    def _names(cls, value: Dict[str, Any], info: ValidationInfo) -> Dict[str, Any]:
+        # The factory resolves the names; here they are only checked, each one, and imported
+        # only when the component is being built.
+        problems = []
         for key, target in value.items():
-            resolve_exception(key)
-            resolve_exception(target)
-        return value
-
-    @field_validator("return_values")
-    @classmethod
-    def _sources(cls, value: Dict[str, Any]) -> Dict[str, Any]:
-        for key in value:
-            resolve_exception(key)
+            names = [key, target] if info.field_name == "raise_as" else [key]
+            for name in names:
+                try:
+                    _one_exception(name, info)
+                except ValueError as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
 
@@ -216,15 +194,11 @@ class LoggingHandlerOptions(HandlerOptions):
     exceptions: Exceptions = Field(default_factory=_all)
     exc_info: bool = True
 
-    _check = field_validator("exceptions", mode="before")(_exc_list)
-
 
 class ReraiseOptions(HandlerOptions):
     """``reraise``: stop the chain for these exceptions."""
 
     exceptions: Exceptions
-
-    _check = field_validator("exceptions", mode="before")(_exc_list)
 
 
 # --- observers -------------------------------------------------------------------------------

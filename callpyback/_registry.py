@@ -9,6 +9,7 @@ of it, so it stays importable without pluggy.
 from __future__ import annotations
 
 import difflib
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -28,15 +29,17 @@ KINDS: Tuple[str, ...] = ("observer", "error_handler", "time_source", "variable_
 
 
 class UnknownComponentError(ConfigurationError):
-    """A component name that no installed plugin registered."""
+    """A component name that no loaded plugin registered."""
 
-    def __init__(self, kind: str, name: str, known: List[str], plugins: List[str]) -> None:
+    def __init__(
+        self, kind: str, name: str, known: List[str], plugins: List[str], availability: str = ""
+    ) -> None:
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        note = availability or f"installed plugins: {', '.join(plugins) or '(none)'}"
         super().__init__(
             f"unknown {kind} type {name!r}.{hint} Registered {kind} types: "
-            f"{', '.join(sorted(known)) or '(none)'}. Installed plugins: "
-            f"{', '.join(plugins) or '(none)'}."
+            f"{', '.join(sorted(known)) or '(none)'}. {note[0].upper()}{note[1:]}."
         )
         self.kind = kind
         self.name = name
@@ -46,6 +49,10 @@ class UnknownComponentError(ConfigurationError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.kind, self.name, self.known, self.plugins), self.__dict__)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).strip().lower()
 
 
 class DuplicateComponentError(CallPyBackError):
@@ -76,11 +83,13 @@ class ComponentSpec:
             return f"{self.plugin} (distribution {self.distribution})"
         return self.plugin
 
-    def validate(self, options: Mapping[str, Any]) -> Any:
+    def validate(self, options: Mapping[str, Any], context: Optional[Any] = None) -> Any:
         """Validated options as the model instance (or the plain dict when there is no model).
 
         Raises pydantic's ``ValidationError`` untouched, so configuration can map each error to
-        a key path and a line of the file.
+        a key path and a line of the file.  ``context`` is pydantic's validation context; the
+        configuration passes ``{callpyback._builtin_options.NO_IMPORT: True}`` so that
+        validating imports no user code.
         """
         if self.options is None:
             if options:
@@ -91,11 +100,29 @@ class ComponentSpec:
         validate = getattr(self.options, "model_validate", None)
         if validate is None:
             return self.options(**options)
-        return validate(dict(options))
+        return validate(dict(options), context=context)
 
     def create(self, options: Optional[Mapping[str, Any]] = None) -> Any:
-        """Validate ``options`` and build the component."""
-        validated = self.validate(options or {})
+        """Validate ``options`` and build the component.
+
+        Options that do not validate raise :class:`~callpyback.ConfigError` (a
+        ``ConfigurationError`` and a ``ValueError``) listing every problem, each naming the
+        option, the value given, what is allowed and this component type.
+        """
+        try:
+            validated = self.validate(options or {})
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            errors = getattr(exc, "errors", None)
+            if not callable(errors):
+                raise
+            from .config._errors import option_problems
+            from .config._models import options_error
+
+            problems = option_problems(errors(include_url=False), self, file="<options>")
+            source = f"the options of {self.kind} type {self.name!r}"
+            raise options_error(problems, source, exc) from None
         if isinstance(validated, dict):
             return self.factory(**validated)
         dump = getattr(validated, "model_dump", None)
@@ -111,6 +138,9 @@ class Registry:
         self._specs: Dict[str, Dict[str, ComponentSpec]] = {kind: {} for kind in KINDS}
         #: plugin name -> names registered, for ``callpyback plugins``.
         self.plugins: Dict[str, List[Tuple[str, str]]] = {}
+        #: plugin name -> why an installed plugin is not loaded (denied, failed, refused), so
+        #: that an unknown type can be traced to the plugin that would have provided it.
+        self.unavailable: Dict[str, str] = {}
 
     def add(self, spec: ComponentSpec) -> None:
         if spec.kind not in KINDS:
@@ -137,8 +167,22 @@ class Registry:
                     f"unknown component kind {kind!r}; kinds are {list(KINDS)}"
                 ) from None
             raise UnknownComponentError(
-                kind, name, list(self._specs[kind]), sorted(self.plugins)
+                kind, name, list(self._specs[kind]), sorted(self.plugins), self.availability(name)
             ) from None
+
+    def availability(self, name: str) -> str:
+        """For a message about an unknown type: which plugins are loaded, and which are
+        installed but not loaded (and why), naming first a plugin whose name is the type's
+        prefix (``acme`` for ``acme.audit``)."""
+        loaded = f"installed plugins: {', '.join(sorted(self.plugins)) or '(none)'}"
+        if not self.unavailable:
+            return loaded
+        prefix = _norm(name.split(".", 1)[0])
+        likely = [why for plugin, why in self.unavailable.items() if _norm(plugin) == prefix]
+        if likely:
+            return f"plugin {likely[0]}; loaded plugins: {', '.join(sorted(self.plugins))}"
+        others = "; ".join(self.unavailable[p] for p in sorted(self.unavailable))
+        return f"{loaded}; installed but not loaded: {others}"
 
     def names(self, kind: str) -> List[str]:
         return sorted(self._specs[kind])

@@ -2,11 +2,13 @@
 registered in code, all filling one :class:`~callpyback._registry.Registry`.
 
 Nothing here runs at ``import callpyback``: the first :func:`get_registry` (from the config, the
-CLI or your code) creates the pluggy manager and scans the entry points, once per process.
+CLI or your code) creates the pluggy manager and scans the entry points, once per
+:class:`PluginHost` (the module functions use the process's default host).
 
 * Each plugin is loaded in isolation: one that fails to import, declares an unsupported
-  callpyback version, has a malformed hook, or raises while registering is reported once
-  (logger ``callpyback.plugins``) and recorded in :func:`list_plugins`; the others keep working.
+  callpyback version, has a malformed hook, or raises while registering (``SystemExit``
+  included) is reported once (logger ``callpyback.plugins``) and recorded in
+  :func:`list_plugins`; the others keep working.
 * Allow and deny lists (:func:`configure`, or ``CALLPYBACK_PLUGINS_ALLOW`` /
   ``CALLPYBACK_PLUGINS_DENY``) match the entry-point name or the distribution name.
 * The core registers its own components through the same hook, directly rather than through
@@ -36,8 +38,10 @@ __all__ = [
     "DENY_ENV",
     "GROUP",
     "ComponentRegistrar",
+    "PluginHost",
     "PluginInfo",
     "configure",
+    "default_host",
     "get_registry",
     "list_plugins",
     "notify_config",
@@ -189,74 +193,18 @@ def _our_version() -> str:
     return str(callpyback.__version__)
 
 
-_CLAUSE = re.compile(r"^\s*(~=|===|==|!=|<=|>=|<|>)\s*([0-9][0-9A-Za-z.*+!-]*)\s*$")
-
-
-def _release(text: str) -> Tuple[int, ...]:
-    match = re.match(r"^(\d+(?:\.\d+)*)", text)
-    if not match:
-        raise ValueError(f"invalid version {text!r}")
-    return tuple(int(p) for p in match.group(1).split("."))
-
-
-def _cmp(a: Tuple[int, ...], b: Tuple[int, ...]) -> int:
-    width = max(len(a), len(b))
-    pa, pb = a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
-    return (pa > pb) - (pa < pb)
-
-
-def _simple_match(spec: str, version: str) -> bool:
-    """A PEP 440 subset (release numbers only) for when ``packaging`` is not installed."""
-    have = _release(version)
-    for clause in filter(None, (c.strip() for c in spec.split(","))):
-        match = _CLAUSE.match(clause)
-        if not match:
-            raise ValueError(f"invalid version specifier {clause!r}")
-        op, text = match.groups()
-        if text.endswith(".*"):
-            if op not in ("==", "!="):
-                raise ValueError(f"invalid version specifier {clause!r}")
-            prefix = _release(text[:-2])
-            equal = (have + (0,) * len(prefix))[: len(prefix)] == prefix
-            if equal != (op == "=="):
-                return False
-            continue
-        want = _release(text)
-        c = _cmp(have, want)
-        if op == "~=":
-            if len(want) < 2:
-                raise ValueError(f"invalid version specifier {clause!r} (~= needs X.Y)")
-            upper = (*want[:-2], want[-2] + 1)
-            ok = c >= 0 and _cmp(have, upper) < 0
-        else:
-            ok = {
-                "==": c == 0,
-                "===": c == 0,
-                "!=": c != 0,
-                "<=": c <= 0,
-                ">=": c >= 0,
-                "<": c < 0,
-                ">": c > 0,
-            }[op]
-        if not ok:
-            return False
-    return True
-
-
 def version_matches(spec: str, version: str) -> bool:
-    """Whether ``version`` satisfies the PEP 440 ``spec`` (``">=3,<4"``).
+    """Whether ``version`` satisfies the PEP 440 ``spec`` (``">=3,<4"``), using ``packaging``.
 
-    Uses ``packaging`` when it is installed, otherwise a small comparator that understands
-    release numbers.  Raises ``ValueError`` for a specifier it cannot parse.
+    Raises ``ValueError`` for a specifier ``packaging`` cannot parse, and ``ImportError`` when
+    ``packaging`` is not installed.
     """
-    try:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-        from packaging.version import Version
-    except ImportError:  # pragma: no cover - packaging is nearly always present
-        return _simple_match(spec, version)
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
     try:
         return SpecifierSet(spec).contains(Version(version), prereleases=True)
-    except InvalidSpecifier as exc:
+    except (InvalidSpecifier, InvalidVersion) as exc:
         raise ValueError(str(exc)) from None
 
 
@@ -272,6 +220,16 @@ def _version_problem(plugin: Any, name: str) -> Optional[str]:
         )
     try:
         ok = version_matches(spec, ours)
+    except ImportError:
+        # The gate only restates the distribution's own requirement, which pip enforces; it
+        # needs ``packaging`` (nearly always installed) and is skipped, said once, without it.
+        _log().info(
+            "callpyback plugin %r declares CALLPYBACK_REQUIRES = %r, which is not checked "
+            "because 'packaging' is not installed",
+            name,
+            spec,
+        )
+        return None
     except ValueError as exc:
         return f"plugin {name!r} declares an invalid CALLPYBACK_REQUIRES = {spec!r}: {exc}"
     if ok:
@@ -312,73 +270,294 @@ def _parse_list(value: Any, what: str) -> Optional[Tuple[str, ...]]:
 
 
 def _from_env(var: str) -> Optional[Tuple[str, ...]]:
-    raw = os.environ.get(var, "")
-    return _parse_list(raw, var) if raw.strip() else None
+    # Like every CALLPYBACK_* variable, one that names nothing (empty, or only commas and
+    # spaces) counts as unset.  To load no third-party plugin, allow only the core:
+    # CALLPYBACK_PLUGINS_ALLOW=callpyback.
+    names = _parse_list(os.environ.get(var, ""), var)
+    return names or None
 
 
-# --- state ---------------------------------------------------------------------------------
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
-class _State:
-    def __init__(self) -> None:
-        self.pm: Optional[pluggy.PluginManager] = None
-        self.registry: Optional[Registry] = None
-        self.partial: Optional[Registry] = None  # the registry while discovery fills it
-        self.infos: Dict[str, PluginInfo] = {}
-        self.programmatic: List[Tuple[Any, str]] = []
-        self.allow: Optional[Tuple[str, ...]] = None
-        self.deny: Optional[Tuple[str, ...]] = None
-        self.entry_points: Optional[List[Any]] = None
+def _contained(exc: BaseException) -> bool:
+    """Whether a plugin's exception is contained (reported, the rest go on) or propagates.
 
-
-_STATE = _State()
-_LOCK = threading.RLock()  # re-entrant: a plugin's hook may itself call get_registry()
-
-
-def reset() -> None:
-    """Forget discovery, the registry, programmatic plugins and allow/deny settings (tests)."""
-    global _STATE
-    with _LOCK:
-        _STATE = _State()
-
-
-def configure(
-    allow: Union[Sequence[str], str, None] = None, deny: Union[Sequence[str], str, None] = None
-) -> None:
-    """Set the allow and deny lists (plugin or distribution names; the deny list wins).
-
-    ``None`` falls back to ``CALLPYBACK_PLUGINS_ALLOW`` / ``CALLPYBACK_PLUGINS_DENY``
-    (comma-separated).  An empty allow list allows no third-party plugin.  If discovery has
-    already run, it runs again (from the cached entry points) on the next :func:`get_registry`.
+    ``SystemExit`` and other ``BaseException``s from a plugin are contained too: a plugin must
+    never end the program silently.  Only ``KeyboardInterrupt`` (the user's Ctrl-C) goes on.
     """
-    allow_t = _parse_list(allow, "allow")
-    deny_t = _parse_list(deny, "deny")
-    with _LOCK:
-        state = _STATE
-        state.allow, state.deny = allow_t, deny_t
-        if state.registry is not None or state.pm is not None:
-            state.registry = None
-            state.infos = {}
-            state.pm = None  # rebuilt by _ensure_pm with the programmatic plugins
+    return not isinstance(exc, KeyboardInterrupt)
 
 
-def _new_pm() -> pluggy.PluginManager:
-    import pluggy
-
-    from . import _builtin_plugin, hookspecs
-
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(_builtin_plugin, name=BUILTIN)
-    for obj, name in _STATE.programmatic:
-        pm.register(obj, name=name)
-    return pm
+# --- the host --------------------------------------------------------------------------------
 
 
-def _ensure_pm() -> pluggy.PluginManager:
-    if _STATE.pm is None:
-        _STATE.pm = _new_pm()
-    return _STATE.pm
+class PluginHost:
+    """Plugin discovery and the registry it fills: the pluggy manager, the entry points (scanned
+    once), the allow and deny lists, the plugins registered in code, and what each one did.
+
+    The module functions (:func:`get_registry`, :func:`configure`, :func:`register_plugin`,
+    :func:`list_plugins`, :func:`notify_config`) use the process's default host;
+    :func:`reset` replaces it.  A host of your own is independent of it (tests, tools).
+    """
+
+    def __init__(self) -> None:
+        # Re-entrant: a plugin's hook may itself call get_registry() while discovery runs.
+        self._lock = threading.RLock()
+        self._pm: Optional[pluggy.PluginManager] = None
+        self.registry: Optional[Registry] = None  # None until discovery has run
+        self._partial: Optional[Registry] = None  # the registry while discovery fills it
+        self._infos: Dict[str, PluginInfo] = {}
+        self._programmatic: List[Tuple[Any, str]] = []
+        self._allow: Optional[Tuple[str, ...]] = None
+        self._deny: Optional[Tuple[str, ...]] = None
+        self._entry_points: Optional[List[Any]] = None
+
+    def __repr__(self) -> str:
+        state = "discovered" if self.registry is not None else "not discovered yet"
+        return f"<PluginHost {state}, {len(self._infos)} plugins>"
+
+    # --- public operations -------------------------------------------------------------------
+    def configure(
+        self,
+        allow: Union[Sequence[str], str, None] = None,
+        deny: Union[Sequence[str], str, None] = None,
+    ) -> None:
+        """See :func:`callpyback.plugins.configure`."""
+        allow_t = _parse_list(allow, "allow")
+        deny_t = _parse_list(deny, "deny")
+        with self._lock:
+            self._allow, self._deny = allow_t, deny_t
+            if self.registry is not None or self._pm is not None:
+                self.registry = None
+                self._infos = {}
+                self._pm = None  # rebuilt with the programmatic plugins on next use
+
+    def get_registry(self) -> Registry:
+        """The registry of every loaded plugin's components; discovery runs on first call."""
+        registry = self.registry
+        if registry is not None:
+            return registry
+        with self._lock:
+            if self.registry is not None:
+                return self.registry
+            if self._partial is not None:
+                return self._partial  # re-entered from a plugin's hook while discovery runs
+            registry = self._partial = Registry()
+            try:
+                self._discover(self._ensure_pm(), registry)
+            finally:
+                self._partial = None
+            self.registry = registry
+            return registry
+
+    def list_plugins(self) -> List[PluginInfo]:
+        """Every plugin discovery considered (builtin first), loaded or not."""
+        self.get_registry()
+        with self._lock:
+            return list(self._infos.values())
+
+    def register(self, obj: Any, name: Optional[str] = None) -> str:
+        """See :func:`callpyback.plugins.register_plugin`."""
+        with self._lock:
+            pm = self._ensure_pm()
+            if name is None:
+                name = getattr(obj, "__name__", None) or pm.get_canonical_name(obj)
+            if not isinstance(name, str) or not name:
+                raise ConfigurationError(
+                    f"register_plugin(name=...) must be a non-empty string, got {name!r}"
+                )
+            if pm.is_registered(obj):
+                raise ConfigurationError(
+                    f"plugin {obj!r} is already registered as {pm.get_name(obj)!r}"
+                )
+            if pm.has_plugin(name) or name in self._infos:
+                raise ConfigurationError(
+                    f"a plugin named {name!r} is already registered; pass register_plugin(obj, "
+                    "name=...) with another name"
+                )
+            problem = _version_problem(obj, name) or _pm_register(pm, obj, name)
+            if problem is not None:
+                raise ConfigurationError(problem)
+            if self.registry is not None:
+                try:
+                    components = _register_components(pm, self.registry, obj, name, None)
+                except BaseException:
+                    pm.unregister(obj)
+                    raise
+                self._infos[name] = PluginInfo(
+                    name, None, None, components, LOADED, source="programmatic"
+                )
+                self._note_unavailable(self.registry)
+            self._programmatic.append((obj, name))
+            return name
+
+    def notify_config(self, config: Any) -> Dict[str, str]:
+        """See :func:`callpyback.plugins.notify_config`."""
+        self.get_registry()
+        with self._lock:
+            pm = self._ensure_pm()
+            loaded = [info.name for info in self._infos.values() if info.status == LOADED]
+        failures: Dict[str, str] = {}
+        for name in loaded:
+            obj = pm.get_plugin(name)
+            if obj is None:
+                continue
+            try:
+                _call_hook(pm, "callpyback_configure", obj, config=config)
+            except ConfigurationError:
+                raise
+            except BaseException as exc:
+                if not _contained(exc):
+                    raise
+                failures[name] = _short(exc)
+                _log().error(
+                    "callpyback plugin %r failed in callpyback_configure: %s; the configuration "
+                    "is used without it",
+                    name,
+                    _short(exc),
+                    exc_info=exc,
+                )
+        return failures
+
+    # --- discovery ---------------------------------------------------------------------------
+    def _new_pm(self) -> pluggy.PluginManager:
+        import pluggy
+
+        from . import _builtin_plugin, hookspecs
+
+        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm.add_hookspecs(hookspecs)
+        pm.register(_builtin_plugin, name=BUILTIN)
+        for obj, name in self._programmatic:
+            pm.register(obj, name=name)
+        return pm
+
+    def _ensure_pm(self) -> pluggy.PluginManager:
+        if self._pm is None:
+            self._pm = self._new_pm()
+        return self._pm
+
+    def _discover(self, pm: pluggy.PluginManager, registry: Registry) -> None:
+        from . import _builtin_plugin
+
+        # The core's own components: a failure here is our bug and must surface.
+        builtin = _register_components(pm, registry, _builtin_plugin, BUILTIN, "callpyback")
+        self._infos = {
+            BUILTIN: PluginInfo(
+                BUILTIN, "callpyback", _our_version(), builtin, LOADED, source="builtin"
+            )
+        }
+        allow, deny = self._lists()
+        self._warn_unmatched(allow, deny)
+        for ep in self._scan():
+            info = self._load_entry_point(pm, registry, ep, allow, deny)
+            self._infos.setdefault(info.name, info)
+        for obj, name in self._programmatic:
+            self._infos[name] = _load_programmatic(pm, registry, obj, name)
+        self._note_unavailable(registry)
+
+    def _note_unavailable(self, registry: Registry) -> None:
+        # The registry names the installed plugins that are not loaded, so that an unknown
+        # component type can say "plugin 'acme' is installed but denied" instead of "unknown".
+        registry.unavailable = {
+            info.name: _why_not_loaded(info) for info in self._infos.values()
+            if info.status != LOADED
+        }
+
+    def _lists(self) -> Tuple[Optional[Tuple[str, ...]], Tuple[str, ...]]:
+        allow = self._allow if self._allow is not None else _from_env(ALLOW_ENV)
+        deny = self._deny if self._deny is not None else _from_env(DENY_ENV)
+        return allow, deny or ()
+
+    def _scan(self) -> List[Any]:
+        """The ``callpyback`` entry points, deduplicated, in a stable order; scanned once."""
+        if self._entry_points is None:
+            if sys.version_info >= (3, 10):
+                from importlib.metadata import entry_points
+            else:  # pragma: no cover - exercised on 3.9 only
+                from importlib_metadata import entry_points
+            seen = set()
+            found = []
+            # sys.path order decides which copy of a distribution installed twice is used.
+            for ep in entry_points(group=GROUP):
+                key = (_norm(_dist_name(ep) or ""), ep.name)
+                if key in seen:
+                    continue
+                seen.add(key)
+                found.append(ep)
+            found.sort(key=lambda ep: (_norm(_dist_name(ep) or ""), ep.name))
+            self._entry_points = found
+        return self._entry_points
+
+    def _load_entry_point(
+        self,
+        pm: pluggy.PluginManager,
+        registry: Registry,
+        ep: Any,
+        allow: Optional[Tuple[str, ...]],
+        deny: Tuple[str, ...],
+    ) -> PluginInfo:
+        name, dist, version = ep.name, _dist_name(ep), _dist_version(ep)
+        where = f"entry point {ep.name} = {ep.value} (distribution {dist or '?'} {version or '?'})"
+        info = PluginInfo(
+            name, dist, version, (), LOADED, source="entry point",
+            entry_point=f"{ep.name} = {ep.value}",
+        )
+        excluded = _exclusion(name, dist, allow, deny)
+        if excluded:
+            _log().info("callpyback plugin %s not loaded: %s", where, excluded)
+            return replace(info, status=DENIED, error=excluded)
+        if name in self._infos or pm.has_plugin(name):
+            other = self._infos.get(name)
+            by = f" by distribution {other.distribution}" if other and other.distribution else ""
+            return _report(info, FAILED, f"the plugin name {name!r} is already taken{by}", where)
+        try:
+            obj = ep.load()
+        except BaseException as exc:
+            if not _contained(exc):
+                raise
+            return _report(info, FAILED, f"failed to import: {_short(exc)}", where, exc)
+        problem = _version_problem(obj, name)
+        if problem is None:
+            problem = _pm_register(pm, obj, name)
+        if problem is not None:
+            return _report(info, REFUSED, problem, where)
+        try:
+            components = _register_components(pm, registry, obj, name, dist)
+        except BaseException as exc:
+            if not _contained(exc):
+                raise
+            pm.unregister(obj)
+            return _report(
+                info, FAILED, f"failed to register its components: {_short(exc)}", where, exc
+            )
+        return replace(info, components=components)
+
+    def _warn_unmatched(self, allow: Optional[Tuple[str, ...]], deny: Tuple[str, ...]) -> None:
+        # A misspelt deny entry would leave the plugin it meant active: say so.  The core's
+        # own name counts as installed (ALLOW=callpyback means "the core only").
+        eps = self._scan()
+        known = {_norm(BUILTIN)} | {_norm(ep.name) for ep in eps}
+        known |= {_norm(d) for d in map(_dist_name, eps) if d}
+        for what, entries in (("allow", allow or ()), ("deny", deny)):
+            for entry in entries:
+                if _norm(entry) not in known:
+                    close = difflib.get_close_matches(_norm(entry), sorted(known), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    _log().warning(
+                        "plugin %s list entry %r matches no installed plugin or distribution%s",
+                        what,
+                        entry,
+                        hint,
+                    )
+
+
+def _why_not_loaded(info: PluginInfo) -> str:
+    dist = f"distribution {info.distribution} {info.version or ''}".rstrip()
+    status = {DENIED: "not loaded", FAILED: "failed", REFUSED: "refused"}.get(info.status, "")
+    return f"{info.name} ({dist}) {status}: {info.error}"
 
 
 def _pm_register(pm: pluggy.PluginManager, obj: Any, name: str) -> Optional[str]:
@@ -432,36 +611,6 @@ def _register_components(
     return registrar.commit(registry)
 
 
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-# --- discovery -----------------------------------------------------------------------------
-
-
-def _entry_points() -> List[Any]:
-    """The ``callpyback`` entry points, deduplicated, in a stable order; scanned once."""
-    if _STATE.entry_points is None:
-        if sys.version_info >= (3, 10):
-            from importlib.metadata import entry_points
-        else:  # pragma: no cover - exercised on 3.9 only
-            from importlib_metadata import entry_points
-        seen = set()
-        found = []
-        # sys.path order decides which copy of a distribution installed twice is used.
-        for ep in entry_points(group=GROUP):
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            key = (_norm(dist_name or ""), ep.name)
-            if key in seen:
-                continue
-            seen.add(key)
-            found.append(ep)
-        found.sort(key=lambda ep: (_norm(_dist_name(ep) or ""), ep.name))
-        _STATE.entry_points = found
-    return _STATE.entry_points
-
-
 def _dist_name(ep: Any) -> Optional[str]:
     dist = getattr(ep, "dist", None)
     return None if dist is None else str(dist.metadata["Name"])
@@ -484,55 +633,10 @@ def _exclusion(
     return None
 
 
-def _settings() -> Tuple[Optional[Tuple[str, ...]], Tuple[str, ...]]:
-    allow = _STATE.allow if _STATE.allow is not None else _from_env(ALLOW_ENV)
-    deny = _STATE.deny if _STATE.deny is not None else _from_env(DENY_ENV)
-    return allow, deny or ()
-
-
-def _load_entry_point(
-    pm: pluggy.PluginManager,
-    registry: Registry,
-    ep: Any,
-    allow: Optional[Tuple[str, ...]],
-    deny: Tuple[str, ...],
-) -> PluginInfo:
-    name, dist, version = ep.name, _dist_name(ep), _dist_version(ep)
-    where = f"entry point {ep.name} = {ep.value} (distribution {dist or '?'} {version or '?'})"
-    info = PluginInfo(
-        name, dist, version, (), LOADED, source="entry point", entry_point=f"{ep.name} = {ep.value}"
-    )
-    excluded = _exclusion(name, dist, allow, deny)
-    if excluded:
-        _log().info("callpyback plugin %s not loaded: %s", where, excluded)
-        return replace(info, status=DENIED, error=excluded)
-    if name in _STATE.infos or pm.has_plugin(name):
-        other = _STATE.infos.get(name)
-        by = f" by distribution {other.distribution}" if other and other.distribution else ""
-        return _report(info, FAILED, f"the plugin name {name!r} is already taken{by}", where)
-    try:
-        obj = ep.load()
-    except Exception as exc:
-        return _report(info, FAILED, f"failed to import: {_short(exc)}", where, exc)
-    problem = _version_problem(obj, name)
-    if problem is None:
-        problem = _pm_register(pm, obj, name)
-    if problem is not None:
-        return _report(info, REFUSED, problem, where)
-    try:
-        components = _register_components(pm, registry, obj, name, dist)
-    except Exception as exc:
-        pm.unregister(obj)
-        return _report(
-            info, FAILED, f"failed to register its components: {_short(exc)}", where, exc
-        )
-    return replace(info, components=components)
-
-
 def _report(
     info: PluginInfo, status: str, error: str, where: str, exc: Optional[BaseException] = None
 ) -> PluginInfo:
-    # Reported once: discovery runs once per process (until configure() or reset()).
+    # Reported once: discovery runs once per host (until configure() or reset()).
     _log().error(
         "callpyback plugin %s %s: %s; the other plugins are unaffected",
         where,
@@ -543,71 +647,60 @@ def _report(
     return replace(info, status=status, error=error)
 
 
-def _warn_unmatched(allow: Optional[Tuple[str, ...]], deny: Tuple[str, ...]) -> None:
-    # A misspelt deny entry would leave the plugin it meant active: say so.
-    known = {_norm(ep.name) for ep in _entry_points()}
-    known |= {_norm(d) for d in map(_dist_name, _entry_points()) if d}
-    for what, entries in (("allow", allow or ()), ("deny", deny)):
-        for entry in entries:
-            if _norm(entry) not in known:
-                close = difflib.get_close_matches(_norm(entry), sorted(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                _log().warning(
-                    "plugin %s list entry %r matches no installed plugin or distribution%s",
-                    what,
-                    entry,
-                    hint,
-                )
-
-
-def get_registry() -> Registry:
-    """The registry of every component from every loaded plugin; discovery runs on first call."""
-    registry = _STATE.registry
-    if registry is not None:
-        return registry
-    with _LOCK:
-        state = _STATE
-        if state.registry is not None:
-            return state.registry
-        if state.partial is not None:
-            return state.partial  # re-entered from a plugin's hook while discovery runs
-        pm = _ensure_pm()
-        registry = state.partial = Registry()
-        try:
-            from . import _builtin_plugin
-
-            # The core's own components: a failure here is our bug and must surface.
-            builtin = _register_components(pm, registry, _builtin_plugin, BUILTIN, "callpyback")
-            state.infos = {
-                BUILTIN: PluginInfo(
-                    BUILTIN, "callpyback", _our_version(), builtin, LOADED, source="builtin"
-                )
-            }
-            allow, deny = _settings()
-            _warn_unmatched(allow, deny)
-            for ep in _entry_points():
-                info = _load_entry_point(pm, registry, ep, allow, deny)
-                state.infos.setdefault(info.name, info)
-            for obj, name in state.programmatic:
-                state.infos[name] = _load_programmatic(pm, registry, obj, name)
-        finally:
-            state.partial = None
-        state.registry = registry
-        return registry
-
-
 def _load_programmatic(
     pm: pluggy.PluginManager, registry: Registry, obj: Any, name: str
 ) -> PluginInfo:
     info = PluginInfo(name, None, None, (), LOADED, source="programmatic")
     try:
         components = _register_components(pm, registry, obj, name, None)
-    except Exception as exc:
+    except BaseException as exc:
+        if not _contained(exc):
+            raise
         pm.unregister(obj)
         return _report(
             info, FAILED, f"failed to register its components: {_short(exc)}", f"{name!r}", exc
         )
     return replace(info, components=components)
+
+
+# --- the process's default host ----------------------------------------------------------------
+
+_host = PluginHost()
+
+
+def default_host() -> PluginHost:
+    """The host the module functions use (replaced by :func:`reset`)."""
+    return _host
+
+
+def reset() -> None:
+    """Forget discovery, the registry, programmatic plugins and allow/deny settings (tests)."""
+    global _host
+    _host = PluginHost()
+
+
+def configure(
+    allow: Union[Sequence[str], str, None] = None, deny: Union[Sequence[str], str, None] = None
+) -> None:
+    """Set the allow and deny lists (plugin or distribution names; the deny list wins).
+
+    ``None`` falls back to ``CALLPYBACK_PLUGINS_ALLOW`` / ``CALLPYBACK_PLUGINS_DENY``
+    (comma-separated; a variable naming nothing counts as unset).  An empty allow list
+    (``allow=[]``) loads no third-party plugin.  If discovery has already run, it runs again
+    (from the cached entry points) on the next :func:`get_registry`.
+    """
+    _host.configure(allow, deny)
+
+
+def get_registry() -> Registry:
+    """The registry of every component from every loaded plugin; discovery runs on first call."""
+    registry = _host.registry  # the common case: one global read and one attribute read
+    return registry if registry is not None else _host.get_registry()
+
+
+def list_plugins() -> List[PluginInfo]:
+    """Every plugin discovery considered (builtin first), loaded or not, with its components."""
+    return _host.list_plugins()
 
 
 def register_plugin(obj: Any, name: Optional[str] = None) -> str:
@@ -618,72 +711,14 @@ def register_plugin(obj: Any, name: Optional[str] = None) -> str:
     name raises :class:`ConfigurationError`; a duplicate component name raises
     :class:`DuplicateComponentError`.
     """
-    with _LOCK:
-        state = _STATE
-        pm = _ensure_pm()
-        if name is None:
-            name = getattr(obj, "__name__", None) or pm.get_canonical_name(obj)
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(
-                f"register_plugin(name=...) must be a non-empty string, got {name!r}"
-            )
-        if pm.is_registered(obj):
-            raise ConfigurationError(
-                f"plugin {obj!r} is already registered as {pm.get_name(obj)!r}"
-            )
-        if pm.has_plugin(name) or name in state.infos:
-            raise ConfigurationError(
-                f"a plugin named {name!r} is already registered; pass register_plugin(obj, "
-                "name=...) with another name"
-            )
-        problem = _version_problem(obj, name) or _pm_register(pm, obj, name)
-        if problem is not None:
-            raise ConfigurationError(problem)
-        if state.registry is not None:
-            try:
-                components = _register_components(pm, state.registry, obj, name, None)
-            except BaseException:
-                pm.unregister(obj)
-                raise
-            state.infos[name] = PluginInfo(
-                name, None, None, components, LOADED, source="programmatic"
-            )
-        state.programmatic.append((obj, name))
-        return name
-
-
-def list_plugins() -> List[PluginInfo]:
-    """Every plugin discovery considered (builtin first), loaded or not, with its components."""
-    get_registry()
-    with _LOCK:
-        return list(_STATE.infos.values())
+    return _host.register(obj, name)
 
 
 def notify_config(config: Any) -> Dict[str, str]:
     """Call ``callpyback_configure(config)`` on every loaded plugin, each in isolation.
 
     A plugin raising :class:`ConfigurationError` rejects the configuration: that error
-    propagates.  Any other exception is logged; the returned mapping is plugin name -> error.
+    propagates.  Any other exception (``SystemExit`` included) is logged and the plugin is
+    skipped; the returned mapping is plugin name -> error.
     """
-    get_registry()
-    with _LOCK:
-        pm = _ensure_pm()
-        loaded = [info.name for info in _STATE.infos.values() if info.status == LOADED]
-    failures: Dict[str, str] = {}
-    for name in loaded:
-        obj = pm.get_plugin(name)
-        if obj is None:
-            continue
-        try:
-            _call_hook(pm, "callpyback_configure", obj, config=config)
-        except ConfigurationError:
-            raise
-        except Exception as exc:
-            failures[name] = _short(exc)
-            _log().error(
-                "callpyback plugin %r failed in callpyback_configure: %s",
-                name,
-                _short(exc),
-                exc_info=exc,
-            )
-    return failures
+    return _host.notify_config(config)

@@ -233,3 +233,21 @@ def test_shop_demo_runs_instrumented_with_retries_and_prints_the_metrics_table()
     plain = run_python(["examples/shop/app.py"], cwd=ROOT)  # uninstrumented: no retries, no table
     assert plain.returncode == 0 and "failed: ConnectionError" in plain.stdout
     assert "function" not in plain.stdout
+
+
+def test_pth_bootstrap_reads_its_switches_with_the_one_boolean_parser(app):
+    """AUTOINSTALL=y installs; a non-boolean AUTOINSTALL installs nothing, and says why;
+    DISABLED=2 (not a boolean) counts as set, like every other reader of the kill switch."""
+    code = (
+        "import sys; import helpers; print(any('Instrumenting' in type(f).__name__ "
+        "for f in sys.meta_path))"
+    )
+    proc = run_python(["-c", code], cwd=app, env={"CALLPYBACK_AUTOINSTALL": "y"})
+    assert proc.stdout.strip() == "True", proc.stderr
+    proc = run_python(["-c", code], cwd=app, env={"CALLPYBACK_AUTOINSTALL": "maybe"})
+    assert proc.stdout.strip() == "False"
+    assert "CALLPYBACK_AUTOINSTALL: 'maybe' is not a boolean" in proc.stderr
+    proc = run_python(
+        ["-c", code], cwd=app, env={"CALLPYBACK_AUTOINSTALL": "1", "CALLPYBACK_DISABLED": "2"}
+    )
+    assert proc.stdout.strip() == "False", proc.stderr

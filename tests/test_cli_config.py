@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -103,11 +104,13 @@ def test_check_ok(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_bad_file_lists_every_problem(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A bad config: exit 1, each problem with file:line, key, given, allowed, did you mean."""
+    """A bad config: exit 1, each problem with file:line, key, given, allowed, did you mean.
+
+    The problems are the report: on stdout (``callpyback check | less`` shows them)."""
     bad = project / "bad.toml"
     bad.write_text(BAD, encoding="utf-8")
     assert main(["check", str(bad)]) == 1
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out
     assert "2 problems in" in err
     assert f"{bad}:2: version" in err
     assert f"{bad}:5: pipelines[0].error_handlers[0]" in err
@@ -140,7 +143,7 @@ def test_check_exit_status_through_console_entry(project: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "callpyback", "check", "bad.toml"], cwd=project,
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 1
-    assert "unsupported configuration version" in bad.stderr
+    assert "unsupported configuration version" in bad.stdout
 
 
 def test_explain_target(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -321,7 +324,7 @@ def test_dump_toml_round_trips() -> None:
 def test_check_build_reports_factory_failures(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--build constructs every pipeline, so an unimportable exception class is reported."""
+    """check builds every pipeline, so an unimportable exception class is reported."""
     (project / "callpyback.toml").write_text(
         '[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
         'exception_classes = ["no_such_module_zz.Error"]\n'
@@ -329,10 +332,145 @@ def test_check_build_reports_factory_failures(
         'exception_classes = ["other_missing_zz:Error"]\n',
         encoding="utf-8",
     )
-    assert main(["check"]) == 0
+    assert main(["check", "--no-build"]) == 0
     capsys.readouterr()
+    assert main(["check"]) == 1  # building is the default
     assert main(["check", "--build"]) == 1
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out
     assert "2 problems" in err
     assert ":4: pipelines[0].exception_classes" in err
     assert ":8: pipelines[1].exception_classes" in err
+
+
+# --- the report, its streams and its encodings ------------------------------------------------
+
+
+def _cli(args: list, cwd: Path, **kw: object) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
+    env.update({"NO_COLOR": "1", **kw.pop("env", {})})  # type: ignore[arg-type]
+    return subprocess.run([sys.executable, "-m", "callpyback", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+
+
+def test_check_json_of_a_valid_file_has_the_documented_problems_key(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """{"valid": true, "problems": [], ...}: a tool can always read .problems."""
+    assert main(["check", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["valid"] is True and data["problems"] == [] and data["built"] is True
+
+
+def test_check_accepts_dash_c_like_every_other_command(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check -c FILE == check FILE; giving two different files is a usage error."""
+    bad = project / "bad.toml"
+    bad.write_text(BAD, encoding="utf-8")
+    assert main(["check", "-c", str(bad)]) == 1
+    assert "2 problems in" in capsys.readouterr().out
+    assert main(["check", "--config", "callpyback.toml"]) == 0
+    with pytest.raises(SystemExit) as info:
+        main(["check", "callpyback.toml", "-c", str(bad)])
+    assert info.value.code == 2
+
+
+def test_check_report_goes_through_a_pipe(project: Path) -> None:
+    """`callpyback check bad.toml | less` shows the problems: they are on stdout."""
+    (project / "bad.toml").write_text(BAD, encoding="utf-8")
+    proc = _cli(["check", "bad.toml"], project)
+    assert proc.returncode == 1
+    assert "2 problems in" in proc.stdout and "did you mean 'default'?" in proc.stdout
+    assert proc.stderr == ""
+
+
+def test_check_of_a_deeply_nested_file_is_a_problem_not_a_traceback(project: Path) -> None:
+    (project / "deep.toml").write_text("x = " + "[" * 3000 + "]" * 3000 + "\n", encoding="utf-8")
+    proc = _cli(["check", "deep.toml"], project)
+    assert proc.returncode == 1
+    assert "nested more than 32 levels deep" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["explain", *[f"clipkg.pay:f{i}" for i in range(3000)]],
+    ["config", "show", "--format", "json"],
+])
+def test_output_piped_into_head_ends_quietly(project: Path, command: list) -> None:
+    """The reader closing the pipe early (| head) is no BrokenPipeError traceback."""
+    if command[0] == "config":
+        filler = "".join(f'[observers.o{i}]\ntype = "timing"\nthreshold = 0.{i + 1}\n'
+                         for i in range(3000))
+        (project / "callpyback.toml").write_text(GOOD + filler, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
+    with subprocess.Popen([sys.executable, "-m", "callpyback", *command], cwd=project, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # what head does after its lines
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err
+
+
+def test_explain_prints_on_an_ascii_terminal(project: Path) -> None:
+    """Characters the output encoding lacks are escaped, not a UnicodeEncodeError."""
+    (project / "callpyback.toml").write_text(
+        '[[pipelines]]\nname = "zahlungen"\ndescription = "Zahlungsläufe für Kunden"\n'
+        'match = ["clipkg"]\nobservers = ["metrics"]\n', encoding="utf-8")
+    proc = _cli(["explain", "clipkg.pay:prüfe"], project, env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0, proc.stderr
+    assert "clipkg.pay:pr\\xfcfe" in proc.stdout and "Zahlungsl\\xe4ufe" in proc.stdout
+
+
+def test_explain_all_through_the_console_script_finds_modules_in_the_working_directory(
+    project: Path,
+) -> None:
+    """The console script's sys.path[0] is its own bin directory; explain looks in the working
+    directory too, as python -m callpyback does."""
+    script = Path(sys.executable).parent / "callpyback"
+    assert script.exists(), "the console script is installed with the package"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
+    assert str(project) not in env.get("PYTHONPATH", "")
+    for extra in ([], ["--import"]):
+        proc = subprocess.run([str(script), "explain", "--all", "clipkg.pay", *extra],
+                              cwd=project, env={**env, "NO_COLOR": "1"}, capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "Cart.Line.price" in proc.stdout
+
+
+def test_explain_all_from_source_says_properties_are_not_wrapped(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hook skips properties, cached_property and singledispatchmethod; so does explain,
+    from the source and after --import."""
+    (project / "clipkg" / "props.py").write_text(textwrap.dedent('''
+        import functools
+
+        class Account:
+            @property
+            def balance(self):
+                return 1
+
+            @balance.setter
+            def balance(self, value):
+                pass
+
+            @functools.cached_property
+            def report(self):
+                return 2
+
+            def deposit(self):
+                pass
+        '''), encoding="utf-8")
+    for extra in ([], ["--import"]):
+        assert main(["explain", "--all", "clipkg.props", "--json", *extra]) == 0
+        records = {r["target"]: r for r in json.loads(capsys.readouterr().out)}
+        assert records["clipkg.props:Account.deposit"]["wrapped"] is True
+        for name in ("balance", "report"):
+            record = records[f"clipkg.props:Account.{name}"]
+            assert record["wrapped"] is False and "not wrapped by the import hook" in record[
+                "skipped"]
+    assert main(["explain", "--all", "clipkg.props"]) == 0
+    assert "no: a property, not wrapped" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from callpyback import CallPyBack, MockTimeSource
+from callpyback.cli._render import explain
 from callpyback.config import ConfigError, load_text
 from callpyback.config._config import MISSING
 from tests.config_helpers import (
@@ -129,7 +130,7 @@ def test_empty_pipeline_opts_out(config) -> None:  # type: ignore[no-untyped-def
     assert match is not None and match.pipeline.name == "quiet" and match.pipeline.is_empty
     assert config.wrapper_for("shop.misc", "helper") is None
     assert config.wrapper_for("elsewhere", "f") is None
-    assert "deliberately not wrapped" in config.explain("shop.misc:helper")
+    assert "deliberately not wrapped" in explain(config, "shop.misc:helper")
 
 
 def test_disabled_pipeline_is_not_applied() -> None:

@@ -257,3 +257,73 @@ def test_errors_do_not_print_secret_values() -> None:
     message = str(info.value)
     assert "hunter2" not in message
     assert [p.given for p in info.value.problems] == ["***", "***"]
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_deeply_nested_document_is_a_clear_error(depth: int) -> None:
+    """Nesting deeper than the limit is one located problem, never a RecursionError."""
+    text = "x = " + "[" * depth + "]" * depth + "\n"
+    with pytest.raises(ConfigError) as info:
+        load_text(text, file="deep.toml", registry=make_registry(), env={})
+    (problem,) = info.value.problems
+    assert "nested more than 32 levels deep" in problem.message
+    assert problem.file == "deep.toml"
+    with pytest.raises(ConfigError, match="nested more than 32"):
+        nested: list = [1]
+        for _ in range(40):
+            nested = [nested]
+        callpyback.configure({"x": nested}, registry=make_registry(), env={})
+
+
+# --- every problem, once, saying where and in what -------------------------------------------
+
+
+def test_every_bad_exception_name_of_a_list_is_reported_in_one_run() -> None:
+    """Three bad names in an exceptions list are three problems, each at its index, with no
+    "Value error, " prefix from pydantic."""
+    text = ('[error_handlers.net]\ntype = "retry"\nattempts = 2\n'
+            'exceptions = ["ConectionError", "KeyError", "TimeotError", "not a name"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_text(text, file="f.toml", registry=callpyback.plugins.get_registry(), env={})
+    problems = info.value.problems
+    assert [p.key for p in problems] == [
+        "error_handlers.net.exceptions[0]", "error_handlers.net.exceptions[2]",
+        "error_handlers.net.exceptions[3]",
+    ]
+    assert all(p.line == 4 for p in problems)
+    assert "did you mean 'ConnectionError'" in problems[0].message
+    assert not any(p.message.startswith(("Value error", "Assertion failed")) for p in problems)
+    assert "Value error, " not in str(info.value)
+
+
+def test_an_unset_variable_is_one_problem_not_two() -> None:
+    """The unsubstituted text is not reported again as a bad value of the option."""
+    with pytest.raises(ConfigError) as info:
+        load_text('[error_handlers.net]\ntype = "retry"\nattempts = "${UNDEFINED_RETRIES}"\n',
+                  registry=make_registry(), env={})
+    (problem,) = info.value.problems
+    assert "'UNDEFINED_RETRIES' is not set" in problem.message
+
+
+def test_a_bad_option_value_names_the_component_type() -> None:
+    """Like an unknown option key, a bad option value says whose option it is."""
+    with pytest.raises(ConfigError) as info:
+        load_text('[observers.t]\ntype = "timing"\nthreshold = -1\n', file="f.toml",
+                  registry=make_registry(), env={})
+    (problem,) = info.value.problems
+    assert problem.component == "observer type 'timing'"
+    assert ("f.toml:3: observers.t.threshold: Input should be greater than or equal to 0 "
+            "(given: -1), in the options of observer type 'timing'") in str(info.value)
+
+
+def test_problems_of_different_kinds_in_one_pipeline_are_all_reported() -> None:
+    """A wrong type, a bad pattern, an unknown reference and a bad extends in one pipeline:
+    four problems, not the first one and then the next run's."""
+    text = ('[[pipelines]]\nname = "a"\nextends = "nope"\nmatch = ["re:("]\n'
+            'observers = ["metrix"]\nmax_observer_failures = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_text(text, registry=make_registry(), env={})
+    assert sorted(p.key for p in info.value.problems) == [
+        "pipelines[0].extends", "pipelines[0].match[0]", "pipelines[0].max_observer_failures",
+        "pipelines[0].observers[0]",
+    ]

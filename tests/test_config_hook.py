@@ -80,7 +80,7 @@ def test_import_hook_applies_the_configured_pipelines(package: Path) -> None:
     assert instrumented_by(payments._helper) is None
     assert reports.build() == "cached report"
 
-    seen = config.instance(config.components["observer"]["seen"])
+    seen = config.assembly.instance(config.components["observer"]["seen"])
     assert isinstance(seen, RecordingObserver)
     completed = [q for state, q in seen.events if state == "COMPLETED"]
     assert completed == ["charge", "Cart.add", "build"]

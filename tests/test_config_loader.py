@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import callpyback
+from callpyback.cli._render import explain
 from callpyback.config import ConfigError, configure, current_config, load_config
 from callpyback.config._precedence import choose
 from tests.config_helpers import make_registry, write
@@ -141,7 +142,7 @@ def test_kill_switch_overrides_everything(project: Path) -> None:
     assert "kill switch" in config.origins["enabled"]
     assert config.pipeline_for("shop:f") is not None  # still explainable...
     assert config.wrapper_for("shop", "f") is None  # ...but nothing is applied
-    assert "disabled" in config.explain("shop:f")
+    assert "disabled" in explain(config, "shop:f")
 
 
 def test_choose_is_the_single_precedence_rule() -> None:
@@ -175,14 +176,14 @@ def test_env_substitution(project: Path) -> None:
     assert rec.options == {"label": "audit-x-${NOT}"}
     assert config.components["error_handler"]["net"].options["attempts"] == "3"
     assert config.pipelines[0].match == ("shop.payments",)
-    handler = config.instance(config.components["error_handler"]["net"])
+    handler = config.assembly.instance(config.components["error_handler"]["net"])
     assert handler.attempts == 3  # the options model converted the substituted string
 
 
 def test_version_is_optional_and_one_is_accepted(project: Path) -> None:
     """``version`` defaults to 1; 1 is the only supported version."""
     write(project, "[settings]\nenabled = true\n")
-    assert _load(project).document.get("version") is None
+    assert _load(project).version == 1
     write(project, "version = 1\n")
     assert _load(project).settings.enabled
 
@@ -274,3 +275,75 @@ def test_plugin_rejecting_the_config_is_a_config_error(project: Path) -> None:
             _load(project, settings={"max_observer_failures": 99})
     finally:
         plugins.reset()
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "expected"),
+    [
+        ("${A:-${B}}", {"B": "alpha"}, "alpha"),  # a reference inside a default
+        ("${A:-${B:-z}}!", {}, "z!"),
+        ("${A:-${UNSET}}", {"A": "set"}, "set"),  # an unused default is never expanded
+        ("${EMPTY:-x}", {"EMPTY": ""}, "x"),  # ':-' replaces an empty value, as in sh
+        ("[${EMPTY}]", {"EMPTY": ""}, "[]"),  # set but empty, and no default: empty
+        ("${A}-$${A}-$5", {"A": "1"}, "1-${A}-$5"),
+    ],
+)
+def test_env_substitution_has_shell_semantics(value: str, env: dict, expected: str) -> None:
+    """Nested defaults, ':-' for unset or empty, $${ as a literal ${."""
+    from callpyback.config import load_text
+
+    config = load_text(f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n',
+                       registry=make_registry(), env=env)
+    assert config.components["observer"]["r"].options == {"label": expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("${abc", "environment reference '${abc' is not closed by '}'"),
+        ("${A:-${B}", "environment reference '${A:-${B}' is not closed by '}'"),
+        ("${A:-${UNSET}}", "environment variable 'UNSET' is not set and has no default"),
+    ],
+)
+def test_env_substitution_errors(value: str, message: str) -> None:
+    """An unclosed reference is an error, not a literal; a used default's own reference too."""
+    from callpyback.config import load_text
+
+    with pytest.raises(ConfigError) as info:
+        load_text(f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n', file="f.toml",
+                  registry=make_registry(), env={})
+    (problem,) = info.value.problems
+    assert message in problem.message and problem.key == "observers.r.label"
+
+
+@pytest.mark.parametrize(
+    ("value", "off"),
+    [("1", True), ("y", True), ("YES", True), (" on ", True), ("2", True), ("sure", True),
+     ("0", False), ("no", False), ("n", False), ("off", False), ("", False)],
+)
+def test_kill_switch_means_the_same_to_the_hook_and_to_the_config(
+    project: Path, monkeypatch: pytest.MonkeyPatch, value: str, off: bool
+) -> None:
+    """One parser: CALLPYBACK_DISABLED disables install() exactly when it disables wrapper_for.
+
+    A value that is not a boolean word counts as set (the switch must not fail open)."""
+    from callpyback import autoinstrument
+
+    write(project, SIMPLE)
+    monkeypatch.setenv("CALLPYBACK_DISABLED", value)
+    config = _load(project, env={"CALLPYBACK_DISABLED": value})
+    assert autoinstrument.disabled() is off
+    assert (config.wrapper_for("shop", "f") is None) is off
+    assert config.settings.enabled is not off
+    if value in ("2", "sure"):
+        assert "not a boolean" in config.origins["enabled"]
+
+
+def test_boolean_settings_from_the_environment_use_the_same_words(project: Path) -> None:
+    """CALLPYBACK_ENABLE_ASYNC_OBSERVERS=y is true; =2 is an error naming the variable."""
+    assert _load(project, env={"CALLPYBACK_ENABLE_ASYNC_OBSERVERS": "y"}).settings \
+        .enable_async_observers is True
+    with pytest.raises(ConfigError) as info:
+        _load(project, env={"CALLPYBACK_ENABLE_ASYNC_OBSERVERS": "2"})
+    (problem,) = info.value.problems
+    assert problem.file == "<environment CALLPYBACK_ENABLE_ASYNC_OBSERVERS>"

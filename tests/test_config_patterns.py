@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from callpyback.cli._render import explain
 from callpyback.config import Pattern, PatternError, load_text
 from callpyback.config._patterns import Matcher
 from tests.config_helpers import make_registry
@@ -101,7 +102,7 @@ def test_first_match_in_file_order_wins() -> None:
     assert (found.pipeline.name, found.index, found.pattern) == ("pay", 0, "shop.payments")
     assert "first matching pipeline" in found.reason
     assert config.pipeline_for("shop.cart:add").pipeline.name == "all"
-    text = config.explain("shop.payments:charge")
+    text = explain(config, "shop.payments:charge")
     assert "pipeline: pay" in text
     assert "shadowed: all also matches 'shop'" in text
 
@@ -117,7 +118,7 @@ def test_excluded_targets_fall_through_to_later_pipelines() -> None:
     assert config.pipeline_for("shop.payments:_private") is None
     assert config.pipeline_for("shop.payments.tests.t:x").pipeline.name == "rest"
     assert "skipped:  pay (matched 'shop.payments', excluded by 'shop.payments.tests')" in (
-        config.explain("shop.payments.tests.t:x")
+        explain(config, "shop.payments.tests.t:x")
     )
 
 
@@ -141,7 +142,7 @@ def test_pipeline_for_module_without_qualname() -> None:
     """A bare module target matches module-only patterns."""
     config = _config('[[pipelines]]\nmatch = ["shop"]\n')
     assert config.pipeline_for("shop") is not None
-    assert "no ':qualname' given" in config.explain("shop")
+    assert "no ':qualname' given" in explain(config, "shop")
 
 
 # --- the indexed matcher agrees with a brute-force scan ------------------------------------

@@ -404,19 +404,19 @@ def test_invalid_version_declaration_is_refused(site: Site, requires: str) -> No
         ("==3.0", "3.0.0", True),
         ("!=3.0.1", "3.0.0", True),
         ("<=2.9", "3.0.0", False),
+        (">=3.1.0rc1", "3.1.0rc2", True),  # packaging's PEP 440, pre-releases included
         ("", "3.0.0", True),
     ],
 )
-def test_version_comparators_agree(spec: str, version: str, expected: bool) -> None:
-    """The fallback comparator gives packaging's answers on release-number specifiers."""
+def test_version_specifiers_are_pep_440(spec: str, version: str, expected: bool) -> None:
+    """version_matches is packaging's SpecifierSet: no hand-written comparator."""
     assert plugins.version_matches(spec, version) is expected
-    assert plugins._simple_match(spec, version) is expected
 
 
 @pytest.mark.parametrize("spec", [">=x", "=>3", "~=3", ">=3.*"])
-def test_fallback_comparator_rejects_bad_specifiers(spec: str) -> None:
+def test_bad_specifiers_are_value_errors(spec: str) -> None:
     with pytest.raises(ValueError):
-        plugins._simple_match(spec, "3.0.0")
+        plugins.version_matches(spec, "3.0.0")
 
 
 # --- hook validation --------------------------------------------------------------------------
@@ -595,3 +595,113 @@ def test_a_denied_plugins_types_are_unknown_to_the_config(tmp_path: Path) -> Non
     plugins.configure(deny=[])
     config = callpyback.load_config(path)
     assert config.pipeline_for("anything:f") is None  # loads now; no pipelines
+
+
+# --- faults: nothing a plugin does ends the program, and messages say what happened ------------
+
+
+def test_system_exit_from_a_plugin_is_contained_and_reported(site: Site) -> None:
+    """SystemExit at import, in the register hook or in the configure hook: that plugin is
+    failed (or its configure skipped) with the reason; discovery and the others go on."""
+    site.dist("exit-dist", "1.0", {"exiting": "exit_mod"},
+              {"exit_mod": "import sys\nsys.exit('plugin says bye')\n"})
+    site.dist("hook-dist", "1.0", {"hookexit": "hook_mod"}, {"hook_mod": """
+        import sys
+        from callpyback import hookimpl
+
+        @hookimpl
+        def callpyback_register_components(registry):
+            raise SystemExit(3)
+    """})
+    site.dist("conf-dist", "1.0", {"confexit": "conf_mod"}, {"conf_mod": """
+        from callpyback import hookimpl
+
+        @hookimpl
+        def callpyback_configure(config):
+            raise SystemExit("no config for you")
+    """})
+    site.dist("good-dist", "1.0", {"good": "good_mod"}, {"good_mod": observer_plugin("good.obs")})
+    assert ("observer", "good.obs") in plugins.get_registry()
+    assert info("exiting").status == "failed"
+    assert "SystemExit: plugin says bye" in (info("exiting").error or "")
+    assert info("hookexit").status == "failed" and "SystemExit: 3" in (info("hookexit").error or "")
+    assert plugins.notify_config({}) == {"confexit": "SystemExit: no config for you"}
+
+
+def test_a_denied_plugins_type_says_the_plugin_is_installed_but_denied(
+    site: Site, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An 'acme.*' type with acme denied: the error names acme, its distribution and the entry
+    that denied it, not just "unknown; installed plugins: callpyback"."""
+    site.dist("acme-obs", "2.5", {"acme": "acme_obs_mod"},
+              {"acme_obs_mod": observer_plugin("acme.obs")})
+    monkeypatch.setenv(plugins.DENY_ENV, "acme")
+    with pytest.raises(UnknownComponentError) as info_:
+        plugins.get_registry().get("observer", "acme.obs")
+    assert "Plugin acme (distribution acme-obs 2.5) not loaded: denied by the deny list entry " \
+           "'acme'" in str(info_.value)
+    path = tmp_path / "callpyback.toml"
+    path.write_text('[observers.a]\ntype = "acme.obs"\n', encoding="utf-8")
+    with pytest.raises(callpyback.ConfigError) as error:
+        callpyback.load_config(path, env={})
+    (problem,) = error.value.problems
+    assert problem.key == "observers.a.type"
+    assert "plugin acme (distribution acme-obs 2.5) not loaded: denied by the deny list entry " \
+           "'acme'" in problem.message
+
+
+def test_allowing_only_the_core_is_a_known_entry(
+    two_plugins: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CALLPYBACK_PLUGINS_ALLOW=callpyback loads the core only, without an 'unmatched' warning."""
+    caplog.set_level(logging.WARNING, logger="callpyback.plugins")
+    monkeypatch.setenv(plugins.ALLOW_ENV, "callpyback")
+    assert {p.name for p in plugins.list_plugins() if p.status == "loaded"} == {"callpyback"}
+    assert not [r for r in caplog.records if "matches no installed" in r.getMessage()]
+
+
+@pytest.mark.parametrize("value", ["", " ", " , "])
+def test_an_allow_variable_naming_nothing_counts_as_unset(
+    two_plugins: Site, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """As every CALLPYBACK_* variable: empty means unset, so every plugin loads (the docs say
+    so; ``configure(allow=[])`` is the way to load none)."""
+    monkeypatch.setenv(plugins.ALLOW_ENV, value)
+    loaded = {p.name for p in plugins.list_plugins() if p.status == "loaded"}
+    assert {"red", "blue"} <= loaded
+
+
+def test_registry_create_with_bad_options_is_a_config_error() -> None:
+    """Not a raw pydantic ValidationError: a ConfigError naming option, value and component."""
+    with pytest.raises(callpyback.ConfigError) as info_:
+        plugins.get_registry().create("observer", "timing", {"threshold": -1, "kep": 3})
+    assert isinstance(info_.value, ValueError)
+    by_key = {p.key: p for p in info_.value.problems}
+    assert by_key["threshold"].given == -1
+    assert by_key["threshold"].component == "observer type 'timing'"
+    assert "in the options of observer type 'timing'" in str(info_.value)
+    assert by_key["kep"].suggestions == ["keep"]
+
+
+def test_a_host_of_ones_own_is_independent_of_the_default() -> None:
+    """PluginHost holds discovery state; the module functions use the default host only."""
+    mine = plugins.PluginHost()
+    mine.register(InCode("mine.only"), name="mine")
+    assert ("error_handler", "mine.only") in mine.get_registry()
+    assert ("error_handler", "mine.only") not in plugins.get_registry()
+    assert plugins.default_host() is not mine
+
+
+def test_bad_options_error_is_still_pydantics_validation_error_for_old_code() -> None:
+    """Code catching pydantic's ValidationError from registry.create keeps working."""
+    import pickle
+
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info_:
+        plugins.get_registry().create("error_handler", "retry", {"attempts": 0})
+    assert isinstance(info_.value, callpyback.ConfigError)
+    assert info_.value.errors()[0]["loc"] == ("attempts",)
+    assert str(info_.value).startswith("1 problem in the options of error_handler type 'retry'")
+    again = pickle.loads(pickle.dumps(info_.value))
+    assert isinstance(again, callpyback.ConfigError) and str(again) == str(info_.value)

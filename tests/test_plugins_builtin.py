@@ -187,11 +187,37 @@ def test_resolve_exception_errors(name: Any, message: str) -> None:
         resolve_exception(name)
 
 
-def test_bad_exception_name_is_a_validation_error_at_its_key() -> None:
+def test_every_bad_exception_name_is_an_error_at_its_own_index() -> None:
+    """Three bad names, three errors, each at its index: not one run per name."""
     with pytest.raises(ValidationError) as info:
         plugins.get_registry().get("error_handler", "retry").validate(
-            {"attempts": 2, "exceptions": ["ConectionError"]}
+            {"attempts": 2, "exceptions": ["ConectionError", "KeyError", "TimeotError", "3x"]}
         )
-    error = info.value.errors()[0]
-    assert error["loc"] == ("exceptions",)
-    assert "did you mean 'ConnectionError'" in error["msg"]
+    errors = info.value.errors()
+    assert [e["loc"] for e in errors] == [("exceptions", 0), ("exceptions", 2), ("exceptions", 3)]
+    assert "did you mean 'ConnectionError'" in errors[0]["msg"]
+    assert "did you mean 'TimeoutError'" in errors[1]["msg"]
+
+
+def test_validation_without_import_checks_names_but_imports_nothing(tmp_path: Any,
+                                                                     monkeypatch: Any) -> None:
+    """With the no-import context (what check --no-build, explain and config show use) a
+    dotted name is not imported; building the component imports and resolves it."""
+    from callpyback._builtin_options import NO_IMPORT
+
+    (tmp_path / "exc_marker_mod.py").write_text(
+        "import sys\nsys.modules['exc_marker_ran'] = sys\nclass Oops(Exception):\n    pass\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = plugins.get_registry().get("error_handler", "retry")
+    options = {"attempts": 2, "exceptions": ["exc_marker_mod.Oops"]}
+    try:
+        spec.validate(options, context={NO_IMPORT: True})
+        assert "exc_marker_ran" not in sys.modules
+        handler = spec.create(options)
+        assert "exc_marker_ran" in sys.modules
+        assert handler.exceptions[0].__name__ == "Oops"
+    finally:
+        for name in ("exc_marker_ran", "exc_marker_mod"):
+            sys.modules.pop(name, None)

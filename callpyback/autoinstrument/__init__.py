@@ -14,6 +14,7 @@ import os
 import threading
 from typing import Any, Optional
 
+from ..config._flags import AUTOINSTALL_ENV, DISABLED_ENV, kill_switch
 from ._instrument import Event, InstrumentationWarning
 from ._selector import Selector
 from ._state import Installation, Report, UninstallResult
@@ -37,9 +38,7 @@ __all__ = [
 ]
 
 #: ``CALLPYBACK_DISABLED=1``: the kill switch.  Nothing is installed, nothing is wrapped.
-DISABLE_ENV = "CALLPYBACK_DISABLED"
-#: ``CALLPYBACK_AUTOINSTALL=1``: the ``.pth`` bootstrap installs the hook at interpreter start.
-AUTOINSTALL_ENV = "CALLPYBACK_AUTOINSTALL"
+DISABLE_ENV = DISABLED_ENV
 #: ``CALLPYBACK_CONFIG=path``: the config file the bootstrap (and ``install()``) loads.
 CONFIG_ENV = "CALLPYBACK_CONFIG"
 
@@ -47,26 +46,40 @@ _lock = threading.Lock()  # guards install/uninstall only; never held while modu
 _installation: Optional[Installation] = None
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+_warned: set[str] = set()
 
 
 def disabled() -> bool:
-    """True when the kill switch ``CALLPYBACK_DISABLED`` is set."""
-    return _flag(DISABLE_ENV)
+    """True when the kill switch ``CALLPYBACK_DISABLED`` is set.
+
+    It is read by the same parser as every boolean setting (``callpyback.config._flags``), so
+    the hook and ``Config.wrapper_for`` always agree.  A value that is not a boolean counts as
+    set, and is reported once on the ``callpyback.autoinstrument`` logger.
+    """
+    switch = kill_switch()
+    if switch.warning and switch.warning not in _warned:
+        _warned.add(switch.warning)
+        _log().warning("callpyback: %s", switch.warning)
+    return switch.on
 
 
 def _current() -> Optional[Installation]:
     return _installation
 
 
-def install(config: Any = None) -> Optional[Report]:
+def install(config: Any = None, *, build: bool = True) -> Optional[Report]:
     """Install the import hook; returns the report of the retrofit, or None if disabled.
 
     ``config``: None (``$CALLPYBACK_CONFIG``, else ``callpyback.toml`` discovery), a path, or a
-    loaded config (anything with ``may_match_module``, ``wrapper_for``, ``explain`` and
-    ``settings``).  Installing again replaces the previous installation (uninstalling it first).
-    A config that fails to validate raises its ``ConfigurationError`` and installs nothing.
+    loaded config (anything with ``may_match_module``, ``wrapper_for`` and ``settings``).
+    Installing again replaces the previous installation (uninstalling it first).
+
+    A :class:`~callpyback.config.Config` has every pipeline built first: a config that fails to
+    validate, or a component that cannot be built (with the default
+    ``on_build_error = "error"``), raises its :class:`~callpyback.ConfigError` and installs
+    nothing.  ``build=False`` builds each pipeline when the hook first needs it instead: the
+    ``.pth`` bootstrap does that, because at interpreter start-up the program's own directory
+    is not on ``sys.path`` yet (its modules, named by exception lists, cannot be imported).
     """
     global _installation
     if disabled():
@@ -90,6 +103,12 @@ def install(config: Any = None) -> Optional[Report]:
         )
         uninstall()
         return None
+    from ..config._config import Config
+
+    if build and isinstance(selector, Config):
+        # Start-up is when a component that cannot be built must be found (an audit trail
+        # that cannot be opened): not at the first import, once per function.
+        selector.build_all()
     set_plugin_packages(discover_plugin_packages())
     set_machinery(selector)
     with _lock:

@@ -18,14 +18,23 @@ def boot() -> None:
     if _booted:
         return
     _booted = True
-    from . import AUTOINSTALL_ENV, _flag, disabled, install
+    from ..config._flags import autoinstall
+    from . import AUTOINSTALL_ENV, disabled, install
 
-    if not _flag(AUTOINSTALL_ENV) or disabled():
+    switch = autoinstall()
+    if switch.warning:
+        print(f"callpyback: {switch.warning}", file=sys.stderr)
+    if not switch.on or disabled():
         return
     try:
-        install()
-    except Exception as exc:
-        # A broken config must not stop the program: it runs uninstrumented, and says why.
+        # Built lazily: sys.path does not hold the program's directory yet.  The parent
+        # (``callpyback run``) has built the same configuration up front.
+        install(build=False)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        # Nothing may stop the interpreter here (site only contains Exception, so a
+        # SystemExit would abort every start-up): the program runs uninstrumented, and says why.
         print(
             f"callpyback: auto-instrumentation not installed ({AUTOINSTALL_ENV} is set): "
             f"{type(exc).__name__}: {exc}",

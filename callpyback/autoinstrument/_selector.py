@@ -8,7 +8,9 @@ from typing import Any, Dict, FrozenSet, Optional
 
 from typing_extensions import Protocol, runtime_checkable
 
-__all__ = ["Selector", "is_protected", "resolve_selector"]
+from ..errors import CallPyBackError
+
+__all__ = ["GuardedSelector", "Selector", "SelectorError", "is_protected", "resolve_selector"]
 
 
 @runtime_checkable
@@ -18,7 +20,7 @@ class Selector(Protocol):
     ``may_match_module`` is the cheap precheck run for every import (False: leave the module
     alone); ``wrapper_for`` returns the ``CallPyBack`` decorator to apply to one function, or
     None.  ``settings.enabled`` False turns the hook off; ``source`` names where the selection
-    came from (a file path, or any label); ``explain(target)`` says why a target is selected.
+    came from (a file path, or any label).
     """
 
     source: Any
@@ -28,32 +30,104 @@ class Selector(Protocol):
 
     def wrapper_for(self, module: str, qualname: str) -> Any: ...
 
-    def explain(self, target: str) -> str: ...
+
+class SelectorError(CallPyBackError):
+    """A selector raised ``SystemExit`` (or another ``BaseException``) while the hook asked it
+    about a function: the hook reports that function as failed, and the program goes on."""
 
 
-def resolve_selector(config: Any) -> Selector:
-    """``None`` (discover ``callpyback.toml``), a path, or an object shaped like a Config."""
+def _log() -> Any:
+    import logging
+
+    return logging.getLogger("callpyback.autoinstrument")
+
+
+class GuardedSelector:
+    """A selector of the user's (not a :class:`~callpyback.config.Config`), kept from ending
+    the program: the hook runs inside imports, where a ``SystemExit`` would end the program
+    with no word of why.  Whatever its methods raise (``KeyboardInterrupt`` excepted) is
+    reported, naming the selector; ``may_match_module`` then answers False (the module is left
+    alone) and ``wrapper_for`` raises :class:`SelectorError` (the function is left alone and
+    reported as failed).  Every other attribute is the selector's own."""
+
+    def __init__(self, selector: Any) -> None:
+        object.__setattr__(self, "selector", selector)
+        object.__setattr__(self, "_reported", set())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.selector, name)
+
+    def __repr__(self) -> str:
+        return f"<GuardedSelector {self.selector!r}>"
+
+    def may_match_module(self, module: str) -> bool:
+        try:
+            return bool(self.selector.may_match_module(module))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            self._report("may_match_module", module, exc)
+            return False
+
+    def wrapper_for(self, module: str, qualname: str) -> Any:
+        try:
+            return self.selector.wrapper_for(module, qualname)
+        except KeyboardInterrupt:
+            raise
+        except Exception:
+            raise  # the hook reports the function as failed, with this error
+        except BaseException as exc:
+            raise SelectorError(
+                f"selector {self.selector!r} raised {type(exc).__name__}({exc}) in "
+                f"wrapper_for({module!r}, {qualname!r})"
+            ) from exc
+
+    def _report(self, method: str, argument: str, exc: BaseException) -> None:
+        key = (method, type(exc))
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        _log().error(
+            "callpyback: selector %r raised %s(%s) in %s(%r); the import hook leaves such "
+            "modules alone (reported once)",
+            self.selector, type(exc).__name__, exc, method, argument,
+        )
+
+
+def resolve_selector(config: Any) -> Any:
+    """``None`` (discover ``callpyback.toml``), a path, or an object shaped like a Config.
+
+    A loaded :class:`~callpyback.config.Config` is used as it is (it never lets a
+    ``SystemExit`` through); any other selector is wrapped in a :class:`GuardedSelector`.
+    """
+    from ..config._config import Config
+
     if config is None or isinstance(config, (str, os.PathLike)):
         from ..config import load_config  # lazily: pydantic and tomllib load only here
 
         path = None if config is None else os.fspath(config)
-        selector: Any = load_config(path)
-    else:
-        selector = config
+        return load_config(path)
+    if isinstance(config, Config):
+        return config
     missing = [
         name
-        for name in ("may_match_module", "wrapper_for", "explain")
-        if not callable(getattr(selector, name, None))
+        for name in ("may_match_module", "wrapper_for")
+        if not callable(getattr(config, name, None))
     ]
-    if missing or not hasattr(selector, "settings"):
+    if missing or not hasattr(config, "settings"):
         from ..errors import ConfigurationError
 
         raise ConfigurationError(
             f"install(config=...) needs None, a path to a callpyback.toml, or a config object "
-            f"with may_match_module(), wrapper_for(), explain() and settings; got "
+            f"with may_match_module(), wrapper_for() and settings; got "
             f"{config!r}, which lacks {missing or ['settings']}"
         )
-    return selector  # type: ignore[no-any-return]
+    return GuardedSelector(config)
+
+
+def unguarded(selector: Any) -> Any:
+    """The user's own selector inside a guard (for what needs its real type)."""
+    return selector.selector if isinstance(selector, GuardedSelector) else selector
 
 
 # --- modules that are never instrumented unless named explicitly ---------------------------------
@@ -124,6 +198,7 @@ def set_plugin_packages(tops: FrozenSet[str]) -> None:
 def set_machinery(selector: Any) -> None:
     """Record the modules never to touch because imports or selection run through them."""
     global _machinery
+    selector = unguarded(selector)
     mods = {type(selector).__module__, type(getattr(selector, "decorator", None)).__module__}
     for obj in (*sys.meta_path, *sys.path_hooks):
         cls = obj if isinstance(obj, type) else type(obj)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -40,4 +41,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    if args.command == "run":
+        return int(args.func(args) or 0)  # the program's streams are the program's business
+    _tolerate_any_encoding()
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _tolerate_any_encoding() -> None:
+    """A report must print on any terminal: characters the output's encoding lacks (an ASCII
+    locale, PYTHONIOENCODING=ascii) are escaped instead of raising UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure) and getattr(stream, "errors", None) == "strict":
+            reconfigure(errors="backslashreplace")
+
+
+def _reader_gone() -> int:
+    """The reader of our output went away (``callpyback explain ... | head``): stop quietly,
+    as a filter does, and keep the interpreter from reporting the pipe again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture stdout)
+        pass
+    return 1

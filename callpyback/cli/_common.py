@@ -22,8 +22,11 @@ def painter(stream: Optional[IO[str]] = None) -> Painter:
 
 
 def print_problems(error: Any, stream: Optional[IO[str]] = None) -> None:
-    """Every problem of a ConfigError, one block each: where, what, given, allowed, hint."""
-    out = stream or sys.stderr
+    """Every problem of a ConfigError, one block each: where, what, given, allowed, hint.
+
+    To stdout by default: for ``check`` the problems are the report.
+    """
+    out = stream or sys.stdout
     paint = painter(out)
     count = len(error.problems)
     where = error.source or "the configuration"
@@ -35,6 +38,8 @@ def print_problems(error: Any, stream: Optional[IO[str]] = None) -> None:
         print(f"    {paint('error:', 'red')}   {p.message}", file=out)
         if p.has_given:
             print(f"    given:   {p.given!r}", file=out)
+        if p.component:
+            print(f"    in:      the options of {p.component}", file=out)
         if p.allowed:
             print(f"    allowed: {p.allowed}", file=out)
         if p.suggestions:
@@ -43,11 +48,14 @@ def print_problems(error: Any, stream: Optional[IO[str]] = None) -> None:
 
 
 def load(path: Optional[str]) -> Any:
-    """The config, or None after printing its problems (the caller exits with status 1)."""
+    """The config, or None after printing its problems to stderr (the caller exits with 1).
+
+    Only validates: no component is built and no module named in the file is imported.
+    """
     from ..config import ConfigError, load_config
 
     try:
         return load_config(path)
     except ConfigError as exc:
-        print_problems(exc)
+        print_problems(exc, sys.stderr)
         return None

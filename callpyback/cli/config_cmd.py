@@ -54,14 +54,15 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ._fmt import dump_toml
+    from ._render import effective
 
     config = load(args.config)
     if config is None:
         return 1
-    doc = config.effective(redact=args.redact)
+    doc = effective(config, redacted=args.redact)
     if args.format == "json":
-        print(json.dumps({"source": config.source, "origins": config.origins, "config": doc},
-                         indent=2, default=str))
+        print(json.dumps({"source": config.source, "origins": dict(config.origins),
+                          "config": doc}, indent=2, default=str))
         return 0
     comments = {f"settings.{k}": f"from {v}" for k, v in config.origins.items()}
     print(f"# effective configuration from {config.source}")

@@ -8,11 +8,13 @@ import importlib
 import importlib.machinery
 import inspect
 import json
+import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._common import add_config_option, load, painter
 from ._fmt import table
+from ._render import explain, record
 
 EXAMPLES = """\
 examples:
@@ -56,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     results: List[dict[str, Any]] = []
     for target in args.targets:
-        results.append(_record(config, target))
+        results.append(record(config, target))
         if not args.json:
-            print(config.explain(target))
+            print(explain(config, target))
             print()
     for module in args.modules:
         try:
-            qualnames = (
+            found = (
                 functions_by_import(module) if args.do_import else functions_from_source(module)
             )
         except Exception as exc:  # the module is missing, or its source does not parse
@@ -70,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             status = 1
             continue
-        records = [_record(config, f"{module}:{q}") for q in qualnames]
+        except SystemExit as exc:  # --import of a module that exits at import
+            print(f"callpyback explain: importing {module!r} raised SystemExit({exc.code!r})",
+                  file=sys.stderr)
+            status = 1
+            continue
+        records = [record(config, f"{module}:{q}", skipped) for q, skipped in found]
         results.extend(records)
         if not args.json:
             print(_module_table(config, module, records, args.do_import))
@@ -78,23 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return status
-
-
-def _record(config: Any, target: str) -> dict[str, Any]:
-    found = config.pipeline_for(target)
-    if found is None:
-        return {"target": target, "pipeline": None, "pattern": None, "wrapped": False,
-                "observers": [], "error_handlers": []}
-    p = found.pipeline
-    return {
-        "target": target,
-        "pipeline": p.label,
-        "index": found.index,
-        "pattern": found.pattern,
-        "wrapped": bool(config.settings.enabled and p.enabled and not p.is_empty),
-        "observers": [r.label for r in p.observers],
-        "error_handlers": [r.label for r in p.error_handlers],
-    }
 
 
 def _module_table(config: Any, module: str, records: List[dict[str, Any]], imported: bool) -> str:
@@ -110,7 +100,7 @@ def _module_table(config: Any, module: str, records: List[dict[str, Any]], impor
             r["pattern"] or "-",
             ", ".join(r["observers"]) or "-",
             ", ".join(r["error_handlers"]) or "-",
-            "yes" if r["wrapped"] else "no",
+            "yes" if r["wrapped"] else (f"no: {r['skipped']}" if r["skipped"] else "no"),
         )
         for r in records
     ]
@@ -120,9 +110,33 @@ def _module_table(config: Any, module: str, records: List[dict[str, Any]], impor
 
 
 # --- listing a module's functions ---------------------------------------------------------
+
+#: (qualname, why the import hook would skip it, or None)
+Found = List[Tuple[str, Optional[str]]]
+
+#: Decorators whose result the import hook leaves alone (it wraps plain functions, class and
+#: static methods only), and how ``explain`` says so.
+_SKIPPED_DECORATORS = {
+    "property": "property",
+    "setter": "property",
+    "getter": "property",
+    "deleter": "property",
+    "cached_property": "cached_property",
+    "singledispatchmethod": "singledispatchmethod",
+}
+
+
+def _search_path() -> List[str]:
+    """sys.path as ``python -m`` has it: the working directory first.  A console script has its
+    own directory there instead, which would hide the user's modules."""
+    cwd = os.getcwd()
+    entries = [os.path.abspath(p or os.curdir) for p in sys.path]
+    return sys.path if cwd in entries else [cwd, *sys.path]
+
+
 def find_source(module: str) -> str:
     """The path of ``module``'s source, found without importing it or its parent packages."""
-    search: Optional[List[str]] = None
+    search: Optional[List[str]] = _search_path()
     spec = None
     parts = module.split(".")
     for i in range(len(parts)):
@@ -140,26 +154,41 @@ def find_source(module: str) -> str:
     return spec.origin
 
 
-def functions_from_source(module: str) -> List[str]:
-    """Qualnames of the functions and methods ``module`` defines at module and class level."""
+def _skipped(node: Any) -> Optional[str]:
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+        kind = _SKIPPED_DECORATORS.get(str(name))
+        if kind is not None:
+            return f"a {kind}, not wrapped by the import hook"
+    return None
+
+
+def functions_from_source(module: str) -> Found:
+    """The functions and methods ``module`` defines at module and class level (qualname, and
+    why the hook would skip it: a property, say)."""
     path = find_source(module)
     with open(path, encoding="utf-8") as handle:
         tree = ast.parse(handle.read(), filename=path)
-    out: List[str] = []
+    out: Dict[str, Optional[str]] = {}
 
-    def visit(body: List[ast.stmt], prefix: str) -> None:
+    def visit(body: List[ast.stmt], prefix: str, in_class: bool) -> None:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out.append(prefix + node.name)
+                qualname = prefix + node.name
+                skipped = _skipped(node) if in_class else None
+                # a property's setter repeats its name: it is still one skipped attribute
+                if qualname not in out or skipped is not None:
+                    out[qualname] = skipped
             elif isinstance(node, ast.ClassDef):
-                visit(node.body, f"{prefix}{node.name}.")
+                visit(node.body, f"{prefix}{node.name}.", True)
             elif isinstance(node, (ast.If, ast.Try)):
                 # definitions under `if TYPE_CHECKING:` / `try: ... except ImportError:`
                 for branch in _branches(node):
-                    visit(branch, prefix)
+                    visit(branch, prefix, in_class)
 
-    visit(tree.body, "")
-    return list(dict.fromkeys(out))
+    visit(tree.body, "", False)
+    return list(out.items())
 
 
 def _branches(node: Any) -> List[List[ast.stmt]]:
@@ -168,19 +197,30 @@ def _branches(node: Any) -> List[List[ast.stmt]]:
     return [node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody]
 
 
-def functions_by_import(module: str) -> List[str]:
-    """Import ``module`` and list the functions and methods defined in it (not imported ones)."""
+def functions_by_import(module: str) -> Found:
+    """Import ``module`` and list the functions and methods defined in it (not imported ones);
+    properties and their kin are listed as skipped."""
+    import functools
+
+    cwd = os.getcwd()
+    if cwd not in [os.path.abspath(p or os.curdir) for p in sys.path]:
+        sys.path.insert(0, cwd)  # as python -m would: the user's modules are found
     mod = importlib.import_module(module)
-    out: List[str] = []
+    out: Dict[str, Optional[str]] = {}
 
     def visit(namespace: dict[str, Any], owner: Optional[type]) -> None:
-        for value in list(namespace.values()):
+        for key, value in list(namespace.items()):
             func = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
             if inspect.isfunction(func) and func.__module__ == module:
-                out.append(func.__qualname__)
+                out.setdefault(func.__qualname__, None)
+            elif owner is not None and isinstance(
+                value, (property, functools.cached_property, functools.singledispatchmethod)
+            ):
+                kind = type(value).__name__
+                out[f"{owner.__qualname__}.{key}"] = f"a {kind}, not wrapped by the import hook"
             elif (isinstance(value, type) and value.__module__ == module
                   and (owner is None or value.__qualname__.startswith(owner.__qualname__ + "."))):
                 visit(dict(vars(value)), value)
 
     visit(dict(vars(mod)), None)
-    return list(dict.fromkeys(out))
+    return list(out.items())

@@ -71,8 +71,17 @@ def run(args: argparse.Namespace) -> int:
     if not disabled():
         try:
             report = install(_choose_config(script))
+        except KeyboardInterrupt:
+            raise
         except Exception as exc:  # ConfigurationError and friends: say what, run nothing
             print(f"callpyback run: {exc}", file=sys.stderr)
+            return 2
+        except BaseException as exc:  # never end start-up without saying why
+            print(
+                f"callpyback run: start-up stopped: {type(exc).__name__}: {exc}; the program "
+                "was not run",
+                file=sys.stderr,
+            )
             return 2
         source = getattr(report, "source", None)
         if isinstance(source, str) and os.path.isfile(source):

@@ -8,13 +8,44 @@ See ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from ._config import ComponentRef, Config, PipelineConfig, PipelineMatch
-from ._errors import ConfigError, Problem
-from ._loader import PathLike, build_config, load_config, load_text
-from ._patterns import Pattern, PatternError
+if TYPE_CHECKING:
+    from ._config import ComponentRef, Config, PipelineConfig, PipelineMatch
+    from ._errors import ConfigError, Problem
+    from ._loader import build_config, load_config, load_text
+    from ._patterns import Pattern, PatternError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# name -> submodule.  Everything loads on first use: the loader imports pydantic and tomllib,
+# and the import hook's switches (``_flags``) are read at every interpreter start-up.
+_LAZY = {
+    "ComponentRef": "_config",
+    "Config": "_config",
+    "PipelineConfig": "_config",
+    "PipelineMatch": "_config",
+    "ConfigError": "_errors",
+    "Problem": "_errors",
+    "Pattern": "_patterns",
+    "PatternError": "_patterns",
+    "build_config": "_loader",
+    "load_config": "_loader",
+    "load_text": "_loader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'callpyback.config' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "ComponentRef",
@@ -51,6 +82,9 @@ def configure(
     On error nothing changes: the previous configuration stays current.
     """
     global _current
+    from ._config import Config
+    from ._errors import ConfigError, Problem
+
     if isinstance(source, Config):
         if settings:
             raise ConfigError([Problem(
@@ -60,10 +94,14 @@ def configure(
             )])
         config = source
     elif isinstance(source, Mapping):
+        from ._loader import build_config
+
         config = build_config(
             source, source="<configure()>", settings=settings, registry=registry, env=env
         )
     else:
+        from ._loader import load_config
+
         config = load_config(source, settings=settings, registry=registry, env=env)
     with _lock:
         _current = config

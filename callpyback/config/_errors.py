@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigurationError
 
-__all__ = ["ConfigError", "KeyPath", "Problem", "format_path", "suggest"]
+__all__ = [
+    "ConfigError",
+    "KeyPath",
+    "Problem",
+    "format_path",
+    "option_problems",
+    "pydantic_problem",
+    "suggest",
+]
 
 #: A key path inside the document: ``("pipelines", 2, "observers", 0)``.
 KeyPath = Tuple[Union[str, int], ...]
@@ -55,6 +63,9 @@ class Problem:
     given: Any = _UNSET
     allowed: Optional[str] = None
     suggestions: List[str] = field(default_factory=list)
+    #: The component whose option this is (``"observer type 'timing'"``), when that is not
+    #: already in the message.
+    component: Optional[str] = None
 
     @property
     def key(self) -> str:
@@ -77,6 +88,8 @@ class Problem:
             if len(given) > 80:
                 given = given[:77] + "..."
             text += f" (given: {given})"
+        if self.component:
+            text += f", in the options of {self.component}"
         if self.allowed:
             text += f"; allowed: {self.allowed}"
         if self.suggestions:
@@ -92,7 +105,100 @@ class Problem:
             "given": repr(self.given) if self.has_given else None,
             "allowed": self.allowed,
             "suggestions": list(self.suggestions),
+            "component": self.component,
         }
+
+
+# --- pydantic's errors as problems -----------------------------------------------------------
+
+_ALLOWED = {
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "list_type": "an array, e.g. [\"a\", \"b\"]",
+    "tuple_type": "an array, e.g. [\"a\", \"b\"]",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "decimal_parsing": "a number (a string such as \"12.50\" keeps every digit)",
+    "decimal_type": "a number",
+}
+#: pydantic prefixes the messages of errors raised by validators; the user wrote no validator.
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _allowed(kind: str, ctx: Mapping[str, Any]) -> Optional[str]:
+    for key, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if key in ctx:
+            return f"a number {sign} {ctx[key]}"
+    if kind == "too_short" and "min_length" in ctx:
+        return f"at least {ctx['min_length']} item(s)"
+    if kind == "too_long" and "max_length" in ctx:
+        return f"at most {ctx['max_length']} item(s)"
+    if kind in ("literal_error", "enum") and "expected" in ctx:
+        return str(ctx["expected"])
+    return _ALLOWED.get(kind)
+
+
+def clean_message(message: str) -> str:
+    """A pydantic message without the ``Value error, `` prefix of validator errors."""
+    for prefix in _PREFIXES:
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def pydantic_problem(
+    error: Mapping[str, Any],
+    *,
+    base: KeyPath = (),
+    what: str = "the table",
+    fields: Sequence[str] = (),
+    component: Optional[str] = None,
+) -> Problem:
+    """One pydantic error dict (``ValidationError.errors()``) as a located :class:`Problem`."""
+    loc: KeyPath = tuple(error.get("loc", ()))
+    kind = error.get("type", "")
+    key = loc[-1] if loc else ""
+    path = (*base, *loc)
+    if kind == "extra_forbidden":
+        return Problem(
+            f"unknown key {key!r} in {what}", path,
+            allowed=", ".join(fields) or None, suggestions=suggest(str(key), fields),
+        )
+    if kind == "missing":
+        return Problem(
+            f"required key {key!r} is missing from {what}", path,
+            allowed=", ".join(fields) or None,
+        )
+    return Problem(
+        clean_message(str(error.get("msg", "invalid value"))), path,
+        given=error.get("input", _UNSET),
+        allowed=_allowed(kind, error.get("ctx") or {}),
+        component=component,
+    )
+
+
+def option_problems(
+    errors: Iterable[Mapping[str, Any]], spec: Any, base: KeyPath = (),
+    file: Optional[str] = None,
+) -> List[Problem]:
+    """The errors of a component's options model, each naming the component type."""
+    label = f"{spec.kind} type {spec.name!r}"
+    fields = sorted(getattr(spec.options, "model_fields", {}) or {})
+    out = []
+    for error in errors:
+        problem = pydantic_problem(
+            error, base=base, what=f"the options of {label}", fields=fields, component=label
+        )
+        problem.file = file
+        out.append(problem)
+    return out
 
 
 class ConfigError(ConfigurationError):

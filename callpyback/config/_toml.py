@@ -9,7 +9,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ._errors import KeyPath, Problem
 
-__all__ = ["Locator", "parse_toml"]
+__all__ = ["MAX_DEPTH", "Locator", "parse_toml", "too_deep"]
+
+#: How deeply tables and arrays may nest.  A real configuration needs about six levels; the
+#: limit keeps every recursive walk (the TOML parser's, substitution, pydantic's, redaction)
+#: far from Python's recursion limit, so a hostile file gets a clear error, not a crash.
+MAX_DEPTH = 32
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 _LINE_COL = re.compile(r"line (\d+)")
@@ -28,6 +33,8 @@ def parse_toml(text: str, file: str) -> Tuple[Optional[Dict[str, Any]], List[Pro
     toml = _tomllib()
     try:
         return toml.loads(text), []
+    except RecursionError:
+        return None, [_too_deep_problem(file, None)]
     except toml.TOMLDecodeError as exc:
         message = str(exc)
         found = _LINE_COL.search(message)
@@ -40,6 +47,29 @@ def parse_toml(text: str, file: str) -> Tuple[Optional[Dict[str, Any]], List[Pro
                 allowed="valid TOML (https://toml.io); check quotes, brackets and commas",
             )
         ]
+
+
+def _too_deep_problem(file: Optional[str], line: Optional[int]) -> Problem:
+    return Problem(
+        f"tables and arrays are nested more than {MAX_DEPTH} levels deep",
+        file=file,
+        line=line,
+        allowed=f"at most {MAX_DEPTH} levels of nested tables and arrays",
+    )
+
+
+def too_deep(document: Any, limit: int = MAX_DEPTH) -> Optional[Tuple[KeyPath, Problem]]:
+    """The first key path nested deeper than ``limit``, as a problem; found without recursion."""
+    stack: List[Tuple[Any, KeyPath]] = [(document, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > limit:
+            return path[:limit], _too_deep_problem(None, None)
+        if isinstance(value, dict):
+            stack.extend((v, (*path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+    return None
 
 
 class Locator:
