@@ -53,6 +53,7 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
     )
 
     from callpyback import errors
+    from callpyback.autoinstrument._selector import SelectorError
     from callpyback.observers.redaction import RedactedError
     from callpyback._registry import DuplicateComponentError, UnknownComponentError
     from callpyback.autoinstrument._instrument import InstrumentationWarning
@@ -64,6 +65,9 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
 
     return {
         "callpyback.errors.CallPyBackError": lambda: errors.CallPyBackError("it broke"),
+        "callpyback.autoinstrument._selector.SelectorError": lambda: SelectorError(
+            "selector PatternSelector('shop') raised SystemExit(2) for shop:checkout"
+        ),
         "callpyback.observers.redaction.RedactedError": lambda: RedactedError(
             "card [REDACTED] declined", "PaymentError('card [REDACTED] declined')"
         ),
