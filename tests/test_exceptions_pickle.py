@@ -44,6 +44,18 @@ def _walk() -> Dict[str, type]:
     return found
 
 
+def _options_error() -> BaseException:
+    """What the registry raises for bad component options (a ConfigError and pydantic's
+    ValidationError at once)."""
+    from callpyback.plugins import get_registry
+
+    try:
+        get_registry().create("observer", "timing", {"threshold": -1})
+    except Exception as exc:
+        return exc
+    raise AssertionError("bad options were accepted")
+
+
 def _examples() -> Dict[str, Callable[[], BaseException]]:
     from callpyback_finance.chain import AuditTrailError
     from callpyback_finance.rules import (
@@ -54,6 +66,8 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
 
     from callpyback import errors
     from callpyback.autoinstrument._selector import SelectorError
+    from callpyback.config._assembly import ComponentBuildWarning
+    from callpyback.config._exceptions import ExceptionNameError
     from callpyback.observers.redaction import RedactedError
     from callpyback._registry import DuplicateComponentError, UnknownComponentError
     from callpyback.autoinstrument._instrument import InstrumentationWarning
@@ -65,6 +79,16 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
 
     return {
         "callpyback.errors.CallPyBackError": lambda: errors.CallPyBackError("it broke"),
+        "callpyback.config._assembly.ComponentBuildWarning": lambda: ComponentBuildWarning(
+            "observer 'audit' (audit) could not be built; running without it"
+        ),
+        "callpyback.config._exceptions.ExceptionNameError": lambda: ExceptionNameError(
+            "'ValueErorr' is not an exception; did you mean 'ValueError'?",
+            "'ValueErorr' is not an exception",
+            ["ValueError"],
+            "a built-in exception such as 'ValueError'",
+        ),
+        "callpyback.config._models.ComponentOptionsError": _options_error,
         "callpyback.autoinstrument._selector.SelectorError": lambda: SelectorError(
             "selector PatternSelector('shop') raised SystemExit(2) for shop:checkout"
         ),

@@ -33,6 +33,13 @@ class ExceptionNameError(ValueError):
         self.suggestions = suggestions
         self.allowed = allowed
 
+    def __reduce__(self) -> Any:
+        return (
+            type(self),
+            (self.args[0], self.short, self.suggestions, self.allowed),
+            self.__dict__ or None,
+        )
+
 
 _OTHERS = "a built-in exception such as 'ValueError', or 'package.module.ClassName'"
 

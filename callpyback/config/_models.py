@@ -830,23 +830,50 @@ class ComponentOptionsError(ConfigError, ValidationError):
         return f"{type(self).__name__}({str(self)!r})"
 
     def __reduce__(self) -> Any:
-        return (ConfigError, (self.problems, self.source))
+        # Rebuilt from the same pydantic error details (kept when it was made), so it comes
+        # back as itself: a ConfigError that is also pydantic's ValidationError.
+        notes = getattr(self, "__notes__", None)
+        return (
+            _rebuild_options_error,
+            (self.problems, self.source, getattr(self, "_title", ""), getattr(self, "_details", [])),
+            {"__notes__": list(notes)} if notes is not None else None,
+        )
+
+
+def _error_details(cause: Any) -> List[Any]:
+    return [
+        InitErrorDetails(type=e["type"], loc=e["loc"], input=e.get("input"), ctx=e.get("ctx", {}))
+        for e in cause.errors(include_url=False)
+    ]
+
+
+def _make_options_error(
+    problems: Sequence[Problem], source: str, title: str, details: List[Any]
+) -> ConfigError:
+    try:
+        error = ComponentOptionsError.from_exception_data(title, details)
+    except Exception:
+        error = None
+    if not isinstance(error, ComponentOptionsError):
+        return ConfigError(problems, source)
+    ConfigError.__init__(error, problems, source)
+    error._title = title  # type: ignore[attr-defined]
+    error._details = details  # type: ignore[attr-defined]
+    return error
+
+
+def _rebuild_options_error(
+    problems: Sequence[Problem], source: str, title: str, details: List[Any]
+) -> ConfigError:
+    return _make_options_error(problems, source, title, details)
 
 
 def options_error(problems: Sequence[Problem], source: str, cause: Any) -> ConfigError:
     """The error for options that failed their model: a ComponentOptionsError when pydantic can
     rebuild its own error from ``cause``, else a plain ConfigError (same message and problems)."""
     try:
-        details = [
-            InitErrorDetails(type=e["type"], loc=e["loc"], input=e.get("input"),
-                             ctx=e.get("ctx", {}))
-            for e in cause.errors(include_url=False)
-        ]
-        error = ComponentOptionsError.from_exception_data(cause.title, details)
+        details = _error_details(cause)
     except Exception:
-        error = None
-    if not isinstance(error, ComponentOptionsError):
         return ConfigError(problems, source)
-    ConfigError.__init__(error, problems, source)
-    return error
+    return _make_options_error(problems, source, cause.title, details)
 
