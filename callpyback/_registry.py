@@ -25,7 +25,15 @@ __all__ = [
 ]
 
 #: The four kinds of component, as used in config sections and hook calls.
-KINDS: Tuple[str, ...] = ("observer", "error_handler", "time_source", "variable_extractor")
+KINDS: Tuple[str, ...] = (
+    "observer",
+    "error_handler",
+    "time_source",
+    "variable_extractor",
+    # A top-level table of callpyback.toml owned by a plugin ([web], [db], [state]...): its
+    # options model validates the table; the plugin reads it from ``Config.tables``.
+    "table",
+)
 
 
 class UnknownComponentError(ConfigurationError):

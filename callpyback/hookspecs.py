@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = [
     "PROJECT_NAME",
     "callpyback_configure",
+    "callpyback_install",
     "callpyback_register_components",
+    "callpyback_uninstall",
     "hookimpl",
     "hookspec",
 ]
@@ -63,3 +65,20 @@ def callpyback_configure(config: Any) -> None:
     A plugin that rejects the configuration raises :class:`callpyback.ConfigurationError`;
     that error reaches the user.  Any other exception is logged and the plugin is skipped.
     """
+
+
+@hookspec
+def callpyback_install(config: Any) -> None:
+    """The import hook was installed with ``config`` (``callpyback run``, ``install()``).
+
+    The time to attach integrations the configuration asks for: read your table from
+    ``config.tables`` (registered with ``registry.table(...)``) and, for example, wait for a
+    framework with :func:`callpyback.autoinstrument.when_imported`.  Undo it all in
+    :func:`callpyback_uninstall`.  An exception is logged with the plugin's name and the program
+    runs without the integration; it never stops the start-up.
+    """
+
+
+@hookspec
+def callpyback_uninstall() -> None:
+    """The import hook was removed: detach what :func:`callpyback_install` attached."""

@@ -146,6 +146,18 @@ class ComponentRegistrar:
     ) -> ComponentSpec:
         return self.add("variable_extractor", name, factory, **kw)
 
+    def table(self, name: str, model: type, *, description: str = "") -> ComponentSpec:
+        """Own the top-level table ``[name]`` of ``callpyback.toml``, validated by ``model``
+        (a pydantic model with ``extra="forbid"``).  Its validated value is
+        ``config.tables[name]`` (absent when the file has no such table); act on it in
+        ``callpyback_install(config)``."""
+        if not isinstance(model, type):
+            raise ConfigurationError(
+                f"plugin {self.plugin!r}: table {name!r} needs a pydantic model class, "
+                f"got {model!r}"
+            )
+        return self.add("table", name, model, options=model, description=description)
+
     def _check(self, spec: ComponentSpec) -> None:
         where = f"plugin {self.plugin!r}, {spec.kind} {spec.name!r}"
         if spec.kind not in KINDS:
@@ -416,6 +428,33 @@ class PluginHost:
                     "callpyback plugin %r failed in callpyback_configure: %s; the configuration "
                     "is used without it",
                     name,
+                    _short(exc),
+                    exc_info=exc,
+                )
+        return failures
+
+    def call_all(self, hook: str, **kwargs: Any) -> Dict[str, str]:
+        """Call ``hook`` on every loaded plugin, each in isolation (``install`` / ``uninstall``):
+        a failure is logged with the plugin's name, and the others still run."""
+        self.get_registry()
+        with self._lock:
+            pm = self._ensure_pm()
+            loaded = [info.name for info in self._infos.values() if info.status == LOADED]
+        failures: Dict[str, str] = {}
+        for name in loaded:
+            obj = pm.get_plugin(name)
+            if obj is None:
+                continue
+            try:
+                _call_hook(pm, hook, obj, **kwargs)
+            except BaseException as exc:
+                if not _contained(exc):
+                    raise
+                failures[name] = _short(exc)
+                _log().error(
+                    "callpyback plugin %r failed in %s: %s; the program runs without it",
+                    name,
+                    hook,
                     _short(exc),
                     exc_info=exc,
                 )
@@ -712,6 +751,16 @@ def register_plugin(obj: Any, name: Optional[str] = None) -> str:
     :class:`DuplicateComponentError`.
     """
     return _host.register(obj, name)
+
+
+def notify_install(config: Any) -> Dict[str, str]:
+    """Call ``callpyback_install(config)`` on every loaded plugin (see the hookspec)."""
+    return _host.call_all("callpyback_install", config=config)
+
+
+def notify_uninstall() -> Dict[str, str]:
+    """Call ``callpyback_uninstall()`` on every loaded plugin."""
+    return _host.call_all("callpyback_uninstall")
 
 
 def notify_config(config: Any) -> Dict[str, str]:

@@ -451,7 +451,8 @@ def test_misspelt_hook_name_is_refused(site: Site) -> None:
     assert typo.error == (
         "plugin 'typo' implements unknown hook 'callpyback_register_component' (did you mean "
         "'callpyback_register_components'?); CallPyBack's hooks are "
-        "['callpyback_configure', 'callpyback_register_components']"
+        "['callpyback_configure', 'callpyback_install', 'callpyback_register_components', "
+        "'callpyback_uninstall']"
     )
 
 

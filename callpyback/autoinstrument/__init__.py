@@ -35,6 +35,7 @@ __all__ = [
     "report",
     "summary_table",
     "uninstall",
+    "when_imported",
 ]
 
 #: ``CALLPYBACK_DISABLED=1``: the kill switch.  Nothing is installed, nothing is wrapped.
@@ -114,12 +115,30 @@ def install(config: Any = None, *, build: bool = True) -> Optional[Report]:
     with _lock:
         previous, _installation = _installation, None
     if previous is not None:
-        previous.deactivate()
+        _deactivate(previous)
     installation = Installation(selector)
     with _lock:
         _installation = installation
     installation.activate()  # outside the lock: retrofit may touch user objects
+    if isinstance(selector, Config) and selector.registry is not None:
+        # Plugins attach the integrations their tables ask for ([web], [db], [state]...).
+        from ..plugins import notify_install
+
+        installation.plugins_installed = True
+        notify_install(selector)
     return installation.report()
+
+
+def _deactivate(installation: Any) -> UninstallResult:
+    result = installation.deactivate()
+    from ._finder import forget_watchers
+
+    forget_watchers()
+    if getattr(installation, "plugins_installed", False):
+        from ..plugins import notify_uninstall
+
+        notify_uninstall()
+    return result  # type: ignore[no-any-return]
 
 
 def uninstall() -> UninstallResult:
@@ -129,7 +148,14 @@ def uninstall() -> UninstallResult:
         installation, _installation = _installation, None
     if installation is None:
         return UninstallResult(0, ())
-    return installation.deactivate()
+    return _deactivate(installation)
+
+
+def when_imported(name: str, callback: Any) -> None:
+    """Call ``callback(module)`` once module ``name`` is imported (now, if it already is)."""
+    from ._finder import when_imported as watch
+
+    watch(name, callback)
 
 
 def is_installed() -> bool:

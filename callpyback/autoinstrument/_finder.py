@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
@@ -30,6 +30,58 @@ def _busy() -> set[str]:
     return busy
 
 
+#: module name -> callbacks to run once it has executed (see ``when_imported``).
+_WATCHERS: Dict[str, List[Callable[[Any], Any]]] = {}
+_WATCH_LOCK = threading.Lock()
+
+
+def when_imported(name: str, callback: Callable[[ModuleType], Any]) -> None:
+    """Call ``callback(module)`` once module ``name`` has been imported: now if it already
+    is, else right after its code runs (while the import hook is installed).
+
+    For integrations that attach to a framework as it is imported (a web framework's
+    application class, a database driver).  A callback that raises is logged once and the
+    import goes on.
+    """
+    module = sys.modules.get(name)
+    if module is not None and not is_lazy(module):
+        _run_watcher(name, callback, module)
+        return
+    with _WATCH_LOCK:
+        _WATCHERS.setdefault(name, []).append(callback)
+
+
+def forget_watchers() -> None:
+    """Drop every pending ``when_imported`` callback (uninstall)."""
+    with _WATCH_LOCK:
+        _WATCHERS.clear()
+
+
+def _run_watchers(module: ModuleType) -> None:
+    name = module.__dict__.get("__name__")
+    if not isinstance(name, str) or name not in _WATCHERS:
+        return
+    with _WATCH_LOCK:
+        callbacks = _WATCHERS.pop(name, [])
+    for callback in callbacks:
+        _run_watcher(name, callback, module)
+
+
+def _run_watcher(name: str, callback: Callable[[Any], Any], module: Any) -> None:
+    try:
+        callback(module)
+    except Exception as exc:  # an integration must never break the import it waited for
+        import logging
+
+        logging.getLogger("callpyback.autoinstrument").warning(
+            "callpyback: the integration waiting for %r failed (%r); the import goes on "
+            "without it",
+            name,
+            exc,
+            exc_info=exc,
+        )
+
+
 class InstrumentingFinder:
     """Finds nothing itself: delegates to the finders after it and instruments what they load."""
 
@@ -45,8 +97,11 @@ class InstrumentingFinder:
         inst = self.installation
         if not inst.active or getattr(_local, "instrumenting", False):
             return None
+        watched = fullname in _WATCHERS
         try:
-            if not inst.selector.may_match_module(fullname) or inst.protected(fullname):
+            if not watched and (
+                not inst.selector.may_match_module(fullname) or inst.protected(fullname)
+            ):
                 return None  # the common case: one call and out
         except Exception:
             return None  # a broken selector must not break imports
@@ -138,12 +193,24 @@ class InstrumentingLoader:
             # the namespace now would load it).
             defer(module, self._cpb_installation)
             return
-        self._cpb_installation.instrument(module)
+        installation = self._cpb_installation
+        if installation.selects(module.__dict__.get("__name__", "")):
+            installation.instrument(module)
+        if _WATCHERS:
+            _run_watchers(module)
 
     def get_code(self, fullname: str) -> Any:
         from ._main import code_for_runpy
 
         return code_for_runpy(self._cpb_loader, fullname)
+
+
+# CPython's warnings skip frames whose file name contains "importlib" and "_bootstrap" when
+# they apply ``stacklevel``: named so, this frame is skipped like the import system's own, and a
+# module-level ``warnings.warn(..., stacklevel=2)`` lands at the importer as it would without us.
+InstrumentingLoader.exec_module.__code__ = InstrumentingLoader.exec_module.__code__.replace(
+    co_filename="<callpyback import hook, skipped like importlib._bootstrap>"
+)
 
 
 def is_lazy(module: Any) -> bool:

@@ -101,6 +101,7 @@ class Installation:
         self.ledger = Ledger()
         self.finder = InstrumentingFinder(self)
         self.active = False
+        self.plugins_installed = False  # callpyback_install was called for this installation
 
     # --- selection --------------------------------------------------------------------------
     def protected(self, module: str) -> bool:

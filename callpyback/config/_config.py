@@ -137,6 +137,8 @@ class Config:
     version: int = 1
     registry: Optional[Registry] = field(default=None, compare=False)
     locator: Optional[Locator] = field(default=None, compare=False)
+    #: plugin-owned top-level tables (``[web]``, ``[state]``...): name -> validated model
+    tables: Mapping[str, Any] = field(default_factory=dict)
     #: Builds the decorators (derived, like the matcher: not part of the data).
     assembly: Assembly = field(init=False, compare=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from pydantic import ValidationError
 
@@ -26,6 +26,7 @@ from ._models import (
     PipelineModel,
     Scope,
     SettingsModel,
+    document_model,
     reference_problem,
 )
 from ._precedence import CONFIG_ENV, UNSET, choose, discover
@@ -167,7 +168,7 @@ def _secret(path: KeyPath, env_refs: Mapping[KeyPath, List[str]]) -> bool:
     return any(is_secret(name) for name in env_refs.get(path, ()))
 
 
-def _from_pydantic(error: Mapping[str, Any]) -> Problem:
+def _from_pydantic(error: Mapping[str, Any], tables: Sequence[str] = ()) -> Problem:
     """One of the document model's errors as a problem (not yet located in the file)."""
     loc: KeyPath = tuple(part for part in error.get("loc", ()) if part not in TAGS)
     kind = error.get("type")
@@ -182,9 +183,10 @@ def _from_pydantic(error: Mapping[str, Any]) -> Problem:
     error = {**error, "loc": loc}
     if len(loc) == 1 and kind == "extra_forbidden":
         key = str(loc[0])
+        known = (*TOP_LEVEL_KEYS, *tables)  # plugins' tables too ([web], [db], [state]...)
         return Problem(
-            f"unknown top-level key {key!r}", loc, allowed=", ".join(TOP_LEVEL_KEYS),
-            suggestions=suggest(key, TOP_LEVEL_KEYS),
+            f"unknown top-level key {key!r}", loc, allowed=", ".join(known),
+            suggestions=suggest(key, known),
         )
     if len(loc) == 2 and loc[0] == "settings":
         return pydantic_problem(error, what="[settings]", fields=list(SettingsModel.model_fields))
@@ -226,13 +228,14 @@ def build_config(
         problems.append(problem)
     model: Optional[DocumentModel] = None
     try:
-        model = DocumentModel.model_validate(document, context=scope)
+        model = document_model(registry).model_validate(document, context=scope)
     except ValidationError as exc:
         # A value whose ${VAR} could not be substituted is one problem, not also whatever the
         # unsubstituted text then fails.
         unset = [path for path, _ in env_problems]
+        tables = registry.names("table") if registry is not None else []
         for error in exc.errors(include_url=False):
-            problem = _from_pydantic(error)
+            problem = _from_pydantic(error, tables)
             if not any(problem.path[: len(path)] == path for path in unset):
                 problems.append(problem)
     if problems or model is None:
@@ -248,6 +251,7 @@ def build_config(
         version=int(document.get("version", 1)),
         registry=registry,
         locator=locator,
+        tables=dict(linked.tables),
     )
     _notify(config)
     return config

@@ -49,6 +49,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WrapValidator,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "PipelineModel",
     "Scope",
     "SettingsModel",
+    "document_model",
     "options_error",
     "reference_problem",
 ]
@@ -646,6 +648,8 @@ class Linked:
     settings: SettingsModel
     components: Dict[str, Dict[str, ComponentRef]]
     pipelines: Tuple[PipelineConfig, ...]
+    #: plugin-owned top-level table name -> its validated model (only tables the file has)
+    tables: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class DocumentModel(BaseModel):
@@ -710,7 +714,40 @@ class DocumentModel(BaseModel):
     @model_validator(mode="after")
     def _link(self, info: ValidationInfo) -> DocumentModel:
         self._linked = _link(self)
+        for name in type(self).plugin_tables:
+            value = getattr(self, name, None)
+            if value is not None:
+                self._linked.tables[name] = value
         return self
+
+    #: the plugin-owned tables this (generated) model knows (see :func:`document_model`)
+    plugin_tables: ClassVar[Tuple[str, ...]] = ()
+
+
+_DOCUMENT_MODELS: Dict[Tuple[Tuple[str, Any], ...], type] = {}
+
+
+def document_model(registry: Any) -> type:
+    """The document model for ``registry``: :class:`DocumentModel` plus one optional field per
+    top-level table a plugin owns (``registry`` kind ``"table"``), so that pydantic validates
+    ``[web]`` or ``[state]`` with the plugin's model, and an unknown table is still an error
+    with a did-you-mean over every known key."""
+    specs = [] if registry is None else [registry.get("table", n) for n in registry.names("table")]
+    key = tuple((spec.name, spec.options) for spec in specs)
+    model = _DOCUMENT_MODELS.get(key)
+    if model is None:
+        if not specs:
+            model = DocumentModel
+        else:
+            fields: Dict[str, Any] = {
+                spec.name: (Optional[spec.options], None) for spec in specs  # type: ignore[name-defined]
+            }
+            model = create_model(  # type: ignore[call-overload]
+                "DocumentModel", __base__=DocumentModel, **fields
+            )
+            model.plugin_tables = tuple(spec.name for spec in specs)
+        _DOCUMENT_MODELS[key] = model
+    return model
 
 
 def _link(doc: DocumentModel) -> Linked:
@@ -835,7 +872,12 @@ class ComponentOptionsError(ConfigError, ValidationError):
         notes = getattr(self, "__notes__", None)
         return (
             _rebuild_options_error,
-            (self.problems, self.source, getattr(self, "_title", ""), getattr(self, "_details", [])),
+            (
+                self.problems,
+                self.source,
+                getattr(self, "_title", ""),
+                getattr(self, "_details", []),
+            ),
             {"__notes__": list(notes)} if notes is not None else None,
         )
 
