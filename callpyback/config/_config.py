@@ -142,6 +142,11 @@ class Config:
     #: Builds the decorators (derived, like the matcher: not part of the data).
     assembly: Assembly = field(init=False, compare=False)
 
+    @property
+    def instrument_frame_inspectors(self) -> bool:
+        """Whether the import hook observes functions that inspect their caller's frame."""
+        return bool(self.settings.instrument_frame_inspectors)
+
     def __post_init__(self) -> None:
         from ._assembly import Assembly
 

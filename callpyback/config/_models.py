@@ -449,6 +449,9 @@ class SettingsModel(_Strict):
     #: A component that cannot be built: "error" stops start-up (``install()``,
     #: ``callpyback run``) with one message; "warn" warns and runs without it.
     on_build_error: Literal["error", "warn"] = "error"
+    #: The import hook skips functions that inspect their caller's frame (``sys._getframe``,
+    #: ``inspect.currentframe``...): our frame would change what they see.  True observes them.
+    instrument_frame_inspectors: bool = False
 
     @field_validator("time_source", "variable_extractor")
     @classmethod
