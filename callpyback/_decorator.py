@@ -439,6 +439,8 @@ class CallPyBack:
             else background
         )
         gate = None if plain else _optional_callable(observer, "gate")
+        bind = None if plain else _optional_callable(observer, "bind")
+        bind_batch = 0 if bind is None else _batch_size(observer, name)
         enter = None if plain else _optional_callable(observer, "enter")
         exit_ = None if plain else _optional_callable(observer, "exit")
         if (enter is None) != (exit_ is None):
@@ -466,7 +468,7 @@ class CallPyBack:
                 ) from None
             # Nothing of the observer may be held strongly: no bound methods in the pipeline.
             update = _weak_update(ref)
-            notify = inject = gate = enter = exit_ = None
+            notify = inject = gate = enter = exit_ = bind = None
             escalates = False
         if notify is not None and inject is not None:
             # Generic paths (failures, background) call notify too, fed from the context;
@@ -496,6 +498,8 @@ class CallPyBack:
             gate=None if bg else gate,
             enter=enter,
             exit=exit_,
+            bind=None if bg else bind,
+            bind_batch=bind_batch,
         )
 
     def remove_observer(self, observer: Any) -> bool:
@@ -703,6 +707,16 @@ def _engine_context_caller(notify: Any, inject: Any, name: str, escalate_to: Any
     from ._inject import context_caller
 
     return context_caller(notify, inject, name, escalate_to)
+
+
+def _batch_size(observer: Any, name: str) -> int:
+    size = getattr(observer, "bind_batch", 0)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ConfigurationError(
+            f"observer {name!r}: bind_batch must be an int >= 0 (0: bindings do not batch), "
+            f"got {size!r}"
+        )
+    return size
 
 
 def _optional_callable(obj: Any, name: str) -> Any:

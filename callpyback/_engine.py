@@ -736,6 +736,8 @@ class _Writer:
         self.rare = 0  # > 0 while emitting code only a failure or an interrupt runs
         self.names: List[str] = []
         self.cold: List[str] = []
+        #: name -> (registration, attribute): per-function values from ``observer.bind(info)``
+        self.binders: Dict[str, Tuple[Any, str]] = {}
 
     # -- emission helpers ----------------------------------------------------------------------
     def w(self, text: str) -> None:
@@ -753,6 +755,12 @@ class _Writer:
         if self.rare:
             return f"{_PREFIX}COLD_{name}_"
         self.hot.add(full)
+        return full
+
+    def bound(self, name: str, reg: Registration, attr: str) -> str:
+        """A per-function value: ``getattr(reg.bind(function_info), attr)``, in the record."""
+        full = self.use(name, None)
+        self.binders[full] = (reg, attr)
         return full
 
     @contextlib.contextmanager
@@ -905,7 +913,38 @@ class _Writer:
         if reg.guard:
             self.w(f"{_PREFIX}act.append({r})")
         late: Optional[Tuple[str, str]] = None
-        if reg.is_async:
+        if reg.bind is not None and phase in ("pre", "done") and not (
+            phase == "done" and self.p.can_retry
+        ):  # after a retry the call is not a first-attempt success: notify says so
+            # A per-function binding (docs/observers.md): start() before the call, done(t)
+            # after a first-attempt success; a batching one appends to a list the engine
+            # folds at ``limit``.  No dict lookup, and often no Python frame at all.
+            self.w("try:")
+            if phase == "pre":
+                call = f"{self.bound(f'bs{tag}', reg, 'start')}()"
+                late = (self.bound(f"bs{tag}", reg, "start"), "()")
+                self.w(f"    {call}")
+            else:
+                done = self.bound(f"bd{tag}", reg, "done")
+                late = (done, f"({_PREFIX}t,)")
+                if reg.escalates:
+                    self.w(f"    if {done}({_PREFIX}t) is {self.use('NC', NEEDS_CONTEXT)}:")
+                    self.indent += 2
+                    self.cond += 1
+                    with self.rare_code():
+                        self.ensure_ctx(phase)
+                        self.w(f"{self.use(f'r{tag}', reg)}.update({C})")
+                    self.indent -= 2
+                    self.cond -= 1
+                else:
+                    self.w(f"    {done}({_PREFIX}t)")
+                if reg.bind_batch:
+                    pending = self.bound(f"bp{tag}", reg, "pending")
+                    # At each multiple (not "at least"): with the fold busy in another thread,
+                    # a call must not try again on every append.
+                    self.w(f"    if not {self.b('len')}({pending}) % {int(reg.bind_batch)}:")
+                    self.w(f"        {self.bound(f'bf{tag}', reg, 'flush')}()")
+        elif reg.is_async:
             # Awaited with the guard set for this task and what it hands to threads.
             self.ensure_ctx(phase)
             self.w("try:")
@@ -1316,7 +1355,7 @@ class _Writer:
 class Template:
     """One compiled wrapper: its code, the key a record is checked against, what the record holds."""
 
-    __slots__ = ("code", "cold", "key", "names", "objects", "source")
+    __slots__ = ("binders", "code", "cold", "key", "names", "objects", "source")
 
     def __init__(
         self,
@@ -1326,6 +1365,7 @@ class Template:
         cold: List[str],
         objects: Dict[str, Any],
         source: str,
+        binders: Dict[str, Tuple[Any, str]],
     ) -> None:
         self.code = code
         self.key = key
@@ -1333,6 +1373,7 @@ class Template:
         self.cold = cold
         self.objects = objects
         self.source = source
+        self.binders = binders
 
 
 _COMPILED: Dict[str, Tuple[types.CodeType, int]] = {}
@@ -1369,7 +1410,7 @@ def template(p: Pipeline, kind: str, shape: Shape, mode: str, nfree: int = 0) ->
     writer = _Writer(p, kind, shape, mode, nfree)
     source = writer.render()
     code, key = _compile(source)
-    tpl = Template(code, key, writer.names, writer.cold, writer.objects, source)
+    tpl = Template(code, key, writer.names, writer.cold, writer.objects, source, writer.binders)
     p.templates[cache_key] = tpl
     return tpl
 
@@ -1459,6 +1500,12 @@ def _rename_const(value: Any, rename: Dict[str, str]) -> Any:
 def _record(tpl: Template, func: Any, info: Any) -> List[Any]:
     """The objects the wrapper's code reads: its hot names in order, then the cold tuple."""
     per_function = {f"{_PREFIX}f": func, f"{_PREFIX}info": info, f"{_PREFIX}code": info.code}
+    bindings: Dict[int, Any] = {}
+    for name, (reg, attr) in tpl.binders.items():
+        binding = bindings.get(id(reg))
+        if binding is None:
+            binding = bindings[id(reg)] = reg.bind(info)
+        per_function[name] = getattr(binding, attr)
 
     def get(name: str) -> Any:
         return per_function[name] if name in per_function else tpl.objects[name]

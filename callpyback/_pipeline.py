@@ -34,6 +34,8 @@ class Registration:
 
     __slots__ = (
         "background",
+        "bind",
+        "bind_batch",
         "call",
         "disabled",
         "enter",
@@ -80,6 +82,8 @@ class Registration:
         gate: Optional[Callable[[Any], Any]] = None,
         enter: Optional[Callable[[Any], Any]] = None,
         exit: Optional[Callable[[Any, Any], Any]] = None,
+        bind: Optional[Callable[[Any], Any]] = None,
+        bind_batch: int = 0,
     ) -> None:
         self.owner = owner
         self.observer = observer  # None when held weakly; see ``ref``
@@ -100,6 +104,10 @@ class Registration:
         )
         self.enter = enter
         self.exit = exit
+        #: ``observer.bind(function_info)`` (the per-function fast path), and the length at
+        #: which its batching binding's ``pending`` list is flushed (0: not batching)
+        self.bind = bind
+        self.bind_batch = bind_batch
         if call is not None and inject is None:
             call = None  # no introspectable signature: the generic path hands it the context
         self.call = call

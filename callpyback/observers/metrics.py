@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from itertools import accumulate, repeat
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .._histogram import Histogram, quantile_key
@@ -22,6 +24,8 @@ _COUNTERS = ("calls", "successes", "failures", "recoveries", "cancelled", "inter
 #: is (outcome, duration, attempt); anything else is the duration of a first-attempt success (the
 #: common case).
 _START = None
+#: start -> +1, anything else -> the default (-1): the in-flight change of each event
+_DELTA = {None: 1}.get
 _SUCCESS, _FAILURE, _RECOVERED, _CANCELLED, _INTERRUPTED = range(5)
 _CODES = {
     "success": _SUCCESS,
@@ -36,25 +40,48 @@ _BATCH = 256
 
 
 class FunctionStats:
-    """Counters and latency of one function.
+    """Counters and latency of one function: the engine's per-function *binding* (see
+    ``docs/observers.md``) for :class:`MetricsObserver`.
 
-    The hot path only appends an event to ``events`` (``list.append`` is atomic, so no lock is
-    taken per call); events are folded into the counters and the histogram under ``lock``, in
-    batches, and always before anything is read.  ``del events[:n]`` removes exactly the events
+    The hot path takes no lock and runs no Python code of ours: ``start()`` appends ``None``
+    and ``done(t)`` the duration to ``events`` (``list.append`` through C callables: atomic, no
+    frame), and the engine calls ``flush()`` when ``pending`` reaches the observer's
+    ``bind_batch``.  Events are folded into the counters and the histogram under ``lock``, in
+    batches, and always before anything is read; ``del events[:n]`` removes exactly the events
     folded, so an event appended meanwhile by another thread is kept for the next fold.
     """
 
-    __slots__ = ("events", "histogram", "in_flight", "lock", "max_in_flight", "target", *_COUNTERS)
+    __slots__ = (
+        "done",
+        "events",
+        "histogram",
+        "in_flight",
+        "lock",
+        "max_in_flight",
+        "pending",
+        "start",
+        "target",
+        *_COUNTERS,
+    )
 
     def __init__(self, target: str, relative_accuracy: float) -> None:
         self.lock = threading.Lock()
         self.target = target
+        #: None (a call started), a float (the duration of a first-attempt success, by far
+        #: the most common ending) or ``(outcome, duration, attempt)``
         self.events: List[Any] = []
+        self.pending = self.events
+        self.done = self.events.append
+        self.start = functools.partial(self.events.append, _START)
         self.histogram = Histogram(relative_accuracy)
         self.in_flight = 0
         self.max_in_flight = 0
         self.calls = self.successes = self.failures = self.recoveries = 0
         self.cancelled = self.interrupted = self.retries = 0
+
+    def flush(self) -> None:
+        """Fold what is pending, unless another thread is folding (it will)."""
+        self.fold(blocking=False)
 
     def fold(self, blocking: bool = True) -> None:
         """Fold pending events; without ``blocking``, skip if another thread is folding."""
@@ -68,44 +95,39 @@ class FunctionStats:
     def _fold_locked(self) -> None:
         # Failure-atomic: the tallies are computed first and the histogram (the only call that
         # could fail, e.g. at the recursion limit) is updated before the events are removed, so
-        # a fold that fails leaves every event for the next one.
+        # a fold that fails leaves every event for the next one.  C-level passes over the batch
+        # (a comprehension or a map per kind of event), not a Python loop per event.
         events = self.events
         n = len(events)
         if not n:
             return
         batch = events[:n]
-        durations: List[float] = []
-        keep = durations.append
-        in_flight, peak = self.in_flight, self.max_in_flight
-        successes = calls = 0
+        starts = batch.count(_START)
+        durations = [e for e in batch if e.__class__ is float]
+        successes = len(durations)
         tallies = [0, 0, 0, 0, 0]
         retries = 0
-        for event in batch:
-            if event is _START:
-                in_flight += 1
-                if in_flight > peak:
-                    peak = in_flight
-            elif event.__class__ is not tuple:  # a plain duration: a first-attempt success
-                calls += 1
-                successes += 1
-                keep(event)
-                if in_flight > 0:
-                    in_flight -= 1
-            else:
-                outcome, elapsed, attempt = event
-                calls += 1
+        if starts + successes < n:
+            for outcome, elapsed, attempt in (e for e in batch if e.__class__ is tuple):
                 tallies[outcome] += 1
                 if attempt > 1:
                     retries += attempt - 1
                 if elapsed is not None:
-                    keep(elapsed)
-                # A call that started before the observer was attached has no start event.
-                if in_flight > 0:
-                    in_flight -= 1
+                    durations.append(elapsed)
+        ended = n - starts
+        in_flight, peak = self.in_flight, self.max_in_flight
+        if starts:
+            # The most calls running at once in this batch: the highest running sum of +1 per
+            # start and -1 per ending, in order.
+            running = accumulate(map(_DELTA, batch, repeat(-1)), initial=in_flight)
+            peak = max(peak, max(running))
         self.histogram.add_many(durations)
         del events[:n]
-        self.in_flight, self.max_in_flight = in_flight, peak
-        self.calls += calls
+        # A call that started before the observer was attached ends without a start: never
+        # below zero.
+        self.in_flight = max(0, in_flight + starts - ended)
+        self.max_in_flight = peak
+        self.calls += ended
         self.successes += successes + tallies[_SUCCESS]
         self.failures += tallies[_FAILURE]
         self.recoveries += tallies[_RECOVERED]
@@ -149,6 +171,8 @@ class MetricsObserver(BaseObserver):
 
     # It never runs user code, so the core may skip the re-entrancy guard around it.
     reentrancy_guard = False
+    #: The engine folds a function's pending events at each multiple of this many.
+    bind_batch = _BATCH
 
     def __init__(
         self,
@@ -189,6 +213,11 @@ class MetricsObserver(BaseObserver):
             lambda i: FunctionStats(i.target, self.relative_accuracy),
         )
 
+    def bind(self, function_info: Any) -> FunctionStats:
+        """The engine's per-function fast path: this function's stats (see FunctionStats)."""
+        stats = self._by_info.get(function_info)
+        return stats if stats is not None else self._stats_for(function_info)
+
     def notify(
         self,
         function_info: Any,
@@ -197,20 +226,20 @@ class MetricsObserver(BaseObserver):
         execution_time: Optional[float],
         attempt: int,
     ) -> None:
-        """Called by the engine for each notification, with these values injected (no context)."""
-        # Hot path: a dict lookup keyed by the FunctionInfo object and one list append.
+        """Every notification the binding does not take (failures, retries, interruptions)."""
         stats = self._by_info.get(function_info)
         if stats is None:
             stats = self._stats_for(function_info)
-        events = stats.events
         if state is _PRE:
-            events.append(_START)
-        elif attempt == 1 and outcome == "success":
-            events.append(execution_time or 0.0)  # never None here; None marks a start
+            stats.start()
+            if not len(stats.events) % _BATCH:
+                stats.fold(blocking=False)
+            return
+        events = stats.events
+        if attempt == 1 and outcome == "success":
+            events.append(float(execution_time or 0.0))
         else:
             events.append((_CODES[outcome or "interrupted"], execution_time, attempt))
-        # Fold at each multiple of the batch size (not "whenever at least a batch is waiting":
-        # with the fold lock busy, every call would try it again).
         if not len(events) % _BATCH:
             stats.fold(blocking=False)
 

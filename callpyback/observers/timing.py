@@ -31,16 +31,35 @@ class SlowCall:
 
 class _Timing:
     """One function's durations: appended lock-free per call, folded into the histogram in
-    batches under ``lock`` (see ``metrics.FunctionStats`` for why this loses nothing)."""
+    batches under ``lock`` (see ``metrics.FunctionStats`` for why this loses nothing).
 
-    __slots__ = ("durations", "histogram", "lock", "slow", "threshold")
+    Also the engine's per-function binding for :class:`TimingObserver`: ``done(t)`` after a
+    first-attempt success (``list.append`` itself when there is no threshold: no Python frame),
+    ``pending``/``flush()`` for the batch."""
+
+    __slots__ = ("done", "durations", "histogram", "lock", "pending", "slow", "threshold")
 
     def __init__(self, threshold: Optional[float], accuracy: float) -> None:
         self.lock = threading.Lock()
         self.durations: List[float] = []
+        self.pending = self.durations
         self.histogram = Histogram(accuracy)
         self.threshold = threshold
         self.slow = 0
+        self.done: Any = self.durations.append if threshold is None else self._done
+
+    def _done(self, execution_time: float) -> Any:
+        if execution_time >= self.threshold:  # type: ignore[operator]
+            return NEEDS_CONTEXT  # update() records it and describes the slow call
+        self.durations.append(execution_time)
+        return None
+
+    def flush(self) -> None:
+        if self.lock.acquire(False):
+            try:
+                self.fold_locked()
+            finally:
+                self.lock.release()
 
     def fold_locked(self) -> None:
         durations = self.durations
@@ -57,6 +76,7 @@ class _Timing:
 
 
 _BATCH = 256
+_REPORTING = threading.local()
 
 
 def _seconds(value: Any, what: str) -> float:
@@ -142,6 +162,17 @@ class TimingObserver(BaseObserver):
             lambda i: _Timing(self.threshold_for(i), self.relative_accuracy),
         )
 
+    #: No lock on the call path, and user code (on_slow, logging) only runs for slow calls,
+    #: where :meth:`_slow` keeps a slow call's own reporting from being reported again.
+    reentrancy_guard = False
+    #: The engine folds a function's pending durations at each multiple of this many.
+    bind_batch = _BATCH
+
+    def bind(self, function_info: Any) -> _Timing:
+        """The engine's per-function fast path (see :class:`_Timing`)."""
+        timing = self._by_info.get(function_info)
+        return timing if timing is not None else self._timing_for(function_info)
+
     def notify(self, function_info: Any, execution_time: Optional[float]) -> Any:
         """Called by the engine at COMPLETED with these values injected (no context)."""
         if execution_time is None:
@@ -177,6 +208,17 @@ class TimingObserver(BaseObserver):
             self._slow(context, timing, elapsed, threshold)
 
     def _slow(self, context: Any, timing: _Timing, elapsed: float, threshold: float) -> None:
+        if getattr(_REPORTING, "active", False):
+            return  # a slow call made while reporting a slow call (by on_slow, or logging)
+        _REPORTING.active = True
+        try:
+            self._report_slow(context, timing, elapsed, threshold)
+        finally:
+            _REPORTING.active = False
+
+    def _report_slow(
+        self, context: Any, timing: _Timing, elapsed: float, threshold: float
+    ) -> None:
         outcome = context.outcome
         record = SlowCall(
             function=context.function_info.target,
