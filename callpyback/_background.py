@@ -247,7 +247,7 @@ def defer(task: Callable[[Any], Any], argument: Any, name: str) -> bool:
 
 
 #: The compiled fast path's submission (see :data:`_Item`): the bound method itself, no frame.
-submit_call: Callable[[_Item], None] = _DISPATCHER.submit
+submit_call: Callable[[_Item], bool] = _DISPATCHER.submit
 
 
 def flush(timeout: Optional[float] = None) -> bool:

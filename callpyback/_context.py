@@ -258,6 +258,18 @@ class ExecutionContext:
         "_ts",
         "_value",
     )
+    if TYPE_CHECKING:  # the slots, for the type checker
+        _info: FunctionInfo
+        _args: Tuple[Any, ...]
+        _kwargs: Dict[str, Any]
+        _ts: Any
+        _start: float
+        _state: ExecutionState
+        _attempt: int
+        _time: Optional[float]
+        _value: Any
+        _exc: Optional[BaseException]
+        _rare: Optional[_Rare]
 
     def __init__(
         self,
@@ -273,7 +285,9 @@ class ExecutionContext:
         _fill(self, function_info, args, kwargs or {}, time_source, time_source.monotonic())
 
     # --- identity of the call -------------------------------------------------------------
-    function_info: FunctionInfo = _reader("_info", 'The observed function (or integration target), described once.')  # type: ignore[assignment]
+    function_info: FunctionInfo = _reader(
+        "_info", 'The observed function (or integration target), described once.'
+    )
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -288,18 +302,26 @@ class ExecutionContext:
         """The call's ``module:qualname`` (or integration target)."""
         return self._info.target
 
-    time_source: Any = _reader("_ts", 'The time source this call is timed with.')  # type: ignore[assignment]
+    time_source: Any = _reader(
+        "_ts", 'The time source this call is timed with.'
+    )
 
-    args: Tuple[Any, ...] = _reader("_args", 'The positional arguments the function is called with (defaults applied).')  # type: ignore[assignment]
+    args: Tuple[Any, ...] = _reader(
+        "_args", 'The positional arguments the function is called with (defaults applied).'
+    )
 
     @property
     def kwargs(self) -> Mapping[str, Any]:
         """The keyword arguments the function is called with, as a read-only mapping."""
         return types.MappingProxyType(self._kwargs)
 
-    state: ExecutionState = _reader("_state", 'Where the call is in the state machine now.')  # type: ignore[assignment]
+    state: ExecutionState = _reader(
+        "_state", 'Where the call is in the state machine now.'
+    )
 
-    attempt: int = _reader("_attempt", '1 for the first attempt, 2 for the first retry, and so on (0 before execution).')  # type: ignore[assignment]
+    attempt: int = _reader(
+        "_attempt", '1 for the first attempt, 2 for the first retry, and so on (0 before execution).'
+    )
 
     @property
     def arguments(self) -> Mapping[str, Any]:
@@ -319,7 +341,9 @@ class ExecutionContext:
             rare.timestamp = ts.now() - max(0.0, ts.monotonic() - self._start)
         return rare.timestamp
 
-    execution_time: Optional[float] = _reader("_time", 'Seconds from the start of the first attempt to the outcome (None until known).')  # type: ignore[assignment]
+    execution_time: Optional[float] = _reader(
+        "_time", 'Seconds from the start of the first attempt to the outcome (None until known).'
+    )
 
     # --- outcome ----------------------------------------------------------------------------
     @property
@@ -357,9 +381,13 @@ class ExecutionContext:
                 return "recovered"
         return "success" if self._exc is None else "failure"
 
-    value: Any = _reader("_value", 'The returned (or recovered) value; None while there is none.')  # type: ignore[assignment]
+    value: Any = _reader(
+        "_value", 'The returned (or recovered) value; None while there is none.'
+    )
 
-    exception: Optional[BaseException] = _reader("_exc", 'The exception of the latest failed attempt, if any (kept after a recovery).')  # type: ignore[assignment]
+    exception: Optional[BaseException] = _reader(
+        "_exc", 'The exception of the latest failed attempt, if any (kept after a recovery).'
+    )
 
     @property
     def succeeded(self) -> bool:

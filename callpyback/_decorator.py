@@ -251,7 +251,7 @@ class CallPyBack:
     # --- decoration ---------------------------------------------------------------------
     def __call__(self, func: F) -> F:
         if isinstance(func, (classmethod, staticmethod)):
-            return type(func)(self(func.__func__))  # type: ignore[return-value]
+            return type(func)(self(func.__func__))
         if isinstance(func, type):
             raise ConfigurationError(
                 f"CallPyBack decorates functions and methods, not classes ({func.__qualname__} "

@@ -461,7 +461,7 @@ def _failure_steps(
     decide: bool,
     hooks: bool,
     progress: List[int],
-) -> Generator[Any, None, Any]:
+) -> Generator[Any, Any, Any]:
     """The body of :func:`_failure`; ``progress[0]`` says how far it got (1: handler hooks
     run, 2: POST_FAILURE notified, 3: decided, 4: COMPLETED or ERROR notified)."""
     if p.timed:
@@ -520,7 +520,7 @@ def _failure_steps(
         except RecursionError:  # no stack to ask the handlers: the exception stands
             decision, by = None, ""
     progress[0] = 3
-    kind = type(decision)
+    kind: Any = type(decision)
     if kind is Retry:
         try:
             if aio:
@@ -556,7 +556,7 @@ def _failure_steps(
     if kind is Recover:
         return _pend(c, pending, RECOVER)
     if kind is Raise and decision.exception is not exc:
-        c._more().raise_ = decision.exception  # type: ignore[attr-defined]
+        c._more().raise_ = decision.exception
         return _pend(c, pending, NEW)
     return _pend(c, pending, RERAISE)
 
@@ -564,7 +564,7 @@ def _failure_steps(
 def _pend(c: Any, pending: Any, action: Any) -> Any:
     if pending is None:
         return action
-    c._more().raise_ = pending  # type: ignore[attr-defined]
+    c._more().raise_ = pending
     return PENDING
 
 
@@ -1404,7 +1404,7 @@ def _compile(source: str) -> Tuple[types.CodeType, int]:
 def template(p: Pipeline, kind: str, shape: Shape, mode: str, nfree: int = 0) -> Template:
     """The compiled wrapper for this plan, kind and shape (one compile per distinct source)."""
     cache_key = (kind, shape.key, mode, nfree)
-    cached = p.templates.get(cache_key)
+    cached: Optional[Template] = p.templates.get(cache_key)
     if cached is not None:
         return cached
     writer = _Writer(p, kind, shape, mode, nfree)
@@ -1460,7 +1460,7 @@ def frame_filename(path: Optional[str]) -> str:
     if name is None:
         name = f"<callpyback: {path or 'no source'}, skipped like importlib._bootstrap>"
         if path and not path.startswith("<"):
-            linecache.cache[name] = (0, None, _Lines(path), name)  # type: ignore[assignment]
+            linecache.cache[name] = (0, None, _Lines(path), name)
         _FILENAMES[path or ""] = name
     return name
 
@@ -1538,7 +1538,7 @@ def make_wrapper(p: Pipeline, func: Any, info: Any) -> types.FunctionType:
         globals_ = module.__dict__ if module is not None else {"__name__": "__main__"}
     plain = type(func) is types.FunctionType
     tpl = template(p, info.kind, shape, "closure")
-    cell = types.CellType()  # type: ignore[attr-defined]
+    cell = types.CellType()
     code = _specialise(tpl.code, shape, func)
     wrapper = types.FunctionType(
         code, globals_, code.co_name, func.__defaults__ if plain else None, (cell,)

@@ -128,7 +128,7 @@ class Patch:
 
     def is_current(self) -> bool:
         if self.record is not None:
-            return self.record.active
+            return bool(self.record.active)
         return self.owner.__dict__.get(self.key, _ABSENT) is self.installed
 
     def restore(self) -> bool:

@@ -35,6 +35,7 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    Type,
     Union,
 )
 
@@ -730,7 +731,7 @@ class DocumentModel(BaseModel):
 _DOCUMENT_MODELS: Dict[Tuple[Tuple[str, Any], ...], type] = {}
 
 
-def document_model(registry: Any) -> type:
+def document_model(registry: Any) -> "Type[DocumentModel]":
     """The document model for ``registry``: :class:`DocumentModel` plus one optional field per
     top-level table a plugin owns (``registry`` kind ``"table"``), so that pydantic validates
     ``[web]`` or ``[state]`` with the plugin's model, and an unknown table is still an error
@@ -743,9 +744,9 @@ def document_model(registry: Any) -> type:
             model = DocumentModel
         else:
             fields: Dict[str, Any] = {
-                spec.name: (Optional[spec.options], None) for spec in specs  # type: ignore[name-defined]
+                spec.name: (Optional[spec.options], None) for spec in specs
             }
-            model = create_model(  # type: ignore[call-overload]
+            model = create_model(
                 "DocumentModel", __base__=DocumentModel, **fields
             )
             model.plugin_tables = tuple(spec.name for spec in specs)
