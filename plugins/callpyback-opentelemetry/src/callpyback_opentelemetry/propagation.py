@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, MutableMapping, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
 
 __all__ = [
@@ -71,7 +72,8 @@ def child_environment(env: Optional[Mapping[str, str]] = None, context: Any = No
 
 def context_from_environment(env: Optional[Mapping[str, str]] = None) -> Any:
     """The OpenTelemetry context a parent passed in ``env`` (default ``os.environ``)."""
-    return propagate.extract(os.environ if env is None else env, getter=_GETTER)
+    # An explicit empty context: with OTEL_PROPAGATORS=none the API's extract() would return None.
+    return propagate.extract(os.environ if env is None else env, Context(), getter=_GETTER)
 
 
 def attach_environment_context(env: Optional[Mapping[str, str]] = None) -> Optional[object]:

@@ -73,6 +73,32 @@ class SdkSetup:
 _installed: Optional[SdkSetup] = None
 
 
+def _mend_empty_propagation() -> None:
+    """With ``OTEL_PROPAGATORS=none``, OpenTelemetry's empty composite propagator returns None
+    from ``extract()`` (it returns the context it was given, and none was), and server
+    instrumentations such as the WSGI middleware then attach None as the current context and
+    fail on every request.  Replace it by one that propagates nothing and returns a context."""
+    from opentelemetry import propagate
+    from opentelemetry.context import Context
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    if propagate.extract({}) is not None:
+        return
+
+    class NoPropagation(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return Context() if context is None else context
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            return None
+
+        @property
+        def fields(self) -> set:  # type: ignore[type-arg]
+            return set()
+
+    propagate.set_global_textmap(NoPropagation())
+
+
 def setup_sdk(
     service_name: Optional[str] = None,
     endpoint: Optional[str] = None,
@@ -102,6 +128,7 @@ def setup_sdk(
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         _log.info("a tracer provider is already set; callpyback does not set up the SDK")
         return None
+    _mend_empty_propagation()
     resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
     base = endpoint.rstrip("/") if endpoint else None
     exporters: List[Any] = []
