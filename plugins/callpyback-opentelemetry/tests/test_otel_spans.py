@@ -52,7 +52,6 @@ def test_sync_function_gets_one_span_named_and_attributed_exactly(
         "code.function.name": span.name,
         "code.file.path": __file__,
         "code.line.number": line_of(place),
-        "callpyback.target": f"{MODULE}:{place.__qualname__}",
         "callpyback.pipeline": "orders",
         "callpyback.outcome": "success",
         "callpyback.attempts": 1,

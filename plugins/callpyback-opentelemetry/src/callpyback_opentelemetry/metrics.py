@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from importlib import import_module
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from opentelemetry import metrics, trace
@@ -23,6 +24,7 @@ from opentelemetry.semconv.attributes.code_attributes import CODE_FUNCTION_NAME
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from callpyback import BaseObserver, ConfigurationError, ExecutionState
+from callpyback.observers._base import NEEDS_CONTEXT
 
 from . import __version__
 from .spans import SPAN_KEY, error_type, function_name
@@ -38,6 +40,13 @@ DEFAULT_BUCKETS: Tuple[float, ...] = (
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 _ERRORS = ("failure", "interrupted")
+
+
+#: The API's globals: while ``_METER_PROVIDER`` is None no provider is set (no SDK) and the
+#: proxy instruments drop every measurement.  Read like the proxies decide; the public
+#: ``get_meter_provider()`` also looks up an environment variable per call, too slow for the call
+#: path.  Should a future API drop the global, the lookup gives False: measure as usual.
+_METRICS_GLOBALS = vars(import_module("opentelemetry.metrics._internal"))
 
 
 class Instruments:
@@ -120,6 +129,7 @@ class OTelMetricsObserver(BaseObserver):
                     f"otel.metrics buckets must be strictly increasing seconds, got {buckets!r}"
                 )
         self.instruments = instruments_for(meter_provider, buckets)
+        self._global = meter_provider is None
         self._attrs: Dict[Any, Dict[str, Any]] = {}
 
     def _attributes(self, info: Any, outcome: Optional[str], exc: Any) -> Dict[str, Any]:
@@ -134,6 +144,13 @@ class OTelMetricsObserver(BaseObserver):
                 attrs[ERROR_TYPE] = kind
             self._attrs[key] = attrs
         return attrs
+
+    def notify(self) -> Any:
+        """The fast path, asked first: with no SDK there is nothing to record (and no context
+        is built for us); otherwise ask for the context (``update``)."""
+        if self._global and _METRICS_GLOBALS.get("_METER_PROVIDER", False) is None:
+            return None
+        return NEEDS_CONTEXT
 
     def update(self, context: Any) -> None:
         info = context.function_info

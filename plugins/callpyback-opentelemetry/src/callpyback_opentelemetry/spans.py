@@ -59,6 +59,14 @@ ATTEMPT_EVENT = "callpyback.attempt.failed"
 #: OpenTelemetry's "suppress instrumentation" flag (set by exporters while they export, and by
 #: ``opentelemetry.instrumentation.utils.suppress_instrumentation``); honoured like contrib does.
 _SUPPRESS = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+
+
+#: The API's globals: while ``_TRACER_PROVIDER`` is None no provider is set (no SDK) and every
+#: span would be a no-op.  The API's own ``ProxyTracer`` decides by reading it; the public
+#: ``get_tracer_provider()`` also looks up an environment variable on every call (microseconds),
+#: which a per-call check cannot afford.  Should a future API drop the global, the lookup gives
+#: False and the observer simply asks the tracer, as it does with an SDK.
+_TRACE_GLOBALS = vars(trace)
 _BAGGAGE_MAX = 256  # characters of a baggage value copied onto a span (it is untrusted input)
 
 
@@ -91,7 +99,8 @@ class CallSpan:
         self.start_ns = start_ns
         #: Failed attempts not written yet: (exception, attempt, time in ns).  Whether each is an
         #: attempt event or the call's exception is known only once the next state arrives.
-        self.failed: List[Tuple[BaseException, int, int]] = []
+        #: None until the first failure (most calls never fail).
+        self.failed: Optional[List[Tuple[BaseException, int, int]]] = None
 
 
 class _Facts:
@@ -180,6 +189,11 @@ class OTelSpanObserver(BaseObserver):
         self.tracer = trace.get_tracer(
             "callpyback_opentelemetry", __version__, tracer_provider=tracer_provider
         )
+        #: On the global provider, while none is set, calls skip OpenTelemetry altogether.
+        self._global = tracer_provider is None
+        #: Set (never unset) once this observer has kept a span: until then no call can have one,
+        #: and enter() and the end of a call need not look (a no-SDK call stays cheap).
+        self._spans = False
         self._facts: Dict[Any, _Facts] = {}
         self._lock = threading.Lock()
 
@@ -209,7 +223,9 @@ class OTelSpanObserver(BaseObserver):
             span_name = qualified
         else:  # an integration's call (http:GET /orders/{id}): its low-cardinality target
             span_name = target
-        attributes: Dict[str, Any] = {CODE_FUNCTION_NAME: qualified, "callpyback.target": target}
+        attributes: Dict[str, Any] = {CODE_FUNCTION_NAME: qualified}
+        if target != f"{info.module}:{info.qualname}":
+            attributes["callpyback.target"] = target  # an integration's (http:GET /x)
         path, line = info.file_path, info.line_number
         if path is not None:
             attributes[CODE_FILE_PATH] = path
@@ -224,9 +240,13 @@ class OTelSpanObserver(BaseObserver):
         state = context.state
         if state is _PRE:
             self._start(context)
+        elif not self._spans:
+            return
         elif state is _FAIL:
             call = context.metadata.get(SPAN_KEY)
             if call is not None:
+                if call.failed is None:
+                    call.failed = []
                 call.failed.append((context.exception, context.attempt, time.time_ns()))
         else:
             call = context.metadata.get(SPAN_KEY)
@@ -235,6 +255,8 @@ class OTelSpanObserver(BaseObserver):
 
     def enter(self, context: Any) -> Any:
         """A stretch of the body is about to run, in this frame: make the span current."""
+        if not self._spans:
+            return None
         call = context.metadata.get(SPAN_KEY)
         if call is None or call.context is None:
             return None
@@ -247,27 +269,31 @@ class OTelSpanObserver(BaseObserver):
 
     # --- start and end ------------------------------------------------------------------------
     def _start(self, context: Any) -> None:
-        if _SUPPRESS is not None and otel_context.get_value(_SUPPRESS):
+        if self._global and _TRACE_GLOBALS.get("_TRACER_PROVIDER", False) is None:
+            return  # no SDK: the span would be a no-op (and a remote parent stays current)
+        parent = otel_context.get_current()  # read once: the span's parent, and the flag
+        if _SUPPRESS is not None and parent.get(_SUPPRESS):
             return
         if self.min_duration:
             # Kept only if slow enough: decided at the end, so nothing is started now.
-            context.metadata[SPAN_KEY] = CallSpan(
-                None, None, otel_context.get_current(), time.time_ns()
-            )
+            self._spans = True
+            context.metadata[SPAN_KEY] = CallSpan(None, None, parent, time.time_ns())
             return
         facts = self.facts(context.function_info)
         span = self.tracer.start_span(
             facts.name,
+            context=parent,
             kind=SpanKind.INTERNAL,
             attributes=facts.attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
         if not span.get_span_context().is_valid:
-            return  # no SDK (and no remote parent): nothing to make current or to end
-        if span.is_recording():
-            self._call_attributes(span, context, None)
-        context.metadata[SPAN_KEY] = CallSpan(span, trace.set_span_in_context(span))
+            return  # a no-op tracer (and no remote parent): nothing to make current or to end
+        if span.is_recording() and (self.record_arguments or self.baggage):
+            self._call_attributes(span, context, parent)
+        self._spans = True
+        context.metadata[SPAN_KEY] = CallSpan(span, trace.set_span_in_context(span, parent))
 
     def _call_attributes(self, span: Any, context: Any, parent: Any) -> None:
         if self.record_arguments:
@@ -306,7 +332,7 @@ class OTelSpanObserver(BaseObserver):
             span.end()
             return
         outcome = context.outcome
-        failed = call.failed
+        failed = call.failed or []
         final: Optional[BaseException] = None
         if outcome == "failure" and failed:
             final = failed.pop()[0]  # the last attempt's exception is the call's
@@ -328,10 +354,10 @@ class OTelSpanObserver(BaseObserver):
             failed.clear()
             if final is not None:
                 self._record_error(span, final, arguments)
-        span.set_attribute("callpyback.outcome", outcome or "unknown")
-        span.set_attribute("callpyback.attempts", context.attempt or 1)
+        end = {"callpyback.outcome": outcome or "unknown", "callpyback.attempts": context.attempt or 1}
         if outcome == "recovered":
-            span.set_attribute("callpyback.recovered_by", context.recovered_by or "")
+            end["callpyback.recovered_by"] = context.recovered_by or ""
+        span.set_attributes(end)
         if self.record_result and outcome in ("success", "recovered"):
             span.set_attribute("callpyback.result", _attr_value(self.redactor.redact(context.value)))
         span.end()
