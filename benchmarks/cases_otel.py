@@ -33,9 +33,9 @@ def _otel_decorated(kind: str) -> Callable[[], Any]:
 def _otel_same_span() -> Callable[[], Any]:
     """OTel's decorator producing the span otel.span produces: the same static code.*
     attributes at the start and the outcome attributes at the end."""
+    from callpyback_opentelemetry.spans import function_name
     from opentelemetry import trace
 
-    from callpyback_opentelemetry.spans import function_name
     from callpyback import FunctionInfo
 
     info = FunctionInfo(target, "function")
@@ -75,9 +75,8 @@ def _no_sdk(which: str) -> Callable[[], Callable[[], Any]]:
     """No provider set: the API's proxy, as in a program that never configured OpenTelemetry."""
 
     def build() -> Callable[[], Any]:
-        from opentelemetry import trace
-
         from callpyback_opentelemetry import OTelMetricsObserver, OTelSpanObserver
+        from opentelemetry import trace
 
         assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
         observers = {
@@ -115,9 +114,8 @@ def _around_floor() -> Callable[[], Any]:
 
 
 def _metrics_sdk() -> Callable[[], Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-
     from callpyback_opentelemetry import OTelMetricsObserver
+    from opentelemetry.sdk.metrics import MeterProvider
 
     observer = OTelMetricsObserver(meter_provider=MeterProvider())
     return direct(CallPyBack(observers=[observer])(target), 1)

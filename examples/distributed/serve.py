@@ -18,14 +18,14 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from opentelemetry.instrumentation.urllib import URLLibInstrumentor
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-
 from shop import orders, stock
 
 
 def respond(start_response, status, body):
     data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(data)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
@@ -54,8 +54,9 @@ def main(argv):
     port = int(argv[1]) if len(argv) > 1 else 0
     app = {"orders": orders_app, "stock": stock_app}[name]
     URLLibInstrumentor().instrument()
-    server = make_server("127.0.0.1", port, OpenTelemetryMiddleware(app),
-                         handler_class=QuietHandler)
+    server = make_server(
+        "127.0.0.1", port, OpenTelemetryMiddleware(app), handler_class=QuietHandler
+    )
     # SIGTERM stops the server between requests; then the program ends normally and the
     # exporters flush at exit.
     stop = threading.Event()

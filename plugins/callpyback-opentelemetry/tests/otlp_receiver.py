@@ -47,7 +47,7 @@ class Received:
         self.metrics: List[Dict[str, Any]] = []
         self.requests = 0
 
-    def wait_for(self, predicate: Callable[["Received"], bool], timeout: float = 15.0) -> bool:
+    def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 15.0) -> bool:
         """Poll until ``predicate(self)`` holds (exports are asynchronous), or give up."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -62,10 +62,10 @@ class Received:
 class _Handler(BaseHTTPRequestHandler):
     received: Received
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         encoding = self.headers.get("Content-Encoding", "")
         if encoding == "gzip":
@@ -150,7 +150,7 @@ class OtlpReceiver:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "OtlpReceiver":
+    def __enter__(self) -> OtlpReceiver:
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="otlp-receiver", daemon=True
         )

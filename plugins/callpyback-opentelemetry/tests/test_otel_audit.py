@@ -37,7 +37,7 @@ def test_audit_record_and_span_share_the_trace(
     with trace.get_tracer("web").start_as_current_span("POST /transfers") as request:
         transfer("acc-1", 10)
     (record,) = records(trail)
-    call = [s for s in exporter.get_finished_spans() if s.name.endswith("transfer")][0]
+    call = next(s for s in exporter.get_finished_spans() if s.name.endswith("transfer"))
     assert record["trace_id"] == format(call.context.trace_id, "032x")  # type: ignore[union-attr]
     assert record["span_id"] == format(request.get_span_context().span_id, "016x")
     assert call.parent is not None and call.parent.span_id == request.get_span_context().span_id

@@ -121,7 +121,13 @@ def test_one_trace_across_two_services(receiver: OtlpReceiver) -> None:
     for parent, child in zip(chain, chain[1:]):
         assert named[child]["parent_span_id"] == named[parent]["span_id"], (parent, child)
     assert [named[n]["kind"] for n in chain] == [
-        SERVER, INTERNAL, INTERNAL, CLIENT, SERVER, INTERNAL, INTERNAL,
+        SERVER,
+        INTERNAL,
+        INTERNAL,
+        CLIENT,
+        SERVER,
+        INTERNAL,
+        INTERNAL,
     ]
     # Allow-listed baggage set in A is an attribute of B's CallPyBack span; the rest is not.
     reserve = named["stock:shop.stock.reserve"]["attributes"]

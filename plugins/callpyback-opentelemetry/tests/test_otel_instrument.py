@@ -58,11 +58,21 @@ FILES = {
 
 ORDERS = {
     "instrument-then-callpyback": lambda: [
-        str(BIN / "opentelemetry-instrument"), sys.executable, "-m", "callpyback", "run", "app.py",
+        str(BIN / "opentelemetry-instrument"),
+        sys.executable,
+        "-m",
+        "callpyback",
+        "run",
+        "app.py",
     ],
     "callpyback-then-instrument": lambda: [
-        sys.executable, "-m", "callpyback", "run", str(BIN / "opentelemetry-instrument"),
-        sys.executable, "app.py",
+        sys.executable,
+        "-m",
+        "callpyback",
+        "run",
+        str(BIN / "opentelemetry-instrument"),
+        sys.executable,
+        "app.py",
     ],
 }
 

@@ -157,13 +157,37 @@ def test_a_pipeline_from_callpyback_toml(tmp_path: Path, exporter: InMemorySpanE
 @pytest.mark.parametrize(
     ("table", "where", "message"),
     [
-        ('type = "otel.span"\nbackground = true', "observers.span.background", "cannot run in the background"),
-        ('type = "otel.span"\nname_template = "{module}.{func}"', "observers.span.name_template", "unknown field(s) ['func']"),
-        ('type = "otel.span"\nmin_duration = -1', "observers.span.min_duration", "greater than or equal to 0"),
-        ('type = "otel.span"\nrecord_arguments = ["order id"]', "observers.span.record_arguments", "identifiers"),
-        ('type = "otel.span"\nrecord_result = "yes please"', "observers.span.record_result", "boolean"),
+        (
+            'type = "otel.span"\nbackground = true',
+            "observers.span.background",
+            "cannot run in the background",
+        ),
+        (
+            'type = "otel.span"\nname_template = "{module}.{func}"',
+            "observers.span.name_template",
+            "unknown field(s) ['func']",
+        ),
+        (
+            'type = "otel.span"\nmin_duration = -1',
+            "observers.span.min_duration",
+            "greater than or equal to 0",
+        ),
+        (
+            'type = "otel.span"\nrecord_arguments = ["order id"]',
+            "observers.span.record_arguments",
+            "identifiers",
+        ),
+        (
+            'type = "otel.span"\nrecord_result = "yes please"',
+            "observers.span.record_result",
+            "boolean",
+        ),
         ('type = "otel.span"\nsample = 0.5', "observers.span.sample", "sample"),
-        ('type = "otel.metrics"\nbuckets = [1.0, 0.5]', "observers.span.buckets", "strictly increasing"),
+        (
+            'type = "otel.metrics"\nbuckets = [1.0, 0.5]',
+            "observers.span.buckets",
+            "strictly increasing",
+        ),
     ],
 )
 def test_bad_options_name_file_line_key_and_value(
@@ -246,7 +270,10 @@ def test_the_import_hook_never_instruments_opentelemetry_or_the_plugin(tmp_path:
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
     assert out.returncode == 0, out.stderr

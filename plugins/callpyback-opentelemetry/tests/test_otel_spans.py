@@ -46,7 +46,10 @@ def test_sync_function_gets_one_span_named_and_attributed_exactly(
 
     assert place(21) == 42
     (span,) = exporter.get_finished_spans()
-    assert span.name == f"{MODULE}.test_sync_function_gets_one_span_named_and_attributed_exactly.<locals>.place"
+    assert (
+        span.name
+        == f"{MODULE}.test_sync_function_gets_one_span_named_and_attributed_exactly.<locals>.place"
+    )
     assert span.kind is SpanKind.INTERNAL
     assert dict(span.attributes or {}) == {
         "code.function.name": span.name,
@@ -68,8 +71,7 @@ async def _atarget(x: int) -> int:
 
 
 def _gtarget(n: int) -> Any:
-    for i in range(n):
-        yield i
+    yield from range(n)
 
 
 async def _agtarget(n: int) -> Any:
@@ -286,7 +288,7 @@ def test_parentage_across_gather_and_to_thread(
 
     assert asyncio.run(fan_out()) == [1, 2, 3]
     spans = exporter.get_finished_spans()
-    root = [s for s in spans if s.name.endswith("fan_out")][0]
+    root = next(s for s in spans if s.name.endswith("fan_out"))
     children = [s for s in spans if s is not root]
     assert len(children) == 3
     for child in children:
@@ -317,7 +319,7 @@ def test_parentage_across_a_thread_pool_with_the_threading_instrumentation(
     finally:
         instrumentor.uninstrument()
     spans = exporter.get_finished_spans()
-    root = [s for s in spans if s.name.endswith("batch")][0]
+    root = next(s for s in spans if s.name.endswith("batch"))
     tasks = [s for s in spans if s.name.endswith("task")]
     assert len(tasks) == 4
     assert {s.parent.span_id for s in tasks if s.parent} == {root.context.span_id}  # type: ignore[union-attr]
@@ -356,9 +358,7 @@ def test_failure_is_an_error_with_one_redacted_exception_record(
     assert "declined card [REDACTED]" in str(event.attributes["exception.stacktrace"])
 
 
-def test_recovered_call_is_not_an_error(
-    span_observer: Any, exporter: InMemorySpanExporter
-) -> None:
+def test_recovered_call_is_not_an_error(span_observer: Any, exporter: InMemorySpanExporter) -> None:
     """Recovered: status unset, callpyback.recovered_by, one event for the failed attempt."""
 
     @CallPyBack(observers=[span_observer], default_return=0)
@@ -380,7 +380,7 @@ def test_recovered_call_is_not_an_error(
 def test_retried_then_succeeded_is_not_an_error(
     span_observer: Any, exporter: InMemorySpanExporter
 ) -> None:
-    """Two failed attempts then a success: one span, status unset, two attempt events, attempts=3."""
+    """Two failed attempts, then a success: status unset, two attempt events, attempts=3."""
     tries: List[int] = []
 
     @CallPyBack(
@@ -450,9 +450,7 @@ def test_interruption_is_an_error(span_observer: Any, exporter: InMemorySpanExpo
     assert [e.name for e in span.events] == ["exception"]
 
 
-def test_cancelled_task_is_not_an_error(
-    span_observer: Any, exporter: InMemorySpanExporter
-) -> None:
+def test_cancelled_task_is_not_an_error(span_observer: Any, exporter: InMemorySpanExporter) -> None:
     """asyncio cancellation: outcome cancelled, status unset, no exception recorded."""
 
     @CallPyBack(observers=[span_observer])

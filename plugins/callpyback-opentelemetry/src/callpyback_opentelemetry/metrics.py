@@ -37,7 +37,21 @@ _ERROR = ExecutionState.ERROR
 
 #: Advisory histogram boundaries in seconds: function calls run from microseconds to seconds.
 DEFAULT_BUCKETS: Tuple[float, ...] = (
-    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 _ERRORS = ("failure", "interrupted")
 
@@ -75,7 +89,7 @@ class Instruments:
 
 
 _lock = threading.Lock()
-_by_provider: "weakref.WeakKeyDictionary[Any, Instruments]" = weakref.WeakKeyDictionary()
+_by_provider: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
 _by_id: Dict[int, Tuple[Any, Instruments]] = {}  # providers that cannot be weakly referenced
 
 
@@ -122,9 +136,13 @@ class OTelMetricsObserver(BaseObserver):
         self.states = frozenset({_PRE, _DONE, _ERROR})
         if buckets is not None:
             values = list(buckets)
-            if not values or any(
-                isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0 for b in values
-            ) or any(a >= b for a, b in zip(values, values[1:])):
+            if (
+                not values
+                or any(
+                    isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0 for b in values
+                )
+                or any(a >= b for a, b in zip(values, values[1:]))
+            ):
                 raise ConfigurationError(
                     f"otel.metrics buckets must be strictly increasing seconds, got {buckets!r}"
                 )

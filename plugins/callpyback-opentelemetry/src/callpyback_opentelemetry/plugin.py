@@ -91,7 +91,9 @@ def check_template(template: str) -> None:
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
-        raise ValueError(f"name_template {template!r} is not a valid format string: {exc}") from None
+        raise ValueError(
+            f"name_template {template!r} is not a valid format string: {exc}"
+        ) from None
     unknown = sorted({f for f in fields if f not in NAME_FIELDS})
     if unknown:
         raise ValueError(

@@ -57,7 +57,9 @@ _SETTER = EnvironmentSetter()
 _CARRIED = ("TRACEPARENT", "TRACESTATE", "BAGGAGE")
 
 
-def child_environment(env: Optional[Mapping[str, str]] = None, context: Any = None) -> Dict[str, str]:
+def child_environment(
+    env: Optional[Mapping[str, str]] = None, context: Any = None
+) -> Dict[str, str]:
     """A copy of ``env`` (default ``os.environ``) carrying the current trace to a child process.
 
     Pass it as ``subprocess.run(..., env=child_environment())``; the child continues the trace

@@ -14,6 +14,7 @@ exporters are told to stop retrying, and the process exits.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 from typing import Any, List, Optional
@@ -57,10 +58,8 @@ class SdkSetup:
             return True
         # Still retrying against an unreachable collector: stop the exporters' retries.
         for exporter in self.exporters:
-            try:
+            with contextlib.suppress(Exception):
                 exporter.shutdown()
-            except Exception:  # pragma: no cover
-                pass
         worker.join(0.5)
         _log.warning(
             "OpenTelemetry exporters did not finish within %.1f s at shutdown; unsent "

@@ -178,8 +178,10 @@ class OTelSpanObserver(BaseObserver):
             raise ConfigurationError(f"otel.span redactor must be a Redactor, got {redactor!r}")
         self.redactor = redactor if redactor is not None else Redactor(keys=list(redact))
         self.record_result = bool(record_result)
-        if isinstance(min_duration, bool) or not isinstance(min_duration, (int, float)) or (
-            min_duration < 0
+        if (
+            isinstance(min_duration, bool)
+            or not isinstance(min_duration, (int, float))
+            or (min_duration < 0)
         ):
             raise ConfigurationError(
                 f"otel.span min_duration must be a number of seconds >= 0, got {min_duration!r}"
@@ -354,12 +356,17 @@ class OTelSpanObserver(BaseObserver):
             failed.clear()
             if final is not None:
                 self._record_error(span, final, arguments)
-        end = {"callpyback.outcome": outcome or "unknown", "callpyback.attempts": context.attempt or 1}
+        end = {
+            "callpyback.outcome": outcome or "unknown",
+            "callpyback.attempts": context.attempt or 1,
+        }
         if outcome == "recovered":
             end["callpyback.recovered_by"] = context.recovered_by or ""
         span.set_attributes(end)
         if self.record_result and outcome in ("success", "recovered"):
-            span.set_attribute("callpyback.result", _attr_value(self.redactor.redact(context.value)))
+            span.set_attribute(
+                "callpyback.result", _attr_value(self.redactor.redact(context.value))
+            )
         span.end()
 
     def _record_error(self, span: Any, exc: BaseException, arguments: Any) -> None:
