@@ -336,8 +336,8 @@ class OTelSpanObserver(BaseObserver):
         outcome = context.outcome
         failed = call.failed or []
         final: Optional[BaseException] = None
-        if outcome == "failure" and failed:
-            final = failed.pop()[0]  # the last attempt's exception is the call's
+        if outcome == "failure":  # the last attempt's exception is the call's
+            final = failed.pop()[0] if failed else context.exception
         elif outcome == "interrupted":
             final = context.exception
         if failed or final is not None:
