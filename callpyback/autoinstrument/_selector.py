@@ -182,6 +182,7 @@ _DEPENDENCIES = frozenset(
         "zipp",
         "_pytest",
         "pytest",
+        "opentelemetry",  # the OTel plugin's API/SDK: its exporters run inside our observers
     }
 )
 #: Modules defining the import machinery in use (meta-path finders, path hooks) and the

@@ -1,0 +1,1 @@
+"""Two small services: ``orders`` (service A) calls ``stock`` (service B) over HTTP."""
