@@ -165,7 +165,7 @@ def attach_django_handler(handler: Any, web: Web) -> None:
     previous = handler._middleware_chain
     dj.wrap_handler_chain(handler, web)
     record.saved["_middleware_chain"] = previous
-    record.middlewares.append(handler.__dict__.get("_callpyback_web"))
+    record.middlewares.append(handler.__dict__.get("_callpyback_web_middleware"))
     handler.__dict__[_MARK] = record
 
 
@@ -218,7 +218,7 @@ def uninstrument(app: Any) -> bool:
         chain = state.get("_middleware_chain")
         if getattr(chain, "__wrapped__", None) is record.middlewares[0]:
             target._middleware_chain = record.saved["_middleware_chain"]
-        state.pop("_callpyback_web", None)
+        state.pop("_callpyback_web_middleware", None)
     del state[_MARK]
     return True
 

@@ -383,4 +383,4 @@ def wrap_handler_chain(handler: Any, web: Web) -> None:
     middleware = CallPyBackMiddleware(chain, web=web)
     wrapped = convert_exception_to_response(middleware)
     handler._middleware_chain = wrapped
-    handler.__dict__["_callpyback_web"] = middleware
+    handler.__dict__["_callpyback_web_middleware"] = middleware
