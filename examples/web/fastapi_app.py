@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 import threading
 
 import uvicorn
@@ -52,6 +54,9 @@ def main() -> None:
     _demo.print_report_at_exit()
     port = _demo.port_argument()
     if port is not None:
+        # uvicorn re-raises the SIGTERM it handled once it has shut down: exit cleanly then,
+        # so that the report is printed.
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         print(f"serving on http://127.0.0.1:{port}", flush=True)
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
         return
