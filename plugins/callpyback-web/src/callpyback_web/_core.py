@@ -376,14 +376,12 @@ class Web:
         mode = self.trace_context
         if mode == "never":
             return None
-        propagate = sys.modules.get("opentelemetry.propagate")
-        if propagate is None:
-            if mode != "always":
-                return None
-            try:
-                import opentelemetry.propagate as propagate
-            except ImportError:
-                return None
+        if mode != "always" and "opentelemetry.trace" not in sys.modules:
+            return None  # the application does not use OpenTelemetry: never import it
+        try:
+            import opentelemetry.propagate as propagate
+        except ImportError:
+            return None
         if "traceparent" not in headers:
             return None
         try:
