@@ -19,9 +19,8 @@ def _pipeline() -> Any:
 
 
 def _flask(instrumented: bool) -> Callable[[], Any]:
-    from flask import Flask
-
     import callpyback_web
+    from flask import Flask
 
     app = Flask("bench")
     app.add_url_rule("/items/<int:item_id>", "item", lambda item_id: "ok")
@@ -36,12 +35,11 @@ def _flask(instrumented: bool) -> Callable[[], Any]:
 
 
 def _starlette(instrumented: bool) -> Callable[[], Any]:
+    import callpyback_web
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
     from starlette.testclient import TestClient
-
-    import callpyback_web
 
     async def item(request: Any) -> Any:
         return PlainTextResponse("ok")
@@ -66,10 +64,9 @@ def _django(instrumented: bool) -> Callable[[], Any]:
         settings.configure(DEBUG=False, SECRET_KEY="bench", ALLOWED_HOSTS=["*"],
                            ROOT_URLCONF=__name__, MIDDLEWARE=[], INSTALLED_APPS=[])
         django.setup()
+    import callpyback_web
     from django.core.handlers.wsgi import WSGIHandler
     from django.test import Client
-
-    import callpyback_web
 
     client = Client()
     if instrumented:

@@ -21,13 +21,12 @@ settings.configure(
 )
 django.setup()
 
+import _demo  # noqa: E402
+import shop_logic  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
-
-import _demo  # noqa: E402
-import shop_logic  # noqa: E402
 
 
 def order(request, order_id):

@@ -12,13 +12,12 @@ import socket
 import sys
 import threading
 
+import _demo
+import shop_logic
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
-
-import _demo
-import shop_logic
 
 app = FastAPI()
 

@@ -11,10 +11,9 @@ import sys
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from flask import Flask, Response, abort, request
-
 import _demo
 import shop_logic
+from flask import Flask, Response, abort, request
 
 app = Flask(__name__)
 

@@ -10,18 +10,17 @@ import pytest
 pytest.importorskip("starlette")
 fastapi = pytest.importorskip("fastapi")
 
+import callpyback_web as web  # noqa: E402
+from callpyback_web import ErrorResponse  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.background import BackgroundTask  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
 from starlette.middleware.cors import CORSMiddleware  # noqa: E402
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse  # noqa: E402
 from starlette.routing import Mount, Route  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import callpyback as cpb  # noqa: E402
-import callpyback_web as web  # noqa: E402
-from callpyback_web import ErrorResponse  # noqa: E402
 
 
 def make_starlette(clock: cpb.MockTimeSource, after: List[str]) -> Starlette:

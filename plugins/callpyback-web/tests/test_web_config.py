@@ -13,8 +13,11 @@ flask = pytest.importorskip("flask")
 
 import callpyback  # noqa: E402
 import callpyback.autoinstrument as auto  # noqa: E402
-from callpyback import ConfigError, load_config  # noqa: E402
-from callpyback import plugins  # noqa: E402
+from callpyback import (  # noqa: E402
+    ConfigError,
+    load_config,
+    plugins,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:

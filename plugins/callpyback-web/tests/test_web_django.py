@@ -25,13 +25,13 @@ if not settings.configured:
     )
     django.setup()
 
+import callpyback_web as web  # noqa: E402
+from callpyback_web import ErrorResponse  # noqa: E402
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
 import callpyback as cpb  # noqa: E402
-import callpyback_web as web  # noqa: E402
-from callpyback_web import ErrorResponse  # noqa: E402
 
 CLOCK: List[cpb.MockTimeSource] = []
 TREE = web.CallTreeObserver()

@@ -10,9 +10,10 @@ import pytest
 
 flask = pytest.importorskip("flask")
 
-import callpyback as cpb  # noqa: E402
 import callpyback_web as web  # noqa: E402
 from callpyback_web import ErrorResponse, Response  # noqa: E402
+
+import callpyback as cpb  # noqa: E402
 
 
 def make_app(clock: cpb.MockTimeSource) -> Any:

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import callpyback_web as web
 import pytest
 
 import callpyback as cpb
-import callpyback_web as web
 
 
 def test_installed_not_imported_from_the_checkout() -> None:

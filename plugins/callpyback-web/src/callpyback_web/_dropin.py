@@ -35,7 +35,7 @@ FRAMEWORKS = {
 class _State:
     web: Optional[Web] = None
     patches: List[Tuple[type, str, Any, Any]] = []  # (class, name, original, wrapper)
-    apps: "weakref.WeakSet[Any]" = weakref.WeakSet()
+    apps: weakref.WeakSet[Any] = weakref.WeakSet()
     lock = threading.Lock()
     failures: set[str] = set()
 
