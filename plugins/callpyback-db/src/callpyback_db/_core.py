@@ -161,7 +161,9 @@ class Statement(Mapping):  # type: ignore[type-arg]
     def _failed(self, exc: BaseException) -> None:
         kind = type(exc)
         module = kind.__module__
-        self.error_type = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+        self.error_type = (
+            kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+        )
         code = getattr(exc, "sqlstate", None) or getattr(exc, "sqlite_errorname", None)
         if isinstance(code, str):
             self.status_code = code

@@ -8,6 +8,7 @@ Each method is traced in the driver's own shape: a coroutine method (``psycopg``
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -39,6 +40,10 @@ SYSTEMS: Dict[str, str] = {
 }
 
 CURSOR_METHODS = ("execute", "executemany", "executescript", "callproc")
+
+# The cursor whose traced call is running: drivers implement executemany() and callproc() with
+# their own execute() (pg8000 does), which must not be observed a second time.
+_INSIDE: contextvars.ContextVar[Any] = contextvars.ContextVar("callpyback_db_inside", default=None)
 CONNECTION_METHODS = ("commit", "rollback")
 
 
@@ -50,6 +55,8 @@ def system_of(obj: Any) -> str:
 
 # --- statement text ---------------------------------------------------------------------------
 def _plan(tracer: Tracer, method: str, cursor: Any, query: Any, is_async: bool) -> Any:
+    if method == "callproc" and isinstance(query, str):
+        query = f"CALL {query}"  # a procedure name, summarised as the statement it runs
     if type(query) is str:
         plan = tracer.plans(method, is_async).get(query)
         if plan is not None:
@@ -83,10 +90,8 @@ def _statement(
     cursor = owner._cpb_subject()
     st = Statement(plan[0], owner._cpb_system, _namespace(owner), method, call, args, cursor)
     if method == "executemany" and len(args) > 1:
-        try:
+        if hasattr(args[1], "__len__"):  # not an iterator: counting that would consume it
             st.batch_size = len(args[1])
-        except TypeError:  # an iterator: counting it would consume it
-            pass
     elif method == "executescript":
         st.batch_size = plan[0].statements
     if tracer.raw_text:
@@ -120,13 +125,18 @@ def _cursor_method(name: str, is_async: bool) -> Callable[..., Any]:
         async def traced_async(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
             call = self._cpb_next(name)
             tracer = self._cpb_tracer
-            if tracer.active:
-                plan = _plan(tracer, name, self._cpb_subject(), query, True)
+            subject = self._cpb_subject()
+            if tracer.active and _INSIDE.get() is not subject:
+                plan = _plan(tracer, name, subject, query, True)
                 observed = plan[1]
                 if observed is not None:
-                    return await observed(
-                        _statement(tracer, plan, self, name, call, (query, *args), kwargs)
-                    )
+                    token = _INSIDE.set(subject)
+                    try:
+                        return await observed(
+                            _statement(tracer, plan, self, name, call, (query, *args), kwargs)
+                        )
+                    finally:
+                        _INSIDE.reset(token)
             return await call(query, *args, **kwargs)
 
         traced_async.__name__ = traced_async.__qualname__ = name
@@ -135,11 +145,18 @@ def _cursor_method(name: str, is_async: bool) -> Callable[..., Any]:
     def traced(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
         call = self._cpb_next(name)
         tracer = self._cpb_tracer
-        if tracer.active:
-            plan = _plan(tracer, name, self._cpb_subject(), query, False)
+        subject = self._cpb_subject()
+        if tracer.active and _INSIDE.get() is not subject:
+            plan = _plan(tracer, name, subject, query, False)
             observed = plan[1]
             if observed is not None:
-                return observed(_statement(tracer, plan, self, name, call, (query, *args), kwargs))
+                token = _INSIDE.set(subject)
+                try:
+                    return observed(
+                        _statement(tracer, plan, self, name, call, (query, *args), kwargs)
+                    )
+                finally:
+                    _INSIDE.reset(token)
         return call(query, *args, **kwargs)
 
     traced.__name__ = traced.__qualname__ = name
@@ -169,7 +186,9 @@ def _connection_method(name: str, is_async: bool) -> Callable[..., Any]:
         if tracer.active:
             observed = tracer.method_observed(parsed, name, False)
             if observed is not None:
-                return observed(Statement(parsed, self._cpb_system, _namespace(self), name, call, ()))
+                return observed(
+                    Statement(parsed, self._cpb_system, _namespace(self), name, call, ())
+                )
         return call()
 
     traced.__name__ = traced.__qualname__ = name
@@ -184,20 +203,17 @@ _cursor_factory_method.__name__ = _cursor_factory_method.__qualname__ = "cursor"
 
 
 # --- traced subclasses ------------------------------------------------------------------------
-class _Traced:
-    """Mixin of traced driver subclasses: the next implementation is the driver's own."""
+def _next_of_base(self: Any, name: str) -> Any:
+    """The driver's own implementation of ``name``, bound to ``self``."""
+    return getattr(type(self)._cpb_base, name).__get__(self)
 
-    __slots__ = ()
-    _cpb_tracer: Tracer
-    _cpb_base: type
-    _cpb_system: str
-    _cpb_namespace_of: Optional[Callable[[Any], Optional[str]]] = None
 
-    def _cpb_next(self, name: str) -> Any:
-        return getattr(self._cpb_base, name).__get__(self)
+def _self(self: Any) -> Any:
+    return self
 
-    def _cpb_subject(self) -> Any:
-        return self
+
+def is_traced(obj: Any) -> bool:
+    return getattr(type(obj), "__callpyback_db__", False) is True
 
 
 def _traced_class(
@@ -221,6 +237,8 @@ def _traced_class(
         "_cpb_base": base,
         "_cpb_system": system,
         "_cpb_namespace_of": staticmethod(namespace_of) if namespace_of else None,
+        "_cpb_next": _next_of_base,
+        "_cpb_subject": _self,
     }
     for name in methods:
         impl = getattr(base, name, None)
@@ -230,7 +248,9 @@ def _traced_class(
         ns[name] = make(name, inspect.iscoroutinefunction(impl))
     ns.update(extra)
     try:
-        cls = type(base.__name__, (_Traced, base), ns)
+        # A subclass that adds no slots and no mixin: the only layout the interpreter lets an
+        # existing object switch to.
+        cls = type(base.__name__, (base,), ns)
     except TypeError:  # a final C type, an odd metaclass: the proxy is used instead
         cls = None
     tracer.classes[key] = cls
@@ -249,7 +269,7 @@ def _retype(obj: Any, cls: Optional[type]) -> bool:
 
 def _base_of(obj: Any) -> type:
     kind = type(obj)
-    return getattr(kind, "_cpb_base", kind) if issubclass(kind, _Traced) else kind
+    return getattr(kind, "_cpb_base", kind) if is_traced(obj) else kind
 
 
 def trace_connection(
@@ -290,7 +310,7 @@ def trace_cursor(cursor: Any, connection: Any) -> Any:
     return CursorProxy(cursor, tracer, system, _cursor_namespace(namespace_of))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cursor_namespace(
     namespace_of: Optional[Callable[[Any], Optional[str]]],
 ) -> Optional[Callable[[Any], Optional[str]]]:
@@ -301,8 +321,8 @@ def _cursor_namespace(
         connection = getattr(cursor, "connection", None)
         if connection is None:
             return None
-        if isinstance(connection, (ConnectionProxy, _Traced)):
-            connection = getattr(connection, "_cpb_target", connection)
+        if isinstance(connection, ConnectionProxy):
+            connection = connection._cpb_target
         return namespace_of(connection)
 
     return of_cursor

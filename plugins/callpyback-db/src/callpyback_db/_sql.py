@@ -43,8 +43,20 @@ _DDL_SKIP = frozenset(
     {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE", "UNLOGGED", "VIRTUAL", "GLOBAL", "LOCAL"}
 )
 _DDL_OBJECTS = frozenset(
-    {"TABLE", "INDEX", "VIEW", "TRIGGER", "SEQUENCE", "SCHEMA", "DATABASE", "FUNCTION",
-     "PROCEDURE", "TYPE", "EXTENSION", "MATERIALIZED"}
+    {
+        "TABLE",
+        "INDEX",
+        "VIEW",
+        "TRIGGER",
+        "SEQUENCE",
+        "SCHEMA",
+        "DATABASE",
+        "FUNCTION",
+        "PROCEDURE",
+        "TYPE",
+        "EXTENSION",
+        "MATERIALIZED",
+    }
 )
 _CONFLICT = frozenset({"OR", "REPLACE", "ROLLBACK", "ABORT", "FAIL", "IGNORE"})
 # Words after FROM/JOIN that are not a table name.
@@ -107,9 +119,14 @@ def _name(tokens: List[Tuple[str, str]], i: int) -> Tuple[Optional[str], int]:
         if kind not in ("word", "name"):
             break
         parts.append(value)
-        if i + 2 < len(tokens) and tokens[i + 1] == ("punct", ".") and tokens[i + 2][0] in (
-            "word",
-            "name",
+        if (
+            i + 2 < len(tokens)
+            and tokens[i + 1] == ("punct", ".")
+            and tokens[i + 2][0]
+            in (
+                "word",
+                "name",
+            )
         ):
             i += 2
             continue
@@ -138,8 +155,21 @@ def _tables_after_from(tokens: List[Tuple[str, str]], start: int) -> List[str]:
                 # FROM a, b, c: skip an alias, then follow the commas
                 while word == "FROM" and i < n and len(tables) < _MAX_TABLES:
                     if tokens[i][0] in ("word", "name") and _upper(tokens[i]) not in (
-                        "WHERE", "JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "GROUP",
-                        "ORDER", "LIMIT", "ON", "NATURAL", "UNION", "HAVING", "WINDOW",
+                        "WHERE",
+                        "JOIN",
+                        "INNER",
+                        "LEFT",
+                        "RIGHT",
+                        "FULL",
+                        "CROSS",
+                        "GROUP",
+                        "ORDER",
+                        "LIMIT",
+                        "ON",
+                        "NATURAL",
+                        "UNION",
+                        "HAVING",
+                        "WINDOW",
                     ):
                         if _upper(tokens[i]) == "AS":
                             i += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from ._core import COMMIT, ROLLBACK, Statement, Tracer
 
@@ -53,6 +53,8 @@ class TracedCursor(_Cursor):
 
     _cpb_tracer: Tracer
     _cpb_base: type = _Cursor
+    _cpb_execute: Dict[Any, Any]  # the tracer's plans, read without a method call
+    _cpb_executemany: Dict[Any, Any]
 
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
         tracer = self._cpb_tracer
@@ -118,10 +120,8 @@ def _many(
         (cursor, sql, parameters),
         cursor,
     )
-    try:
+    if hasattr(parameters, "__len__"):  # not an iterator: counting that would consume it
         st.batch_size = len(parameters)
-    except TypeError:  # an iterator: counting it would consume it
-        pass
     if tracer.raw_text or tracer.capture_parameters:
         _capture(tracer, st, sql, parameters)
     return st
@@ -150,12 +150,14 @@ class TracedConnection(_Connection):
     _cpb_base: type = _Connection
     _cpb_cursor: type
     _cpb_namespace: Optional[str] = None
+    _cpb_execute: Dict[Any, Any]
+    _cpb_executemany: Dict[Any, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cpb_namespace = _namespace(args[0] if args else kwargs.get("database"))
 
-    def cursor(self, factory: Any = _Cursor) -> Any:  # type: ignore[override]
+    def cursor(self, factory: Any = _Cursor) -> Any:
         traced = self._cpb_tracer.classes.get(factory)
         if traced is None:
             traced = cursor_class(self._cpb_tracer, factory)
@@ -307,9 +309,7 @@ def connection_class(tracer: Tracer, factory: Any) -> Optional[type]:
     if not (isinstance(factory, type) and issubclass(factory, _Connection)):
         return None
     base = (
-        getattr(factory, "_cpb_base", factory)
-        if issubclass(factory, TracedConnection)
-        else factory
+        getattr(factory, "_cpb_base", factory) if issubclass(factory, TracedConnection) else factory
     )
     bases = (TracedConnection,) if base is _Connection else (base, TracedConnection)
     cls = _named_like(
