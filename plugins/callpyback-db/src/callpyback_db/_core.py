@@ -81,7 +81,14 @@ class Statement(Mapping):  # type: ignore[type-arg]
     OpenTelemetry's semantic-convention names.
     """
 
-    __slots__ = (*_KEYS, "_args", "_call", "_cursor")
+    # What every call sets is a slot; what few calls set (batch size, captured values, the
+    # error) lives in an instance dict created only when set, and reads the None below.
+    __slots__ = (*_KEYS[:7], "rows", "__dict__", "_args", "_call", "_cursor")
+    batch_size: Optional[int] = None
+    parameters: Any = None
+    raw_text: Optional[str] = None
+    error_type: Optional[str] = None
+    status_code: Optional[str] = None
 
     def __init__(
         self,
@@ -100,12 +107,7 @@ class Statement(Mapping):  # type: ignore[type-arg]
         self.summary = parsed.summary
         self.text: Optional[str] = parsed.text
         self.method = method
-        self.batch_size: Optional[int] = None
         self.rows: Optional[int] = None
-        self.parameters: Any = None
-        self.raw_text: Optional[str] = None
-        self.error_type: Optional[str] = None
-        self.status_code: Optional[str] = None
         self._call = call
         self._args = args
         self._cursor = cursor
@@ -236,6 +238,7 @@ class Tracer:
             (method, is_async): {} for method in METHODS for is_async in (False, True)
         }
         self._observed: Dict[Tuple[str, bool], Any] = {}
+        self._by_method: Dict[Tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         #: Driver classes made for this tracer (base class -> traced subclass).
@@ -308,9 +311,14 @@ class Tracer:
 
     def method_observed(self, parsed: ParsedQuery, method: str, is_async: bool = False) -> Any:
         """The observed callable of a call without statement text (commit, rollback)."""
-        if method not in self.methods:
-            return None
-        return self.observed(parsed.summary, is_async)
+        key = (method, is_async)
+        try:
+            return self._by_method[key]
+        except KeyError:
+            pass
+        observed = self.observed(parsed.summary, is_async) if method in self.methods else None
+        self._by_method[key] = observed
+        return observed
 
     def statement(
         self,
