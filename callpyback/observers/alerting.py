@@ -481,13 +481,15 @@ class AlertingObserver(BaseObserver):
             threshold = 0.0
             bad = 1 if condition else 0
         else:
-            best_text = "none" if best_now is None else f"{best_now:g}"
-            detail = (
-                f"{what} has not improved on its best {best_text} for {since} calls "
-                f"(patience {rule.patience}, min_delta {rule.min_delta:g}, mode {rule.mode})"
-                if condition
-                else f"{what} improved to {value:g}"
-            )
+            if not condition:
+                detail = f"{what} improved to {value:g}"
+            elif best_now is None:
+                detail = f"{what} has had no value to improve on for {since} calls (only NaN)"
+            else:
+                detail = (
+                    f"{what} has not improved on its best {best_now:g} for {since} calls "
+                    f"(patience {rule.patience}, min_delta {rule.min_delta:g}, mode {rule.mode})"
+                )
             threshold = best_now if best_now is not None else math.nan
             bad = since
         state = "firing" if condition else "resolved"
