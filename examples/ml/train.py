@@ -31,9 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y = spirals(seed=args.seed)
     x_train, y_train, x_test, y_test = split(x, y, seed=args.seed)
     model = MLP(inputs=2, hidden=args.hidden, classes=3, seed=args.seed)
-    with np.errstate(
-        over="ignore", invalid="ignore", divide="ignore"
-    ):  # a diverging run is reported, not fatal
+    # A diverging run (too high a learning rate) prints nan rather than numpy warnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(1, args.epochs + 1):
             history = train_epoch(model, x_train, y_train, args.lr, args.batch_size, epoch)
             print(
