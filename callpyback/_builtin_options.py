@@ -254,14 +254,19 @@ class TimingOptions(ObserverOptions):
 
 class AlertRuleOptions(Options):
     name: str
-    kind: Literal["error_rate", "latency"]
-    threshold: float
+    kind: Literal["error_rate", "latency", "nan", "plateau"]
+    threshold: Optional[float] = None  # required by error_rate and latency (AlertRule says so)
     window: float = Field(default=60.0, gt=0)
     percentile: Optional[float] = None
     min_calls: int = Field(default=10, ge=1)
     functions: Optional[List[str]] = None
     cooldown: float = Field(default=0.0, ge=0)
     count_recovered: bool = True
+    # nan and plateau rules: the captured variable they watch (None: the returned value)
+    variable: Optional[str] = None
+    patience: Optional[int] = Field(default=None, ge=1)
+    min_delta: Optional[float] = Field(default=None, ge=0)
+    mode: Optional[Literal["min", "max"]] = None
 
 
 class AlertingOptions(ObserverOptions):

@@ -8,6 +8,11 @@ observer's ``time_source`` (by default the decorator's), so rules are testable w
 A latency rule "p99 above 0.2 s" is evaluated exactly, without storing latencies: the p-quantile
 (nearest rank) of ``n`` calls exceeds ``T`` exactly when more than ``n - ceil(p * n)`` of them
 took longer than ``T``.
+
+Value rules watch a number each call produces (a local variable captured with
+``variable_names``, such as a training loop's ``loss``, or the returned value) instead of a
+window of outcomes: ``nan`` fires when it is NaN or infinite, ``plateau`` when it has not
+improved for ``patience`` calls.  They keep one best value and one counter per function.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from ._patterns import matches
 
 __all__ = ["Alert", "AlertRule", "AlertingObserver"]
 
-_KINDS = ("error_rate", "latency")
+_WINDOW_KINDS = ("error_rate", "latency")
+_VALUE_KINDS = ("nan", "plateau")
+_KINDS = _WINDOW_KINDS + _VALUE_KINDS
+_MODES = ("min", "max")
 
 
 class AlertRule:
@@ -38,13 +46,23 @@ class AlertRule:
     window.  ``functions`` limits the rule to matching functions (globs, as in
     ``TimingObserver``).  After firing, a rule stays quiet until it resolves (the condition is
     false again) and ``cooldown`` seconds have passed.
+
+    Value rules (no ``threshold``, no window) watch ``variable``, a local variable captured
+    with ``variable_names`` (or, when ``variable`` is None, the returned value), each time a
+    call completes; a call without a number there is not counted:
+
+    * ``kind="nan"``: fires when the value is NaN or infinite, resolves when it is finite;
+    * ``kind="plateau"``: fires when the value has not improved on its best for ``patience``
+      calls (default 5) in a row; improving means going below the best by more than
+      ``min_delta`` (default 0) with ``mode="min"`` (a loss), above it with ``mode="max"``
+      (an accuracy).  A NaN never improves.  It resolves at the next improvement.
     """
 
     def __init__(
         self,
         name: str,
         kind: str,
-        threshold: float,
+        threshold: Optional[float] = None,
         *,
         window: float = 60.0,
         percentile: Optional[float] = None,
@@ -52,16 +70,59 @@ class AlertRule:
         functions: Optional[Iterable[str]] = None,
         cooldown: float = 0.0,
         count_recovered: bool = True,
+        variable: Optional[str] = None,
+        patience: Optional[int] = None,
+        min_delta: Optional[float] = None,
+        mode: Optional[str] = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"AlertRule name must be a non-empty string, got {name!r}")
         where = f"AlertRule {name!r}"
         if kind not in _KINDS:
             raise ConfigurationError(f"{where}: kind must be one of {list(_KINDS)}, got {kind!r}")
+        if kind in _VALUE_KINDS:
+            if threshold is not None:
+                raise ConfigurationError(
+                    f"{where}: a {kind} rule has no threshold (it watches a value; "
+                    f"{'use min_delta' if kind == 'plateau' else 'remove threshold'})"
+                )
+            threshold = 0.0
+        elif variable is not None:
+            raise ConfigurationError(f"{where}: variable applies to nan and plateau rules only")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
             raise ConfigurationError(
                 f"{where}: threshold must be a non-negative number, got {threshold!r}"
             )
+        if variable is not None and (not isinstance(variable, str) or not variable):
+            raise ConfigurationError(
+                f"{where}: variable must be the name of a captured local variable, got {variable!r}"
+            )
+        if kind != "plateau":
+            for option, given in (("patience", patience), ("min_delta", min_delta), ("mode", mode)):
+                if given is not None:
+                    raise ConfigurationError(f"{where}: {option} applies to plateau rules only")
+        else:
+            patience = 5 if patience is None else patience
+            if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+                raise ConfigurationError(
+                    f"{where}: patience must be a positive int (calls without improvement), "
+                    f"got {patience!r}"
+                )
+            min_delta = 0.0 if min_delta is None else min_delta
+            if (
+                isinstance(min_delta, bool)
+                or not isinstance(min_delta, (int, float))
+                or not min_delta >= 0
+            ):
+                raise ConfigurationError(
+                    f"{where}: min_delta must be a non-negative number, got {min_delta!r}"
+                )
+            mode = "min" if mode is None else mode
+            if mode not in _MODES:
+                raise ConfigurationError(
+                    f"{where}: mode must be 'min' (lower is better, a loss) or 'max' (higher is "
+                    f"better, an accuracy), got {mode!r}"
+                )
         if kind == "error_rate" and not threshold < 1:
             raise ConfigurationError(
                 f"{where}: an error_rate threshold is a fraction below 1 (0.05 = 5 %), "
@@ -107,6 +168,10 @@ class AlertRule:
         self.functions = tuple(patterns)
         self.cooldown = float(cooldown)
         self.count_recovered = bool(count_recovered)
+        self.variable = variable
+        self.patience = patience
+        self.min_delta = None if min_delta is None else float(min_delta)
+        self.mode = mode
 
     @classmethod
     def error_rate(
@@ -128,10 +193,47 @@ class AlertRule:
         label = name or f"p{percentile * 100:g}>{threshold:g}s"
         return cls(label, "latency", threshold, percentile=percentile, **options)
 
+    @classmethod
+    def nan(
+        cls, variable: Optional[str] = None, *, name: Optional[str] = None, **options: Any
+    ) -> AlertRule:
+        """Fire when ``variable`` (or the returned value) is NaN or infinite."""
+        return cls(name or f"{variable or 'value'} is nan", "nan", variable=variable, **options)
+
+    @classmethod
+    def plateau(
+        cls,
+        variable: Optional[str] = None,
+        patience: int = 5,
+        *,
+        min_delta: float = 0.0,
+        mode: str = "min",
+        name: Optional[str] = None,
+        **options: Any,
+    ) -> AlertRule:
+        """Fire when ``variable`` has not improved for ``patience`` calls."""
+        label = name or f"{variable or 'value'} stopped improving"
+        return cls(
+            label,
+            "plateau",
+            variable=variable,
+            patience=patience,
+            min_delta=min_delta,
+            mode=mode,
+            **options,
+        )
+
     def applies_to(self, info: Any) -> bool:
         return not self.functions or any(matches(p, info) for p in self.functions)
 
     def __repr__(self) -> str:
+        if self.kind in _VALUE_KINDS:
+            extra = f", variable={self.variable!r}"
+            if self.kind == "plateau":
+                extra += (
+                    f", patience={self.patience}, min_delta={self.min_delta}, mode={self.mode!r}"
+                )
+            return f"AlertRule({self.name!r}, {self.kind!r}{extra})"
         extra = f", percentile={self.percentile}" if self.percentile is not None else ""
         return (
             f"AlertRule({self.name!r}, {self.kind!r}, {self.threshold}{extra}, "
@@ -147,11 +249,11 @@ class Alert:
     kind: str
     function: str  # module:qualname
     firing: bool  # True when it starts, False when it resolves
-    value: float  # the observed error rate, or the fraction of calls above the latency threshold
-    threshold: float
-    calls: int  # calls in the window
-    bad: int  # failed (or slow) calls in the window
-    window: float
+    value: float  # the error rate, the fraction of slow calls, or the watched value
+    threshold: float  # the rule's threshold; for a plateau rule, the best value so far
+    calls: int  # calls in the window (value rules: values seen)
+    bad: int  # failed (or slow) calls in the window (plateau: calls since the best)
+    window: float  # seconds (0 for value rules)
     timestamp: float  # wall clock, seconds since the epoch
     message: str
 
@@ -189,6 +291,30 @@ class _Window:
         if bad:
             bads[i] += 1
         return sum(calls), sum(bads)
+
+
+class _Watch:
+    """A value rule's state for one function: the best value and the calls since it."""
+
+    __slots__ = ("best", "calls", "firing", "last_fired", "lock", "since")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.best: Optional[float] = None
+        self.since = 0
+        self.calls = 0
+        self.firing = False
+        self.last_fired = -math.inf
+
+
+def _number(value: Any) -> Optional[float]:
+    """``value`` as a float, or None when it is not a number (a NullVariable, a string...)."""
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        return float(value)  # numpy scalars and 0-d arrays too
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class AlertingObserver(BaseObserver):
@@ -250,11 +376,11 @@ class AlertingObserver(BaseObserver):
         self.alerts: Deque[Alert] = deque(maxlen=keep)
         self.callback_failures = 0
         self._lock = threading.Lock()
-        self._by_info: Dict[Any, List[Tuple[AlertRule, _Window]]] = {}
-        self._by_target: Dict[Tuple[str, str], _Window] = {}
+        self._by_info: Dict[Any, List[Tuple[AlertRule, Any]]] = {}
+        self._by_target: Dict[Tuple[str, str], Any] = {}  # a _Window, or a _Watch
         self.states = frozenset({ExecutionState.COMPLETED})
 
-    def _windows_for(self, info: Any) -> List[Tuple[AlertRule, _Window]]:
+    def _windows_for(self, info: Any) -> List[Tuple[AlertRule, Any]]:
         with self._lock:
             pairs = self._by_info.get(info)
             if pairs is None:
@@ -264,7 +390,11 @@ class AlertingObserver(BaseObserver):
                         key = (rule.name, info.target)
                         window = self._by_target.get(key)
                         if window is None:
-                            window = self._by_target[key] = _Window(rule.window, self.resolution)
+                            window = self._by_target[key] = (
+                                _Watch()
+                                if rule.kind in _VALUE_KINDS
+                                else _Window(rule.window, self.resolution)
+                            )
                         pairs.append((rule, window))
                 self._by_info[info] = pairs
             return pairs
@@ -281,6 +411,9 @@ class AlertingObserver(BaseObserver):
         recovered = failed and context.recovered
         elapsed = context.execution_time or 0.0
         for rule, window in pairs:
+            if type(window) is _Watch:
+                self._watch(rule, window, context, now, clock)
+                continue
             if rule.kind == "error_rate":
                 bad = failed and (rule.count_recovered or not recovered)
             else:
@@ -302,6 +435,78 @@ class AlertingObserver(BaseObserver):
                 if condition:
                     window.last_fired = now
             self._emit(rule, context, condition, calls, bads, clock)
+
+    def _watch(self, rule: AlertRule, watch: _Watch, context: Any, now: float, clock: Any) -> None:
+        if rule.variable is None:
+            raw = context.value if context.outcome in ("success", "recovered") else None
+        else:
+            raw = context.local_variables.get(rule.variable)
+        value = _number(raw)
+        if value is None:
+            return  # nothing to judge this call by
+        with watch.lock:
+            watch.calls += 1
+            if rule.kind == "nan":
+                condition = math.isnan(value) or math.isinf(value)
+            else:
+                best = watch.best
+                if best is None or math.isnan(best):
+                    improved = not math.isnan(value)
+                else:
+                    assert rule.min_delta is not None
+                    improved = (
+                        value < best - rule.min_delta
+                        if rule.mode == "min"
+                        else value > best + rule.min_delta
+                    )
+                if improved:
+                    watch.best, watch.since = value, 0
+                else:
+                    watch.since += 1
+                assert rule.patience is not None
+                condition = watch.since >= rule.patience
+            if condition == watch.firing:
+                return
+            if condition and now - watch.last_fired < rule.cooldown:
+                return
+            watch.firing = condition
+            if condition:
+                watch.last_fired = now
+            best_now = watch.best
+            calls, since = watch.calls, watch.since
+        target = context.function_info.target
+        what = rule.variable or "the returned value"
+        if rule.kind == "nan":
+            detail = f"{what} is {value!r}" if condition else f"{what} is finite again ({value:g})"
+            threshold = 0.0
+            bad = 1 if condition else 0
+        else:
+            if not condition:
+                detail = f"{what} improved to {value:g}"
+            elif best_now is None:
+                detail = f"{what} has had no value to improve on for {since} calls (only NaN)"
+            else:
+                detail = (
+                    f"{what} has not improved on its best {best_now:g} for {since} calls "
+                    f"(patience {rule.patience}, min_delta {rule.min_delta:g}, mode {rule.mode})"
+                )
+            threshold = best_now if best_now is not None else math.nan
+            bad = since
+        state = "firing" if condition else "resolved"
+        alert = Alert(
+            rule=rule.name,
+            kind=rule.kind,
+            function=target,
+            firing=condition,
+            value=value,
+            threshold=threshold,
+            calls=calls,
+            bad=bad,
+            window=0.0,
+            timestamp=clock.now(),
+            message=f"alert {rule.name!r} {state} for {target}: {detail}",
+        )
+        self._deliver(alert, condition)
 
     def _emit(
         self, rule: AlertRule, context: Any, firing: bool, calls: int, bads: int, clock: Any
@@ -333,13 +538,16 @@ class AlertingObserver(BaseObserver):
             timestamp=clock.now(),
             message=message,
         )
+        self._deliver(alert, firing)
+
+    def _deliver(self, alert: Alert, firing: bool) -> None:
         self.alerts.append(alert)
         callback = self.on_alert if firing else self.on_resolve
         if callback is None:
             if firing:
                 import logging
 
-                logging.getLogger("callpyback.alerts").warning(message)
+                logging.getLogger("callpyback.alerts").warning(alert.message)
             return
         call_user_callback(self, callback, alert, "callpyback.alerts", "alert callback")
 

@@ -143,6 +143,23 @@ def test_hash_redaction_is_keyed_and_correlatable(audited: Callable[..., Any], t
     assert other.finance_redactor.value("DE89370400440532013000") != first["fields"]["iban"]
 
 
+def test_nested_mappings_in_fields_are_recorded_redacted(
+    audited: Callable[..., Any], trail: Path
+) -> None:
+    """A field holding a mapping (a database statement, a request) is walked like the rest."""
+
+    @audited(fields=["statement"])
+    def write(statement: dict) -> None: ...
+
+    write({"text": "UPDATE orders SET status = ?", "rows": 1, "token": "s3cr3t-value"})
+    (record,) = read(trail)
+    assert record["fields"]["statement"] == {
+        "text": "UPDATE orders SET status = ?",
+        "rows": 1,
+        "token": "[REDACTED]",
+    }
+
+
 def test_outcomes(audited: Callable[..., Any], create: Callable[..., Any], trail: Path) -> None:
     """success, failure, recovered (with who recovered), blocked, cancelled and interrupted."""
     limits = create("error_handler", "finance.limits", max_amount=100)

@@ -57,7 +57,8 @@ class FinanceRedactor(Redactor):
             raise ValueError(f"redaction must be one of {REDACTION_MODES}, got {mode!r}")
         super().__init__(keys=[*FINANCE_KEYS, *keys])
         self.mode = mode
-        self._key = key.encode("utf-8") if key else b""
+        # Not "_key": the core Redactor has a _key() method, used when it walks nested mappings.
+        self._hmac_key = key.encode("utf-8") if key else b""
 
     def value(self, value: Any) -> str:
         """The redacted form of one sensitive value."""
@@ -67,7 +68,7 @@ class FinanceRedactor(Redactor):
             # secret is masked whole, never mostly revealed.
             return self.partial(text)
         if self.mode == "hash":
-            digest = hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+            digest = hmac.new(self._hmac_key, text.encode("utf-8"), hashlib.sha256).hexdigest()
             return "sha256:" + digest
         return self.mask
 

@@ -1,0 +1,1 @@
+"""A tiny numpy classifier: synthetic data, a one-hidden-layer network, a training loop."""
