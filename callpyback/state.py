@@ -147,10 +147,11 @@ class SharedBreakerState(Protocol):
     def record(self, failed: bool, lease: Optional[str], reason: str) -> BreakerSnapshot:
         """A call's outcome (``lease``: the trial's, or None for a call admitted closed)."""
 
-    def count_success(self) -> None:
-        """A closed-state success: folded into the store later, off the call path."""
+    def count_success(self, generation: int) -> None:
+        """A closed-state success in ``generation``: folded into the store later, off the
+        call path (and dropped if the breaker has left that generation meanwhile)."""
 
-    def release(self, lease: str) -> None:
+    def release(self, lease: str) -> BreakerSnapshot:
         """A trial ended with no outcome to count (cancelled): give its lease back."""
 
     def force(self, state: str, reason: str) -> BreakerSnapshot:

@@ -386,7 +386,7 @@ class CircuitBreaker:
             with self._lock:
                 self._successes += 1
                 if self._state is CLOSED:
-                    store.count_success()
+                    store.count_success(self._generation)
                     if self._plain and self._failures:
                         self._failures = 0  # the reset is on its way to the store
                         self._sync_idle()
@@ -415,7 +415,7 @@ class CircuitBreaker:
             store = self._store
             if store is not None and store.live:
                 try:
-                    store.release(token)
+                    self._apply(store.release(token))
                 except StateUnavailableError:
                     pass
             return
