@@ -667,7 +667,13 @@ class CircuitBreaker:
                 return
         events: List[BreakerEvent] = []
         with self._lock:
-            now = self._clock.monotonic() if self._clock is not None else 0.0
+            if self._clock is None:
+                # Opened by hand before any call: anchored at 0.0, the first call's clock
+                # would have found the recovery timeout long passed.
+                from ..time_sources import SystemTimeSource
+
+                self._clock = SystemTimeSource()
+            now = self._clock.monotonic()
             if self._state is not new:
                 self._move(new, now, reason, events)
             elif new is OPEN:
