@@ -165,12 +165,12 @@ class SharedBreakerState(Protocol):
 
 
 class Hit(NamedTuple):
-    """What a window answered: ``count`` events in the window (this one included when it was
+    """What a window answered: ``events`` in the window (this one included when it was
     recorded), ``over`` when the limit was already reached, and where the answer came from:
     ``"memory"``, ``"shared"``, ``"local"`` (a shared window's per-process fallback) or
     ``"unchecked"`` (the store was unreachable and the outage policy decided ``over``)."""
 
-    count: int
+    events: int
     over: bool
     source: str
 

@@ -52,6 +52,7 @@ def test_use_binds_by_pattern_before_and_after_and_respects_shared() -> None:
     pinned = CircuitBreakerHandler("db-local", shared=False)
     other = CircuitBreakerHandler("search")
     forced = CircuitBreakerHandler("search-forced", shared=True)
+    assert forced.breaker.backend is state.MEMORY  # nothing selected yet
     backend = RecordingBackend()
     previous = state.use(backend, breakers=["db-*"], exclude=["*-local"], windows=["velocity"])
     assert previous is state.MEMORY
@@ -71,7 +72,7 @@ def test_use_refuses_what_is_not_a_backend() -> None:
         state.use("redis://localhost")
     with pytest.raises(ConfigurationError, match="name patterns"):
         state.use(state.MEMORY, breakers=[""])
-    with pytest.raises(ConfigurationError, match="shared=...\\) must be True, False or None"):
+    with pytest.raises(ConfigurationError, match=r"shared=...\) must be True, False or None"):
         CircuitBreakerHandler("x", shared="yes")
 
 
@@ -79,7 +80,7 @@ def test_memory_window_slides_and_bounds_memory() -> None:
     window = state.window("logins", 2, 10.0, max_keys=5)
     assert [window.hit("a", t).over for t in (0.0, 1.0, 2.0)] == [False, False, True]
     assert window.hit("a", 10.5).over is False  # the event at 0.0 left the window
-    assert window.hit("a", 10.6, record_over=True).count == 3  # flag mode records anyway
+    assert window.hit("a", 10.6, record_over=True).events == 3  # flag mode records anyway
     for i in range(50):
         window.hit(f"k{i}", 100.0 + i * 20)
     assert len(window.impl._events) <= 6

@@ -16,6 +16,7 @@ nothing to tell the breaker (closed, no failure counted), and the engine then sk
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import threading
@@ -414,7 +415,7 @@ class CircuitBreaker:
         if isinstance(token, str):  # a shared store's lease
             store = self._store
             if store is not None and store.live:
-                try:
+                try:  # noqa: SIM105 - a call path: contextlib.suppress costs more
                     self._apply(store.release(token))
                 except StateUnavailableError:
                     pass
@@ -687,10 +688,8 @@ class CircuitBreaker:
         store = self._store
         snapshot = None
         if store is not None and store.live:
-            try:
+            with contextlib.suppress(StateUnavailableError):  # then reset locally only
                 snapshot = store.reset()
-            except StateUnavailableError:
-                pass
         with self._lock:
             self._reset_counters()
             self.history.clear()

@@ -15,10 +15,11 @@ import time
 import traceback
 from typing import Any, Dict, List
 
+from callpyback_redis import RedisBackend
+
 import callpyback as cpb
 from callpyback import state
 from callpyback.handlers import CircuitBreakerHandler, CircuitOpenError
-from callpyback_redis import RedisBackend
 
 config: Dict[str, Any] = json.loads(sys.argv[1])
 skew = float(config.get("skew", 0.0))
@@ -64,9 +65,7 @@ guard = None
 if "velocity" in config:
     from callpyback import plugins
 
-    guard = plugins.get_registry().create(
-        "error_handler", "finance.velocity", config["velocity"]
-    )
+    guard = plugins.get_registry().create("error_handler", "finance.velocity", config["velocity"])
 
     @cpb.CallPyBack(error_handlers=[guard], time_source=clock)
     def transfer(account: str, amount: int) -> int:

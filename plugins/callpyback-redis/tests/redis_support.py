@@ -48,8 +48,21 @@ class RedisServer:
         if exe is None:  # .ci/setup.d/redis.sh installs it; a missing one is an error
             raise RuntimeError("redis-server is not installed (see .ci/setup.d/redis.sh)")
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-             "no", "--dir", str(self.workdir), "--loglevel", "warning"],
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -125,7 +138,9 @@ class Child:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise AssertionError(f"child died: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            raise AssertionError(
+                f"child died: {self.proc.stderr.read() if self.proc.stderr else ''}"
+            )
         reply = json.loads(line)
         if "error" in reply:
             raise AssertionError(f"child failed: {reply['error']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,12 +14,12 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
+from callpyback_redis import RedisBackend
 from redis_support import RedisServer
 
 import callpyback as cpb
 from callpyback import ConfigurationError, state
 from callpyback.handlers import BreakerState, CircuitBreakerHandler, CircuitOpenError
-from callpyback_redis import RedisBackend
 
 
 def _backend(server: RedisServer, namespace: str, **options: Any) -> RedisBackend:
@@ -83,7 +84,9 @@ def test_window_keys_are_hashed_and_expire(server: RedisServer, namespace: str) 
     window = state.window("transfers", 2, 5.0)
     assert window.hit("IBAN DE44 5001 0517 5407 3249 31", 0.0).source == "shared"
     (key,) = server.client().keys(f"callpyback:{namespace}:window:*")
-    assert b"DE44" not in key and key.startswith(f"callpyback:{namespace}:window:transfers:".encode())
+    assert b"DE44" not in key and key.startswith(
+        f"callpyback:{namespace}:window:transfers:".encode()
+    )
     assert 5000 < server.client().pttl(key) <= 6000
 
 
@@ -243,10 +246,8 @@ def test_threads_hammering_one_breaker_count_every_failure(
     def worker() -> None:
         start.wait()
         for _ in range(25):
-            try:
+            with contextlib.suppress(ConnectionError, CircuitOpenError):
                 protected()
-            except (ConnectionError, CircuitOpenError):
-                pass
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
@@ -259,13 +260,13 @@ def test_threads_hammering_one_breaker_count_every_failure(
 
 
 def test_backend_options_are_checked() -> None:
-    with pytest.raises(ConfigurationError, match="timeout=...\\) must be at most 1"):
+    with pytest.raises(ConfigurationError, match=r"timeout=...\) must be at most 1"):
         RedisBackend("redis://localhost", timeout=5)
     with pytest.raises(ConfigurationError, match="must start with redis://"):
         RedisBackend("http://localhost:6379")
     with pytest.raises(ConfigurationError, match="namespace"):
         RedisBackend("redis://localhost", namespace="my service")
-    with pytest.raises(ConfigurationError, match="on_outage=...\\) must be one of"):
+    with pytest.raises(ConfigurationError, match=r"on_outage=...\) must be one of"):
         RedisBackend("redis://localhost", on_outage="open")
     with pytest.raises(ConfigurationError, match="not both"):
         RedisBackend("redis://localhost", client_factory=lambda: None)

@@ -6,7 +6,6 @@ import time
 from typing import Any, Callable, Dict, List
 
 import pytest
-
 from redis_support import RedisServer
 
 

@@ -16,6 +16,7 @@ import time
 from typing import Any, Iterator, List, Tuple
 
 import pytest
+from callpyback_redis import RedisBackend
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -30,7 +31,6 @@ from redis_support import RedisServer
 import callpyback as cpb
 from callpyback import state
 from callpyback.handlers import CircuitBreakerHandler, CircuitOpenError
-from callpyback_redis import RedisBackend
 
 RECOVERY = 0.4  # seconds: real, on the Redis side
 _names = itertools.count()
@@ -61,7 +61,9 @@ class RedisAgreesWithMemory(RuleBasedStateMachine):
             "success_threshold": successes,
         }
         if use_rate:
-            options.update(failure_rate=rate, window_size=window, minimum_calls=min(minimum, window))
+            options.update(
+                failure_rate=rate, window_size=window, minimum_calls=min(minimum, window)
+            )
         else:
             options.update(failure_threshold=threshold)
         self.plain = not use_rate
@@ -138,7 +140,9 @@ class RedisAgreesWithMemory(RuleBasedStateMachine):
             if outcome == "success":
                 breaker.on_success(token, clock or cpb.SystemTimeSource())
             elif outcome == "failure":
-                breaker.on_failure(token, ConnectionError("trial down"), clock or cpb.SystemTimeSource())
+                breaker.on_failure(
+                    token, ConnectionError("trial down"), clock or cpb.SystemTimeSource()
+                )
             else:
                 breaker.release(token)
 

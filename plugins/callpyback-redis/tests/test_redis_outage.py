@@ -9,12 +9,12 @@ import time
 from typing import Any, Dict, List
 
 import pytest
+from callpyback_redis import RedisBackend
 from redis_support import RedisServer
 
 import callpyback as cpb
 from callpyback import state
 from callpyback.handlers import BreakerState, CircuitBreakerHandler, CircuitOpenError
-from callpyback_redis import RedisBackend
 
 TIMEOUT = 0.05  # the documented default: tens of milliseconds
 

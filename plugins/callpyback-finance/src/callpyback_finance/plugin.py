@@ -64,7 +64,7 @@ class VelocityOptions(_Options):
     mode: Literal["block", "flag"] = "block"
     shared: Optional[bool] = Field(
         default=None,
-        description="Count in the shared [state] backend: None as its patterns say, or always/never.",
+        description="Count in the shared [state] backend (None: as its patterns say).",
     )
 
 

@@ -277,7 +277,7 @@ class VelocityGuard(_Rule):
                 max_transactions=self.max_transactions,
             )
             return
-        seen = hit.count if self.mode == "flag" else hit.count + 1
+        seen = hit.events if self.mode == "flag" else hit.events + 1
         self._violation(
             context,
             f"account {account!r} made {seen} "

@@ -25,6 +25,7 @@ checks the pid, and never shuts down a socket it does not own).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import logging
@@ -60,7 +61,9 @@ _NAMESPACE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 
 def _check_number(value: Any, key: str, *, low: float, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
-        raise ConfigurationError(f"RedisBackend({key}=...) must be a number > {low:g}, got {value!r}")
+        raise ConfigurationError(
+            f"RedisBackend({key}=...) must be a number > {low:g}, got {value!r}"
+        )
     if high is not None and value > high:
         raise ConfigurationError(
             f"RedisBackend({key}=...) must be at most {high:g}, got {value!r}"
@@ -108,10 +111,8 @@ class _Runtime:
         self.stop.set()
         self.wake.set()
         if owned:
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort
                 self.client.close()
-            except Exception:  # pragma: no cover - closing is best effort
-                pass
 
 
 class RedisBreakerState:
@@ -233,8 +234,9 @@ class RedisWindow:
     ``"allow"`` under it, both marked ``"unchecked"``.
     """
 
-    def __init__(self, backend: RedisBackend, name: str, limit: int, seconds: float,
-                 max_keys: int) -> None:
+    def __init__(
+        self, backend: RedisBackend, name: str, limit: int, seconds: float, max_keys: int
+    ) -> None:
         self.backend = backend
         self.name = name
         self.limit = limit
@@ -270,7 +272,7 @@ class RedisWindow:
 
 
 class RedisBackend:
-    """Breakers and windows shared through a Redis server (a :class:`callpyback.state.StateBackend`).
+    """Breakers and windows shared through a Redis server (a ``callpyback.state.StateBackend``).
 
     ``url`` (``redis://host:port/db``, ``rediss://`` or ``unix://``) or ``client_factory`` (a
     callable returning a configured ``redis.Redis``; it is called again in a forked child).
@@ -313,7 +315,11 @@ class RedisBackend:
             raise ConfigurationError(
                 f"RedisBackend(url=...) must start with redis://, rediss:// or unix://, got {url!r}"
             )
-        if not isinstance(namespace, str) or not namespace or not set(namespace) <= _NAMESPACE_CHARS:
+        if (
+            not isinstance(namespace, str)
+            or not namespace
+            or not set(namespace) <= _NAMESPACE_CHARS
+        ):
             raise ConfigurationError(
                 "RedisBackend(namespace=...) must be letters, digits and '_.:-' (it prefixes "
                 f"every key), got {namespace!r}"
@@ -367,10 +373,9 @@ class RedisBackend:
             self._stores[sink.name] = store
         self._runtime()
         if self.live:
-            try:
+            # On failure every sink, this one included, was told shared_lost().
+            with contextlib.suppress(StateUnavailableError):
                 sink.shared_changed(store.read())
-            except StateUnavailableError:
-                pass  # every sink, this one included, was told shared_lost()
         else:
             sink.shared_lost()
         return store
@@ -424,6 +429,7 @@ class RedisBackend:
             return self.client_factory()
         # Bounded everything: redis-py's defaults are a 5 s socket timeout and 10 retries with
         # back-off, which would stall every caller during an outage.
+        assert self.url is not None
         return redis.Redis.from_url(
             self.url,
             socket_timeout=self.timeout,
@@ -653,10 +659,8 @@ def _apply_message(ref: Callable[[], Optional[RedisBackend]], message: Any, chan
 
 
 def _close_quietly(pubsub: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         pubsub.close()
-    except Exception:
-        pass
 
 
 def _work(ref: Callable[[], Optional[RedisBackend]], rt: _Runtime) -> None:
@@ -708,10 +712,8 @@ def _after_fork_in_child() -> None:
 
 def _at_exit() -> None:
     for backend in list(_LIVE):
-        try:
+        with contextlib.suppress(Exception):
             backend.close()
-        except Exception:
-            pass
 
 
 if hasattr(os, "register_at_fork"):
