@@ -138,3 +138,16 @@ def test_a_config_without_state_leaves_state_alone(tmp_path: Path) -> None:
         assert state.current() is state.MEMORY
     finally:
         auto.uninstall()
+
+
+def test_the_toml_block_of_the_docs_is_valid() -> None:
+    """docs/shared-state.md's config validates with the real registry (this plugin's table)."""
+    import re
+
+    from callpyback.config import load_text
+
+    page = Path(__file__).resolve().parents[3] / "docs" / "shared-state.md"
+    (block,) = re.findall(r"^```toml\n(.*?)^```", page.read_text(encoding="utf-8"), re.M | re.S)
+    config = load_text(block, file="docs/shared-state.md", env={"REDIS_URL": "redis://h:6379/0"})
+    table = config.tables["state"]
+    assert (table.backend, table.namespace, table.timeout) == ("redis", "myservice", 0.05)
