@@ -153,6 +153,8 @@ class CircuitBreakerOptions(HandlerOptions):
     exceptions: Exceptions = Field(default_factory=_all)
     exclude: Exceptions = Field(default_factory=list)
     fallback: Any = MISSING
+    #: None: shared when the [state] table's patterns select it; true: always; false: never.
+    shared: Optional[bool] = None
 
 
 class TimeoutOptions(HandlerOptions):

@@ -56,6 +56,12 @@ def _options_error() -> BaseException:
     raise AssertionError("bad options were accepted")
 
 
+def _state_unavailable() -> BaseException:
+    from callpyback.state import StateUnavailableError
+
+    return StateUnavailableError("redis://127.0.0.1:6390: timed out after 0.05s")
+
+
 def _examples() -> Dict[str, Callable[[], BaseException]]:
     from callpyback_finance.chain import AuditTrailError
     from callpyback_finance.rules import (
@@ -132,6 +138,7 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
         "callpyback.handlers._breaker.CircuitOpenError": lambda: CircuitOpenError(
             "payments", BreakerState.OPEN, 12.5
         ),
+        "callpyback.state.StateUnavailableError": lambda: _state_unavailable(),
         "callpyback.handlers._timeout.CallTimeoutError": lambda: CallTimeoutError(
             "shop.payments:charge", 2.0, False
         ),

@@ -4,19 +4,31 @@ State lives in a :class:`CircuitBreaker` shared by name: every handler built wit
 ``name`` (and the same settings) drives the same breaker, so several functions can protect one
 dependency together, while different names never collide.  The breaker's lock is held only
 while its counters or state change, never around the protected call.
+
+Where the state lives is the state backend's business (:mod:`callpyback.state`): by default the
+breaker's own fields (one process), or a shared store such as Redis, bound through
+:meth:`CircuitBreaker._bind_state`.  Bound to a store, the breaker's fields are a cached view of
+the shared state, refreshed by the backend (published changes, polling, and the reply to each
+transition it asks for); a closed breaker's calls never wait on the store.  The engine sees the
+breaker through ``hot`` (see :mod:`callpyback._handling`): ``hot.idle`` is true while a call has
+nothing to tell the breaker (closed, no failure counted), and the engine then skips the hooks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import threading
+import time
 import weakref
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, List, NamedTuple, Tuple
 
+from .. import state as _state
 from .._handling import MISSING, Decision, Recover
 from ..errors import CallPyBackError, ConfigurationError
+from ..state import BreakerPolicy, BreakerSnapshot, StateUnavailableError
 from ._base import ErrorHandler, exception_types, number, type_names
 
 __all__ = [
@@ -43,6 +55,7 @@ class BreakerState(str, enum.Enum):
 
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+_BY_VALUE = {s.value: s for s in BreakerState}
 
 
 class CircuitOpenError(CallPyBackError):
@@ -107,6 +120,23 @@ class _Settings(NamedTuple):
     exceptions: Tuple[type, ...]
     exclude: Tuple[type, ...]
     time_source: Any
+    shared: bool | None = None  # None: as callpyback.state.use() selects; False: never shared
+
+
+class _Hot:
+    """The engine's view of a breaker (see :mod:`callpyback._handling`): while ``idle`` is
+    true a call has nothing to tell it, so the engine skips ``before_attempt`` and
+    ``after_success`` and calls ``count()`` on success instead.  The breaker keeps ``idle`` up
+    to date whenever its state, its failure count or its store's reachability changes."""
+
+    __slots__ = ("count", "idle")
+
+    def __init__(self, count: Callable[[], Any]) -> None:
+        self.idle = True
+        self.count = count
+
+    def __repr__(self) -> str:
+        return f"<breaker hot idle={self.idle}>"
 
 
 _BREAKERS: weakref.WeakValueDictionary[str, CircuitBreaker] = weakref.WeakValueDictionary()
@@ -132,17 +162,42 @@ def reset_breakers() -> None:
 
 
 class CircuitBreaker:
-    """The shared state of one named breaker.  Built by :class:`CircuitBreakerHandler`."""
+    """The shared state of one named breaker.  Built by :class:`CircuitBreakerHandler`.
+
+    It is also the :class:`~callpyback.state.BreakerSink` a state backend talks to: ``name``,
+    ``policy`` and the ``shared_*`` callbacks.
+    """
 
     def __init__(self, name: str, settings: _Settings) -> None:
         self.name = name
         self.settings = settings
+        self.policy = BreakerPolicy(
+            settings.failure_threshold,
+            settings.failure_rate,
+            settings.window_size,
+            settings.minimum_calls,
+            settings.recovery_timeout,
+            settings.half_open_max_calls,
+            settings.success_threshold,
+        )
         self._lock = threading.Lock()
         self._listeners: List[Callable[[BreakerEvent], Any]] = []
         self._clock: Any = settings.time_source
         self._plain = settings.failure_rate is None  # consecutive-failure mode: no window
         self.history: Deque[BreakerEvent] = deque(maxlen=100)
+        # Closed-state successes, counted lock-free (atomic in C).  One counter for the
+        # breaker's life: the engine holds its bound ``__next__`` (``hot.count``).
+        self._fast_successes = itertools.count()
+        self._fast_base = 0
+        self.hot = _Hot(self._fast_successes.__next__)
+        #: The state backend this breaker is bound to, and its store (None: in the process).
+        self._backend: Any = None
+        self._store: Any = None
+        #: Whether a closed breaker admits a call without asking anything (False only while a
+        #: store is unreachable and the outage policy is "reject").
+        self._fast_admit = True
         self._reset_counters()
+        _state._attach_breaker(self)
 
     def _reset_counters(self) -> None:
         self._state = CLOSED
@@ -155,16 +210,51 @@ class CircuitBreaker:
         self._trials = 0  # admitted trial calls without an outcome yet
         self._trial_successes = 0
         self._successes = 0
-        self._fast_successes = itertools.count()  # closed-state successes, counted lock-free
+        self._fast_base = self._fast_count()
         self._total_failures = 0
         self._rejected = 0
         self._opened = 0
         self._changes = 0
         self._last_failure: str | None = None
+        # The cached view of a shared store: the newest snapshot applied, and until when
+        # (time.monotonic) calls are rejected without asking the store.
+        self._version = 0
+        self._deadline = 0.0
+        self._shared_calls = 0
+        self._sync_idle()
+
+    def _fast_count(self) -> int:
+        # itertools.count exposes its position only through repr: "count(N)".
+        return int(repr(self._fast_successes)[6:-1])
+
+    def _sync_idle(self) -> None:
+        """Recompute ``hot.idle`` and ``_fast_admit`` (after any change of state or store)."""
+        store = self._store
+        outage = None if store is None or store.live else store.on_outage
+        self._fast_admit = outage != "reject"
+        if outage == "allow":
+            self.hot.idle = True
+        elif outage == "reject":
+            self.hot.idle = False
+        else:
+            self.hot.idle = self._state is CLOSED and self._plain and not self._failures
 
     # --- the parts the handler calls ------------------------------------------------------
-    def admit(self, clock: Any) -> Tuple[int, bool]:
-        """Let a call through, as ``(generation, is_trial)``, or raise CircuitOpenError."""
+    def admit(self, clock: Any) -> Tuple[Any, bool]:
+        """Let a call through, as ``(token, is_trial)``, or raise CircuitOpenError."""
+        store = self._store
+        if store is not None:
+            if store.live:
+                try:
+                    return self._admit_shared(store)
+                except StateUnavailableError:
+                    pass  # the store told us shared_lost(): the outage policy decides
+            if store.on_outage == "reject":
+                with self._lock:
+                    self._rejected += 1
+                raise CircuitOpenError(self.name, OPEN, store.poll_interval)
+            if store.on_outage == "allow":
+                return self._generation, False
         if self._state is CLOSED:  # lock-free: the common case costs one read
             return self._generation, False
         events: List[BreakerEvent] = []
@@ -199,11 +289,45 @@ class CircuitBreaker:
             raise CircuitOpenError(self.name, state, max(0.0, remaining))
         return admitted
 
+    def _admit_shared(self, store: Any) -> Tuple[Any, bool]:
+        # Open (or half-open with every trial lease taken): reject from the cached view until
+        # its deadline, without asking the store; a published change moves the deadline.
+        if self._state is CLOSED:
+            return self._generation, False
+        now = time.monotonic()
+        deadline = self._deadline
+        if now < deadline:
+            state = self._state
+            with self._lock:
+                self._rejected += 1
+            raise CircuitOpenError(self.name, state, deadline - now if state is OPEN else 0.0)
+        snapshot, lease = store.admit()
+        self._apply(snapshot)
+        if lease is not None:
+            return lease, True
+        if snapshot.state == "closed":
+            return snapshot.generation, False
+        with self._lock:
+            self._rejected += 1
+        state = _BY_VALUE[snapshot.state]
+        raise CircuitOpenError(self.name, state, snapshot.retry_after if state is OPEN else 0.0)
+
     def count_success(self) -> None:
         next(self._fast_successes)  # atomic in C: no lock on the success path
 
-    def on_success(self, token: int | None, clock: Any) -> None:
+    def on_success(self, token: Any, clock: Any) -> None:
         """A call succeeded (``token``: its trial admission, None for a closed-state call)."""
+        store = self._store
+        if store is not None:
+            if store.live:
+                try:
+                    self._record_shared(store, token, None)
+                    return
+                except StateUnavailableError:
+                    pass
+            if store.on_outage != "local":
+                next(self._fast_successes)
+                return
         events: List[BreakerEvent] = []
         with self._lock:
             self._clock = clock
@@ -213,6 +337,7 @@ class CircuitBreaker:
                 self._failures = 0
                 if not self._plain:
                     self._record_window(False)
+                self._sync_idle()
             elif state is HALF_OPEN and token == self._generation:
                 self._trials = max(0, self._trials - 1)
                 self._trial_successes += 1
@@ -221,7 +346,20 @@ class CircuitBreaker:
         if events:
             self._fire(events)
 
-    def on_failure(self, token: int | None, exception: BaseException, clock: Any) -> None:
+    def on_failure(self, token: Any, exception: BaseException, clock: Any) -> None:
+        store = self._store
+        if store is not None:
+            if store.live:
+                try:
+                    self._record_shared(store, token, exception)
+                    return
+                except StateUnavailableError:
+                    pass
+            if store.on_outage != "local":
+                with self._lock:
+                    self._total_failures += 1
+                    self._last_failure = repr(exception)
+                return
         events: List[BreakerEvent] = []
         with self._lock:
             self._clock = clock
@@ -233,14 +371,55 @@ class CircuitBreaker:
                 reason = self._should_open()
                 if reason:
                     self._move(OPEN, clock.monotonic(), reason, events)
+                self._sync_idle()
             elif state is HALF_OPEN and token == self._generation:
                 self._trials = max(0, self._trials - 1)
                 self._move(OPEN, clock.monotonic(), f"trial call failed: {exception!r}", events)
         if events:
             self._fire(events)
 
-    def release(self, token: int) -> None:
+    def _record_shared(self, store: Any, token: Any, exception: BaseException | None) -> None:
+        """An outcome, told to the store: a trial's (its lease) or a closed-state failure go
+        now, and the reply refreshes the view; a closed-state success is only counted (the
+        store folds it in off the call path), and the cached failure count drops to 0."""
+        lease = token if isinstance(token, str) else None
+        if exception is None and lease is None:
+            with self._lock:
+                self._successes += 1
+                if self._state is CLOSED:
+                    store.count_success(self._generation)
+                    if self._plain and self._failures:
+                        self._failures = 0  # the reset is on its way to the store
+                        self._sync_idle()
+            return
+        if exception is None:
+            snapshot = store.record(False, lease, "")
+            with self._lock:
+                self._successes += 1
+        else:
+            if lease is None and self._state is not CLOSED:
+                # Admitted closed, failed after the breaker left closed: as in the process,
+                # only the trials of the current generation count.
+                with self._lock:
+                    self._total_failures += 1
+                    self._last_failure = repr(exception)
+                return
+            snapshot = store.record(True, lease, repr(exception))
+            with self._lock:
+                self._total_failures += 1
+                self._last_failure = repr(exception)
+        self._apply(snapshot)
+
+    def release(self, token: Any) -> None:
         """A trial call ended without an outcome to count (another breaker rejected it)."""
+        if isinstance(token, str):  # a shared store's lease
+            store = self._store
+            if store is not None and store.live:
+                try:  # noqa: SIM105 - a call path: contextlib.suppress costs more
+                    self._apply(store.release(token))
+                except StateUnavailableError:
+                    pass
+            return
         with self._lock:
             if token == self._generation and self._state is HALF_OPEN:
                 self._trials = max(0, self._trials - 1)
@@ -293,6 +472,7 @@ class CircuitBreaker:
         event = BreakerEvent(self.name, old, new, self._changes, now, reason)
         self.history.append(event)
         events.append(event)
+        self._sync_idle()
         return new
 
     def _fire(self, events: List[BreakerEvent]) -> None:
@@ -307,9 +487,98 @@ class CircuitBreaker:
                         "circuit breaker %r: state listener %r failed", self.name, listener
                     )
 
+    # --- the state backend's side (callpyback.state.BreakerSink) --------------------------
+    def _bind_state(self) -> None:
+        """Bind to the backend :mod:`callpyback.state` selects for this name (again after
+        :func:`callpyback.state.use`).  Leaving a store, the cached view becomes local state."""
+        backend = _state.backend_for("breaker", self.name, self.settings.shared)
+        if backend is self._backend:
+            return
+        old, self._store, self._backend = self._store, None, backend
+        if old is not None:
+            old.close()
+            self._seed_local()
+        store = backend.bind_breaker(self)
+        if store is not None:
+            self._store = store
+        with self._lock:
+            self._sync_idle()
+
+    @property
+    def backend(self) -> Any:
+        """The state backend this breaker is bound to (:data:`callpyback.state.MEMORY`...)."""
+        return self._backend
+
+    def shared_changed(self, snapshot: BreakerSnapshot) -> None:
+        """A newer snapshot from the store (see :class:`callpyback.state.BreakerSink`)."""
+        self._apply(snapshot)
+
+    def shared_lost(self) -> None:
+        """The store is unreachable: go on from the cached view as local state."""
+        self._seed_local()
+
+    def shared_restored(self, snapshot: BreakerSnapshot) -> None:
+        """The store is back: its state wins over what this process did meanwhile."""
+        self._apply(snapshot._replace(reason=f"shared state restored: {snapshot.reason}"), True)
+
+    def _seed_local(self) -> None:
+        with self._lock:
+            clock = self._clock
+            if clock is None:
+                from ..time_sources import SystemTimeSource
+
+                clock = self._clock = SystemTimeSource()
+            if self._state is OPEN:
+                left = max(0.0, self._deadline - time.monotonic())
+                self._opened_at = clock.monotonic() - (self.settings.recovery_timeout - left)
+            self._trials = 0
+            self._trial_successes = 0
+            self._window.clear()
+            self._window_failures = 0
+            self._version = 0
+            self._sync_idle()
+
+    def _apply(self, snapshot: BreakerSnapshot, force: bool = False) -> None:
+        """Make ``snapshot`` the cached view (if newer), firing listeners for a state change."""
+        events: List[BreakerEvent] = []
+        with self._lock:
+            if not force and snapshot.version <= self._version:
+                return  # stale: a reply or a message overtaken by a newer one
+            self._version = snapshot.version
+            new = _BY_VALUE[snapshot.state]
+            now = time.monotonic()
+            if new is OPEN:
+                self._deadline = now + snapshot.retry_after
+            elif new is HALF_OPEN and snapshot.trials >= self.settings.half_open_max_calls:
+                # Every trial lease is taken: ask again after a poll interval, or sooner when
+                # a change is published (a trial's outcome, a lease given back).
+                store = self._store
+                self._deadline = now + (store.poll_interval if store is not None else 0.0)
+            else:
+                self._deadline = 0.0
+            self._failures = snapshot.failures
+            self._window_failures = snapshot.failures if not self._plain else 0
+            self._shared_calls = snapshot.calls
+            old = self._state
+            if new is not old or (new is OPEN and snapshot.generation != self._generation):
+                self._state = new
+                self._changes += 1
+                if new is OPEN:
+                    self._opened += 1
+                clock = self._clock
+                at = clock.monotonic() if clock is not None else now
+                event = BreakerEvent(self.name, old, new, self._changes, at, snapshot.reason)
+                self.history.append(event)
+                events.append(event)
+            self._generation = snapshot.generation
+            self._sync_idle()
+        if events:
+            self._fire(events)
+
     # --- inspection and manual control ----------------------------------------------------
     def add_listener(self, listener: Callable[[BreakerEvent], Any]) -> None:
-        """Call ``listener(event)`` on every state change (from the thread that caused it)."""
+        """Call ``listener(event)`` on every state change (from the thread that caused it, or,
+        for a change made in another process, the backend's thread that learnt of it)."""
         if not callable(listener):
             raise ConfigurationError(
                 f"circuit breaker {self.name!r}: listener {listener!r} must be callable "
@@ -323,9 +592,17 @@ class CircuitBreaker:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
+    def _shared_live(self) -> bool:
+        store = self._store
+        return store is not None and bool(store.live)
+
     @property
     def state(self) -> BreakerState:
         """The current state; an open breaker whose recovery timeout passed reads half-open."""
+        if self._shared_live():
+            if self._state is OPEN and time.monotonic() >= self._deadline:
+                return HALF_OPEN  # the store turns it half-open at the next admission
+            return self._state
         if self._state is OPEN and self._clock is not None:
             events: List[BreakerEvent] = []
             with self._lock:
@@ -339,16 +616,22 @@ class CircuitBreaker:
     @property
     def stats(self) -> BreakerStats:
         state = self.state
+        shared = self._shared_live()
         with self._lock:
             remaining = 0.0
-            if state is OPEN and self._clock is not None:
-                elapsed = self._since_open(self._clock.monotonic())
-                remaining = max(0.0, self.settings.recovery_timeout - elapsed)
             rate = None
-            if self.settings.failure_rate is not None and self._window:
-                rate = self._window_failures / len(self._window)
-            # itertools.count exposes its position only through repr: "count(N)".
-            fast = int(repr(self._fast_successes)[6:-1])
+            if shared:
+                if state is OPEN:
+                    remaining = max(0.0, self._deadline - time.monotonic())
+                if self.settings.failure_rate is not None and self._shared_calls:
+                    rate = self._window_failures / self._shared_calls
+            else:
+                if state is OPEN and self._clock is not None:
+                    elapsed = self._since_open(self._clock.monotonic())
+                    remaining = max(0.0, self.settings.recovery_timeout - elapsed)
+                if self.settings.failure_rate is not None and self._window:
+                    rate = self._window_failures / len(self._window)
+            fast = self._fast_count() - self._fast_base
             return BreakerStats(
                 self.name,
                 self._state,
@@ -364,19 +647,34 @@ class CircuitBreaker:
             )
 
     def open(self, clock: Any = None) -> None:
-        """Force the breaker open now (e.g. during maintenance)."""
+        """Force the breaker open now (e.g. during maintenance); fleet-wide when shared."""
         self._transition(OPEN, "opened by hand", clock)
 
     def close(self) -> None:
-        """Force the breaker closed, forgetting recent failures."""
+        """Force the breaker closed, forgetting recent failures; fleet-wide when shared."""
         self._transition(CLOSED, "closed by hand", None)
 
     def _transition(self, new: BreakerState, reason: str, clock: Any) -> None:
+        if clock is not None:
+            self._clock = clock
+        store = self._store
+        if store is not None and store.live:
+            try:
+                snapshot = store.force(new.value, reason)
+            except StateUnavailableError:
+                pass
+            else:
+                self._apply(snapshot)
+                return
         events: List[BreakerEvent] = []
         with self._lock:
-            if clock is not None:
-                self._clock = clock
-            now = self._clock.monotonic() if self._clock is not None else 0.0
+            if self._clock is None:
+                # Opened by hand before any call: anchored at 0.0, the first call's clock
+                # would have found the recovery timeout long passed.
+                from ..time_sources import SystemTimeSource
+
+                self._clock = SystemTimeSource()
+            now = self._clock.monotonic()
             if self._state is not new:
                 self._move(new, now, reason, events)
             elif new is OPEN:
@@ -385,13 +683,24 @@ class CircuitBreaker:
             self._fire(events)
 
     def reset(self) -> None:
-        """Back to a fresh closed breaker: counters, history and state (listeners stay)."""
+        """Back to a fresh closed breaker: counters, history and state (listeners stay); a
+        shared breaker is reset for every process."""
+        store = self._store
+        snapshot = None
+        if store is not None and store.live:
+            with contextlib.suppress(StateUnavailableError):  # then reset locally only
+                snapshot = store.reset()
         with self._lock:
             self._reset_counters()
             self.history.clear()
+        if snapshot is not None:
+            self._apply(snapshot._replace(reason="reset"), True)
+            with self._lock:
+                self.history.clear()
 
     def __repr__(self) -> str:
-        return f"<CircuitBreaker {self.name!r} {self._state.value}>"
+        where = "" if self._store is None else f" on {getattr(self._backend, 'name', '?')}"
+        return f"<CircuitBreaker {self.name!r} {self._state.value}{where}>"
 
 
 def _shared(name: str, settings: _Settings) -> CircuitBreaker:
@@ -423,7 +732,9 @@ class CircuitBreakerHandler(ErrorHandler):
     dependency answered, and counts as a success.  ``fallback`` (a value) or ``fallback_factory``
     (``f(context)``) recovers calls rejected while open.  Handlers with the same ``name`` share
     one breaker; without a name each handler gets its own.  Time comes from ``time_source``, or
-    the wrapped function's time source.
+    the wrapped function's time source.  ``shared`` says whether the state may live in the
+    shared backend :func:`callpyback.state.use` selected: None (as its patterns say), True
+    (always), False (never: this process only).
     """
 
     def __init__(
@@ -443,6 +754,7 @@ class CircuitBreakerHandler(ErrorHandler):
         fallback_factory: Callable[[Any], Any] | None = None,
         listeners: Iterable[Callable[[BreakerEvent], Any]] = (),
         time_source: Any = None,
+        shared: bool | None = None,
     ) -> None:
         owner = "CircuitBreakerHandler"
         if name is None:
@@ -470,6 +782,10 @@ class CircuitBreakerHandler(ErrorHandler):
             raise ConfigurationError(
                 f"{owner}(time_source=...) needs a monotonic() method, got {time_source!r}"
             )
+        if shared is not None and not isinstance(shared, bool):
+            raise ConfigurationError(
+                f"{owner}(shared=...) must be True, False or None, got {shared!r}"
+            )
         if fallback is not MISSING and fallback_factory is not None:
             raise ConfigurationError(
                 f"{owner}({name!r}): pass fallback or fallback_factory, not both"
@@ -490,6 +806,7 @@ class CircuitBreakerHandler(ErrorHandler):
             exception_types(exceptions, owner, "exceptions"),
             exception_types(exclude, owner, "exclude"),
             time_source,
+            shared,
         )
         self.breaker = _shared(name, settings)
         self.fallback = fallback
@@ -498,6 +815,8 @@ class CircuitBreakerHandler(ErrorHandler):
         self._counted = settings.exceptions
         self._excluded = (CircuitOpenError, *settings.exclude)
         self._time_source = time_source
+        #: The engine skips before_attempt/after_success while ``hot.idle`` (see _Hot).
+        self.hot = self.breaker.hot
         for listener in listeners:
             self.breaker.add_listener(listener)
 
@@ -509,7 +828,7 @@ class CircuitBreakerHandler(ErrorHandler):
     # can neither close nor re-open the breaker.
     def before_attempt(self, context: Any) -> None:
         breaker = self.breaker
-        if breaker._state is CLOSED:
+        if breaker._state is CLOSED and breaker._fast_admit:
             return
         try:
             token, trial = breaker.admit(self._time_source or context.time_source)
@@ -522,7 +841,7 @@ class CircuitBreakerHandler(ErrorHandler):
 
     def after_success(self, context: Any) -> None:
         breaker = self.breaker
-        if breaker._plain and breaker._state is CLOSED and not breaker._failures:
+        if breaker.hot.idle:
             breaker.count_success()
             return
         breaker.on_success(self._token(context), self._time_source or context.time_source)
@@ -551,8 +870,9 @@ class CircuitBreakerHandler(ErrorHandler):
         if token is not None:
             self.breaker.release(token)
 
-    def _token(self, context: Any) -> int | None:
-        token: int | None = context.handler_state.get(self._key)
+    def _token(self, context: Any) -> Any:
+        # An int generation (in-process state) or a str lease (a shared store's trial).
+        token: Any = context.handler_state.get(self._key)
         if token is not None:
             context.note(self._key, None)  # consumed: a retry is admitted afresh
         return token
@@ -596,6 +916,7 @@ class CircuitBreakerHandler(ErrorHandler):
             "fallback": self.fallback,
             "fallback_factory": self.fallback_factory,
             "time_source": s.time_source,
+            "shared": s.shared,
         }
         return (_rebuild, (self.name, kwargs))
 
@@ -611,7 +932,9 @@ class CircuitBreakerHandler(ErrorHandler):
             f"recovery_timeout={s.recovery_timeout!r}, "
             f"half_open_max_calls={s.half_open_max_calls!r}, "
             f"exceptions={type_names(s.exceptions)}, "
-            f"state={self.breaker._state.value!r})"
+            f"state={self.breaker._state.value!r}"
+            + ("" if s.shared is None else f", shared={s.shared!r}")
+            + ")"
         )
 
 

@@ -62,6 +62,10 @@ class VelocityOptions(_Options):
     window: float = Field(gt=0, description="Seconds.")
     account_field: str = "account"
     mode: Literal["block", "flag"] = "block"
+    shared: Optional[bool] = Field(
+        default=None,
+        description="Count in the shared [state] backend (None: as its patterns say).",
+    )
 
 
 def _audit(**options: Any) -> Any:

@@ -12,19 +12,21 @@ Observers cannot stop a call, so the rules are *error handlers* used for their
   ``callpyback.finance``.
 
 Only the first attempt of a call is checked: a retry is the same transaction.
+
+``finance.velocity`` counts in a :func:`callpyback.state.window`: in the process by default, or
+in the shared backend the ``[state]`` table selects (Redis), so that a per-account limit holds
+across every process and machine.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
-import threading
 import weakref
-from collections import deque
 from decimal import Decimal, InvalidOperation
-from typing import Any, Deque, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
+from callpyback import state
 from callpyback.errors import CallPyBackError
 from callpyback.handlers import Raise
 
@@ -211,8 +213,11 @@ class LimitGuard(_Rule):
 class VelocityGuard(_Rule):
     """Blocks or flags an account's transaction beyond ``max_transactions`` per ``window`` seconds.
 
-    The window slides over the time source's monotonic clock.  Admitted transactions count
-    (blocked ones do not, so a blocked account regains its allowance as the window moves).
+    The window slides over the time source's monotonic clock (in the process) or the store's
+    clock (shared: see :mod:`callpyback.state`; ``shared`` None follows the ``[state]`` table,
+    False keeps this rule's window in the process).  Admitted transactions count (blocked ones
+    do not, so a blocked account regains its allowance as the window moves).  While a shared
+    store is unreachable, its outage policy decides: a per-process window, a block, or a pass.
     """
 
     error = VelocityExceededError
@@ -226,6 +231,7 @@ class VelocityGuard(_Rule):
         mode: str = "block",
         name: str = "finance.velocity",
         max_accounts: int = 100_000,
+        shared: Optional[bool] = None,
     ) -> None:
         super().__init__(mode, name)
         if not isinstance(max_transactions, int) or max_transactions < 1:
@@ -238,14 +244,14 @@ class VelocityGuard(_Rule):
         self.window = float(window)
         self.account_field = account_field
         self.max_accounts = max_accounts
-        self._events: Dict[Any, Deque[float]] = {}
-        self._lock = threading.Lock()  # held for the bookkeeping only, never around the call
-        _AFTER_FORK.add(self)
+        self.counter = state.window(
+            name, max_transactions, self.window, shared=shared, max_keys=max_accounts
+        )
 
-    def _after_fork(self) -> None:
-        # Another thread may have held the lock at fork(): it would never be released in the
-        # child.  The windows themselves are kept (the child goes on from the parent's counts).
-        self._lock = threading.Lock()
+    @property
+    def _lock(self) -> Any:
+        # The in-process window's lock (the fork tests hold it across fork()).
+        return getattr(self.counter.impl, "lock", None)
 
     def before_attempt(self, context: Any) -> None:
         if context.attempt > 1:
@@ -258,50 +264,31 @@ class VelocityGuard(_Rule):
                 account=None,
             )
             return
-        now = context.time_source.monotonic()
-        with self._lock:
-            events = self._events.get(account)
-            if events is None:
-                if len(self._events) >= self.max_accounts:
-                    self._sweep(now)
-                events = self._events[account] = deque()
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            over = len(events) >= self.max_transactions
-            if not over or self.mode == "flag":
-                events.append(now)
-            seen = len(events)
-        if over:
+        hit = self.counter.hit(account, context.time_source.monotonic(), self.mode == "flag")
+        if not hit.over:
+            return
+        if hit.source == "unchecked":
             self._violation(
                 context,
-                f"account {account!r} made {seen if self.mode == 'flag' else seen + 1} "
-                f"transactions within {self.window:g}s (at most {self.max_transactions} allowed)",
+                f"cannot check velocity for account {account!r}: the shared state store is "
+                "unreachable and its outage policy is 'reject'",
                 account=account,
                 window=self.window,
                 max_transactions=self.max_transactions,
             )
-
-    def _sweep(self, now: float) -> None:
-        # Bounded memory: forget accounts with nothing left in their window.
-        horizon = now - self.window
-        for key in [k for k, ev in self._events.items() if not ev or ev[-1] <= horizon]:
-            del self._events[key]
+            return
+        seen = hit.events if self.mode == "flag" else hit.events + 1
+        self._violation(
+            context,
+            f"account {account!r} made {seen} "
+            f"transactions within {self.window:g}s (at most {self.max_transactions} allowed)",
+            account=account,
+            window=self.window,
+            max_transactions=self.max_transactions,
+        )
 
     def __repr__(self) -> str:
         return (
             f"VelocityGuard(max_transactions={self.max_transactions}, window={self.window:g}, "
             f"mode={self.mode!r})"
         )
-
-
-#: Rules holding a lock; given fresh locks in a forked child.
-_AFTER_FORK: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for rule in list(_AFTER_FORK):
-        rule._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
