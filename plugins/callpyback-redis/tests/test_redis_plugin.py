@@ -42,6 +42,22 @@ def test_installed_not_imported_from_the_checkout() -> None:
     assert src not in Path(callpyback_redis.__file__).resolve().parents
 
 
+def test_discovery_does_not_import_the_redis_client() -> None:
+    """Discovering plugins imports the plugin module only: the redis client (and what it pulls
+    in, such as OpenTelemetry) waits until a backend is built."""
+    import subprocess
+
+    code = (
+        "import sys, callpyback.plugins as p\n"
+        "r = p.get_registry()\n"
+        "print(('table', 'state') in r, 'redis' in sys.modules)\n"
+        "from callpyback_redis import RedisBackend\n"
+        "print('redis' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "True"]
+
+
 @pytest.mark.parametrize(
     ("body", "where", "expected"),
     [
