@@ -19,7 +19,7 @@ from ._text import duration, headline
 __all__ = ["render_html"]
 
 #: Histogram bars per decade of latency (the observer's own buckets are ~115 per decade at 1 %).
-BINS_PER_DECADE = 5
+BINS_PER_DECADE = 10
 
 _CSS = """
 :root { color-scheme: light; --fg: #1b1f24; --muted: #5b6570; --line: #d5dbe1; --bar: #3b73b9;
@@ -172,8 +172,8 @@ def _svg(row: FunctionReport) -> str:
     # Whole decades on the axis, so ticks fall on 1 us, 10 us, 1 ms...
     lo = math.floor(min(bins) / BINS_PER_DECADE) * BINS_PER_DECADE
     hi = (math.floor(max(bins) / BINS_PER_DECADE) + 1) * BINS_PER_DECADE
-    width, height, left, bottom, top = 640, 130, 44, 18, 8
-    plot_w, plot_h = width - left - 8, height - bottom - top
+    width, height, left, bottom, top, right = 640, 130, 44, 18, 8, 28
+    plot_w, plot_h = width - left - right, height - bottom - top
     step = plot_w / (hi - lo)
     peak = max(bins.values())
     parts: List[str] = [

@@ -77,11 +77,12 @@ def headline(report: RunReport) -> str:
         f"{warnings} instrumentation warning{'s' if warnings != 1 else ''}"
     )
     if not observed:
-        why = (
-            "no metrics or timing observer is attached"
-            if not report.observers
-            else "no observed function was called"
-        )
+        if not report.wrapped:
+            why = "no function was wrapped: no pattern of the config matched, no decorator is used"
+        elif not report.observers:
+            why = "no metrics or timing observer is attached"
+        else:
+            why = "no observed function was called"
         return (
             f"callpyback report: nothing was observed ({why}); {tail}. "
             "`callpyback explain module:function` says what the config selects."
