@@ -155,7 +155,7 @@ def dom(page: Path, tmp: Path, fragment: str = "", *extra: str) -> Dom:
     return parsed
 
 
-def test_the_rendered_page_has_every_target_sorted_by_total_time(page: Path, tmp_path: Path) -> None:
+def test_the_page_has_every_target_sorted_by_total_time(page: Path, tmp_path: Path) -> None:
     """Rows are every observed target, longest total first; each has its histogram."""
     d = dom(page, tmp_path)
     targets = [t for t, _ in d.rows]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.autoinstrument_support import ROOT
 
-PROGRAM = '''
+PROGRAM = """
 import sys, time
 
 def work(i):
@@ -47,7 +47,7 @@ def main(mode):
     print("done")
 
 main(sys.argv[1] if len(sys.argv) > 1 else "ok")
-'''
+"""
 
 CONFIG = """
 version = 1
