@@ -282,7 +282,9 @@ class MultiProcessWriter:
 
     def sync(self) -> None:
         """Write this process's current totals (never raises: a failed sync is counted)."""
-        with self._lock:
+        from ._runtime import critical
+
+        with critical(), self._lock:
             try:
                 samples = self._samples()
                 baseline = self._baseline
@@ -327,8 +329,11 @@ class MultiProcessWriter:
         self._thread = None
 
     def _final(self) -> None:
-        self._stop.set()
-        self.sync()
+        from ._runtime import critical
+
+        with critical():  # a SIGTERM must not find the main thread inside Event.set()
+            self._stop.set()
+            self.sync()
 
     def _before_fork(self) -> None:
         # Hold the lock across the fork, so that no sync is half-written into the files (and
@@ -360,6 +365,27 @@ def _register_mp_finalizer(writer: MultiProcessWriter) -> None:
     import multiprocessing.util as mp_util
 
     mp_util.Finalize(writer, writer._final, exitpriority=10)
+
+
+def _multiprocess_collector(path: str) -> Any:
+    """prometheus_client's ``MultiProcessCollector``, reading only whole files: a process
+    killed while creating its file leaves it empty, and one such file would fail every scrape."""
+    import glob
+
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    class WholeFiles(MultiProcessCollector):
+        def collect(self) -> Any:
+            files = []
+            for name in glob.glob(os.path.join(path, "*.db")):
+                try:
+                    if os.path.getsize(name) >= 8:
+                        files.append(name)
+                except OSError:  # removed meanwhile (mark_process_dead)
+                    continue
+            return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+    return WholeFiles
 
 
 class _SyncFirst:
@@ -430,7 +456,6 @@ def serve(
     writer: Optional[MultiProcessWriter] = None
     if multiprocess_dir is not None:
         from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
 
         if not os.path.isdir(multiprocess_dir):
             raise ConfigurationError(
@@ -440,7 +465,7 @@ def serve(
         writer = MultiProcessWriter(multiprocess_dir, prefix=prefix, buckets=buckets)
         registry = CollectorRegistry()
         registry.register(_SyncFirst(writer))
-        MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+        _multiprocess_collector(multiprocess_dir)(registry, path=multiprocess_dir)
 
         def unregister() -> None:
             pass

@@ -12,13 +12,14 @@ never writes its parent's report.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 __all__ = [
     "Terminated",
@@ -75,6 +76,8 @@ def start_child_writer(directory: str) -> None:
         prom = getattr(export, "prometheus", None)
         kwargs = {"buckets": prom.buckets} if prom is not None and prom.buckets else {}
         _writer = MultiProcessWriter(directory, **kwargs).start()
+        # A pool terminating its workers sends SIGTERM: write the last numbers, then die by it.
+        _catch_sigterm()
     except Exception as exc:  # never break the child's start-up
         logging.getLogger("callpyback.report").warning(
             "callpyback: this process's metrics will not be exported: %s", exc
@@ -141,6 +144,10 @@ class _Armed:
         self.lock = threading.Lock()
 
     def write(self) -> None:
+        with critical():
+            self._write()
+
+    def _write(self) -> None:
         with self.lock:
             if self.written or os.getpid() != self.pid:
                 return
@@ -172,32 +179,81 @@ def program_done() -> None:
     _running = False
 
 
+# --- SIGTERM ----------------------------------------------------------------------------------
+#
+# A signal handler runs in the main thread, between two of its bytecodes: it must never wait
+# for a lock the code it interrupted may hold.  Our own bookkeeping on the main thread (the
+# report at exit, a multiprocess sync) is a critical section: SIGTERM arriving inside one is
+# remembered, and acted on when the section ends.  Anything else the handler does that reads
+# observers runs on a helper thread with a time limit.
+
+_busy = 0  # depth of the main thread's critical sections
+_deferred: Optional[int] = None  # a signal that arrived inside one
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """Our own work on the main thread that a SIGTERM must not interrupt (it waits for it)."""
+    global _busy, _deferred
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _busy += 1
+    try:
+        yield
+    finally:
+        _busy -= 1
+        if not _busy and _deferred is not None:
+            signum, _deferred = _deferred, None
+            _on_sigterm(signum)
+
+
+def _bounded(work: Any, timeout: float) -> None:
+    thread = threading.Thread(target=work, name="callpyback-exit", daemon=True)
+    thread.start()
+    thread.join(timeout)
+
+
+_owner: Optional[int] = None
+
+
+def _on_sigterm(signum: int, frame: Any = None) -> None:
+    global _deferred
+    if _busy:
+        _deferred = signum
+        return
+    if os.getpid() != _owner:
+        # A forked worker (a pool terminating it): its last metrics, then die by the signal
+        # as if we were not here.
+        die_by_sigterm()
+    if _running:
+        raise Terminated()  # unwind the program; callpyback run reports, then dies
+    # After the program returned (joining its threads, its atexit handlers): nothing of it to
+    # unwind; write the report and end.
+    _bounded(write_now, 30.0)
+    die_by_sigterm()
+
+
 def arm(fmt: Optional[str], path: Optional[str], argv: List[str], *, sigterm: bool) -> None:
     """Write the report at exit (``fmt`` None: no report); with ``sigterm``, catch SIGTERM."""
-    global _armed
+    global _armed, _owner
     if fmt is not None:
         _armed = _Armed(fmt, path, argv)
         atexit.register(_armed.write)
-    if sigterm and threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-                owner = os.getpid()
+    if sigterm:
+        _owner = os.getpid()
+        _catch_sigterm()
 
-                def on_sigterm(signum: int, frame: Any) -> None:
-                    if os.getpid() != owner:  # a forked worker: behave as if we were not here
-                        signal.signal(signum, signal.SIG_DFL)
-                        os.kill(os.getpid(), signum)
-                        return
-                    if _running:
-                        raise Terminated()
-                    # After the program returned (waiting for its threads, its atexit
-                    # handlers): nothing of it to unwind; write the report and end.
-                    write_now()
-                    die_by_sigterm()
 
-                signal.signal(signal.SIGTERM, on_sigterm)
-        except (ValueError, OSError, AttributeError):  # no signals here (embedded, Windows)
-            pass
+def _catch_sigterm() -> None:
+    """Handle SIGTERM, unless the program (or whoever) already does."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no signals here (embedded, Windows)
+        pass
 
 
 def ended(status: int, how: str) -> None:
@@ -213,14 +269,13 @@ def write_now() -> None:
 
 
 def die_by_sigterm() -> None:
-    """End the process by SIGTERM, as it would have ended without us."""
-    from ._prometheus import MultiProcessWriter
-
+    """End the process by SIGTERM, as it would have ended without us (after a last sync)."""
     writer = _writer
-    if isinstance(writer, MultiProcessWriter):
-        writer._final()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    if writer is not None:
+        _bounded(writer._final, 2.0)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)  # the signal is delivered at once; never return into the caller meanwhile
