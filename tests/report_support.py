@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -46,7 +47,7 @@ class Program:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.out: "queue.Queue[str]" = queue.Queue()
+        self.out: queue.Queue[str] = queue.Queue()
         self.stdout: List[str] = []
         self.stderr: List[str] = []
         self.threads = []
@@ -68,15 +69,13 @@ class Program:
                 found = test(line)
                 if found:
                     return found
-            if time.monotonic() > deadline or self.proc.poll() is not None and self.out.empty():
+            if time.monotonic() > deadline or (self.proc.poll() is not None and self.out.empty()):
                 raise AssertionError(
                     f"not seen in time; exit {self.proc.poll()}\nstdout: {''.join(self.stdout)}"
                     f"\nstderr: {''.join(self.stderr)}"
                 )
-            try:
+            with contextlib.suppress(queue.Empty):
                 self.out.get(timeout=0.1)
-            except queue.Empty:
-                pass
 
     def url(self) -> str:
         return str(self.wait_for(lambda line: (m := SERVING.search(line)) and m.group(1)))
@@ -102,10 +101,8 @@ class Program:
             thread.join(timeout=10)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):  # stdin of a program that is gone
                     stream.close()
-                except OSError:  # stdin of a program that is gone
-                    pass
 
     def __enter__(self) -> Program:
         return self
