@@ -52,7 +52,8 @@ def _function(row: FunctionReport) -> Dict[str, Any]:
     accuracy: Optional[float] = None
     if histogram is not None:
         accuracy = histogram.relative_accuracy
-        buckets = [[bound, count] for bound, count in histogram.buckets()]
+        # Six significant digits are far finer than a bucket (1 % wide) and keep files small.
+        buckets = [[float(f"{bound:.6g}"), count] for bound, count in histogram.buckets()]
     out["histogram"] = {"relative_accuracy": accuracy, "buckets": buckets}
     return out
 
@@ -86,4 +87,12 @@ def as_dict(report: RunReport) -> Dict[str, Any]:
 
 
 def render_json(report: RunReport) -> str:
-    return json.dumps(as_dict(report), indent=2, allow_nan=False) + "\n"
+    """Compact (one line per function), so a 10,000-target report stays a few megabytes."""
+    data = as_dict(report)
+    functions = data.pop("functions")
+    head = json.dumps(data, indent=2, allow_nan=False)
+    rows = ",\n".join(
+        "    " + json.dumps(f, separators=(",", ":"), allow_nan=False) for f in functions
+    )
+    body = f'  "functions": [\n{rows}\n  ]' if functions else '  "functions": []'
+    return head[:-2] + ",\n" + body + "\n}\n"
