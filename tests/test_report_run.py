@@ -44,6 +44,13 @@ def main(mode):
         raise RuntimeError("boom")
     if mode == "sigterm":
         hang()
+    if mode == "stubborn":  # swallows every exception, SystemExit included
+        print("ready", flush=True)
+        while True:
+            try:
+                time.sleep(0.05)
+            except BaseException:
+                pass
     print("done")
 
 main(sys.argv[1] if len(sys.argv) > 1 else "ok")
@@ -168,6 +175,30 @@ def test_written_on_sigterm_and_the_process_still_dies_by_the_signal(tmp_path: P
     assert rows["__main__:hang"]["interrupted"] == 1
     assert rows["__main__:main"]["interrupted"] == 1
     assert rows["__main__:work"]["calls"] == 8
+
+
+def test_a_program_that_swallows_the_sigterm_exception_still_ends(tmp_path: Path) -> None:
+    """Without callpyback it would have died at once: it gets a few seconds to unwind, then it
+    ends anyway, by the signal, with its report."""
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "callpyback.toml").write_text(CONFIG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "callpyback", "run", "--report", "json", "prog.py", "stubborn"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err
+    assert functions(tmp_path / "callpyback-report.json")["__main__:work"]["calls"] == 8
 
 
 def test_command_line_over_environment_over_the_table(tmp_path: Path) -> None:

@@ -127,8 +127,8 @@ def warnings_counted() -> Optional[int]:
 class Terminated(SystemExit):
     """SIGTERM arrived: the program is unwound as by Ctrl-C, then killed by the signal."""
 
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGTERM)
+    def __init__(self, code: int = 128 + signal.SIGTERM) -> None:
+        super().__init__(code)  # the argument too, so that it pickles as itself
 
 
 class _Armed:
@@ -226,12 +226,27 @@ def _on_sigterm(signum: int, frame: Any = None) -> None:
         # A forked worker (a pool terminating it): its last metrics, then die by the signal
         # as if we were not here.
         die_by_sigterm()
-    if _running:
-        raise Terminated()  # unwind the program; callpyback run reports, then dies
-    # After the program returned (joining its threads, its atexit handlers): nothing of it to
-    # unwind; write the report and end.
+    if _running and not _terminating:
+        _unwind()
+    # After the program returned (joining its threads, its atexit handlers), or a second
+    # SIGTERM (the program swallowed the first, or is still unwinding): write the report, end.
     _bounded(write_now, 30.0)
     die_by_sigterm()
+
+
+#: Seconds the program may take to unwind after SIGTERM before it is ended anyway (without
+#: us it would have died at once; a program that catches the exception must not live on).
+UNWIND_SECONDS = 5.0
+_terminating = False
+
+
+def _unwind() -> None:
+    global _terminating
+    _terminating = True
+    timer = threading.Timer(UNWIND_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    timer.start()
+    raise Terminated()  # unwind the program; callpyback run reports, then dies
 
 
 def arm(fmt: Optional[str], path: Optional[str], argv: List[str], *, sigterm: bool) -> None:
