@@ -18,7 +18,7 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .plugins import ComponentRegistrar
 
-__all__ = ["callpyback_register_components"]
+__all__ = ["callpyback_install", "callpyback_register_components", "callpyback_uninstall"]
 
 
 def _lazy(module: str, attr: str, adapt: Callable[..., Any] | None = None) -> Callable[..., Any]:
@@ -276,3 +276,22 @@ def callpyback_register_components(registry: ComponentRegistrar) -> None:
             registry.add(
                 kind, name, _lazy(module, attr, adapt), options=options, description=description
             )
+    # The core's own tables: the run report and the exporters `callpyback run` starts.
+    from .report._settings import ExportTable, ReportTable
+
+    registry.table("report", ReportTable, description="the run report callpyback run writes")
+    registry.table("export", ExportTable, description="exporters callpyback run starts")
+
+
+@hookimpl
+def callpyback_install(config: Any) -> None:
+    from .report import _runtime
+
+    _runtime.installed(config)
+
+
+@hookimpl
+def callpyback_uninstall() -> None:
+    from .report import _runtime
+
+    _runtime.uninstalled()

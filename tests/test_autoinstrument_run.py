@@ -216,23 +216,27 @@ def _pth_dir() -> str:
     )
 
 
-def test_shop_demo_runs_instrumented_with_retries_and_prints_the_metrics_table():
-    """The README's first command: retries absorb dropped connections; a table at exit."""
-    proc = callpyback_cli(["run", "examples/shop/app.py"], cwd=ROOT)
+def test_shop_demo_runs_instrumented_with_retries_and_reports_at_exit():
+    """The README's first command: retries absorb dropped connections; the run report (on
+    stderr, from --report text) lists every observed function; the shop prints nothing of it."""
+    proc = callpyback_cli(["run", "--report", "text", "examples/shop/app.py"], cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "orders paid" in out and "failed: ConnectionError" not in out
-    header = next(line for line in out.splitlines() if line.startswith("function"))
-    assert header.split() == ["function", "calls", "errors", "retries", "p50", "ms", "p99", "ms"]
-    cells = [line.split() for line in out.splitlines() if line.strip()]
-    rows = {c[0]: c[1:] for c in cells if ":" in c[0]}
+    assert "callpyback" not in out  # the shop's own output only
+    lines = proc.stderr.splitlines()
+    header = next(line for line in lines if line.startswith("target"))
+    assert header.split()[:7] == ["target", "pipeline", "calls", "ok", "failed", "recovered",
+                                  "retries"]
+    rows = {c[0]: c[1:] for c in (line.split() for line in lines) if c and ":" in c[0]}
     expected = {"__main__:main", "shop.payments:charge_card", "shop.orders:OrderService.place"}
     assert set(rows) >= expected
-    assert int(rows["shop.payments:charge_card"][2]) > 0  # retries happened
+    assert rows["shop.payments:charge_card"][0] == "payments"
+    assert int(rows["shop.payments:charge_card"][5]) > 0  # retries happened
     assert "charge_card failed" in proc.stderr  # the logging observer, after retries
-    plain = run_python(["examples/shop/app.py"], cwd=ROOT)  # uninstrumented: no retries, no table
+    plain = run_python(["examples/shop/app.py"], cwd=ROOT)  # uninstrumented: no retries, no report
     assert plain.returncode == 0 and "failed: ConnectionError" in plain.stdout
-    assert "function" not in plain.stdout
+    assert "callpyback report" not in plain.stdout + plain.stderr
 
 
 def test_pth_bootstrap_reads_its_switches_with_the_one_boolean_parser(app):

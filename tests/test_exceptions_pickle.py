@@ -75,6 +75,9 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
     from callpyback.config._assembly import ComponentBuildWarning
     from callpyback.config._exceptions import ExceptionNameError
     from callpyback.observers.redaction import RedactedError
+    from callpyback.report._deps import MissingDependencyError
+    from callpyback.report._prometheus import MetricsPortError
+    from callpyback.report._runtime import Terminated
     from callpyback._registry import DuplicateComponentError, UnknownComponentError
     from callpyback.autoinstrument._instrument import InstrumentationWarning
     from callpyback.autoinstrument._main import ProgramNotFound
@@ -145,6 +148,13 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
         "callpyback.handlers._timeout._InnerTimeout": lambda: _InnerTimeout(
             TimeoutError(errno.ETIMEDOUT, "the function's own timeout")
         ),
+        "callpyback.report._deps.MissingDependencyError": lambda: MissingDependencyError(
+            "callpyback top needs rich, which is not installed: pip install 'rich>=13'"
+        ),
+        "callpyback.report._prometheus.MetricsPortError": lambda: MetricsPortError(
+            "cannot serve /metrics on 127.0.0.1:9464: the address is already in use"
+        ),
+        "callpyback.report._runtime.Terminated": lambda: Terminated(),
         "callpyback_finance.chain.AuditTrailError": lambda: AuditTrailError(
             "the last record of 'trail.jsonl' is not an audit record"
         ),

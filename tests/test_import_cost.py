@@ -11,7 +11,7 @@ def test_import_does_not_pull_heavy_modules() -> None:
     code = (
         "import sys, callpyback\n"
         "heavy = ['pydantic', 'pluggy', 'tomllib', 'tomli', 'concurrent.futures', 'asyncio',"
-        " 'logging', 'importlib.metadata', 'inspect']\n"
+        " 'logging', 'importlib.metadata', 'inspect', 'prometheus_client', 'rich']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -26,6 +26,22 @@ def test_decorating_and_calling_stays_light() -> None:
         "f(1)\n"
         "heavy = ['pydantic', 'pluggy', 'asyncio', 'logging']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_outputs_import_their_optional_dependencies_only_when_used() -> None:
+    """callpyback.report, the CLI's parser (every subcommand, `top` included) and a metrics
+    observer at work import neither prometheus_client nor rich."""
+    code = (
+        "import sys, callpyback as c, callpyback.report as r\n"
+        "from callpyback.cli import build_parser\n"
+        "build_parser().parse_args(['top', '--interval', '1'])\n"
+        "m = c.MetricsObserver()\n"
+        "c.CallPyBack(observers=[m])(lambda: 1)()\n"
+        "r.render(r.collect(), 'html')\n"
+        "print(','.join(x for x in ('prometheus_client', 'rich') if x in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

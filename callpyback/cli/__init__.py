@@ -13,14 +13,14 @@ import sys
 from typing import Optional, Sequence
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo", "run", "check", "explain", "plugins_cmd", "config_cmd"]
+COMMANDS = ["demo", "run", "top", "check", "explain", "plugins_cmd", "config_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callpyback",
         description="Observe function calls declaratively: check configs, explain pipelines, "
-        "list plugins, run programs with auto-instrumentation.",
+        "list plugins, run programs with auto-instrumentation, watch them live.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")

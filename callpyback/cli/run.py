@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -17,6 +17,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "imported, including the script's own.  sys.argv, __main__ and the exit status are as "
         "with python; Python subprocesses are instrumented too (CALLPYBACK_AUTOINSTALL=1).\n\n"
         "examples:\n  callpyback run examples/shop/app.py\n"
+        "  callpyback run --report text examples/shop/app.py\n"
+        "  callpyback run --report html --metrics-port 9464 app.py\n"
         "  callpyback run --config ci.toml -m mypkg.cli --verbose",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -25,6 +27,40 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         help="the callpyback.toml to use (default: $CALLPYBACK_CONFIG, else discovered)",
+    )
+    report = parser.add_argument_group(
+        "seeing what was observed (see docs/reports.md)",
+        "These override $CALLPYBACK_REPORT=FORMAT[:PATH] and the [report] and "
+        "[export.prometheus] tables of callpyback.toml.",
+    )
+    report.add_argument(
+        "--report",
+        metavar="FORMAT",
+        choices=("text", "json", "html", "off"),
+        help="write a run report at exit: text (stderr unless --report-file), json or html "
+        "(default file callpyback-report.json/.html); off: none",
+    )
+    report.add_argument(
+        "--report-file",
+        metavar="PATH",
+        help="where to write the report (without --report, its extension says the format)",
+    )
+    report.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        type=_port,
+        help="serve Prometheus /metrics on this port while the program runs (0: any free port)",
+    )
+    report.add_argument(
+        "--metrics-addr",
+        metavar="ADDR",
+        help="the address to serve /metrics on (default 127.0.0.1: this machine only)",
+    )
+    report.add_argument(
+        "--metrics-multiprocess",
+        action="store_true",
+        help="also export the program's worker processes (gunicorn, multiprocessing), "
+        "through prometheus_client's multiprocess mode",
     )
     parser.add_argument(
         "-m",
@@ -43,9 +79,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535 (0: any free one), got {text!r}")
+    return port
+
+
 def run(args: argparse.Namespace) -> int:
     from ..autoinstrument import AUTOINSTALL_ENV, CONFIG_ENV, disabled, install
-    from ..autoinstrument._main import ProgramNotFound, run_module, run_path, trim_traceback
 
     if args.module:
         module, program_args = args.module[0], args.module[1:]
@@ -68,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"callpyback run: --config {args.config!r} is not a file", file=sys.stderr)
             return 2
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    from ..report import _runtime
+
+    _runtime.count_warnings()  # from before the hook's retrofit, which may warn too
     if not disabled():
         try:
             report = install(_choose_config(script))
@@ -89,25 +137,118 @@ def run(args: argparse.Namespace) -> int:
             os.environ[CONFIG_ENV] = os.path.abspath(source)
         # Python subprocesses of the program install the hook through the .pth bootstrap.
         os.environ[AUTOINSTALL_ENV] = "1"
+    argv = [script, *program_args] if script is not None else ["-m", str(module), *program_args]
+    try:
+        armed = _start_outputs(args, argv)
+    except Exception as exc:  # a report that cannot be written, a port in use: run nothing
+        print(f"callpyback run: {exc}", file=sys.stderr)
+        return 2
+    status, how = _run_program(module, script, program_args, armed)
+    _runtime.ended(status, how)
+    return status
+
+
+def _run_program(
+    module: Optional[str], script: Optional[str], program_args: List[str], armed: bool
+) -> Tuple[int, str]:
+    """Run the program as python would; returns (exit status, how it ended)."""
+    from ..autoinstrument._main import ProgramNotFound, run_module, run_path, trim_traceback
+    from ..report import _runtime
+
     filename = os.path.abspath(script) if script is not None else None
     try:
-        if module is not None:
-            run_module(module, program_args)
-        else:
-            assert script is not None
-            run_path(script, program_args)
+        try:
+            if module is not None:
+                run_module(module, program_args)
+            else:
+                assert script is not None
+                run_path(script, program_args)
+        finally:
+            _runtime.program_done()
+    except _runtime.Terminated:
+        # SIGTERM: the program is unwound; report, then end by the signal as it would have.
+        _runtime.ended(128 + 15, "SIGTERM")
+        _runtime.write_now()
+        _runtime.die_by_sigterm()
+        raise  # not reached
     except SystemExit as exc:
-        return _exit_status(exc)
+        return _exit_status(exc), "sys.exit"
     except ProgramNotFound as exc:
         print(f"{sys.executable}: {exc}", file=sys.stderr)
-        return 1
+        return 1, "exception"
+    except KeyboardInterrupt:
+        _runtime.ended(130, "KeyboardInterrupt")
+        raise
     except Exception as exc:  # the program's own error: its traceback, status 1, as python does
         if module is not None:
             filename = getattr(sys.modules.get("__main__"), "__file__", None)
         tb = trim_traceback(exc, filename)
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-        return 1
-    return 0
+        return 1, "exception"
+    return 0, "exit"
+
+
+def _start_outputs(args: argparse.Namespace, argv: List[str]) -> bool:
+    """Arm the run report and serve /metrics, as the flags, environment and tables say."""
+    from ..report import _runtime
+    from ..report._settings import choose_metrics, choose_report
+
+    tables = _runtime.tables()
+    report = choose_report(
+        getattr(args, "report", None),
+        getattr(args, "report_file", None),
+        os.environ,
+        tables.get("report"),
+    )
+    metrics = choose_metrics(
+        getattr(args, "metrics_port", None),
+        getattr(args, "metrics_addr", None),
+        bool(getattr(args, "metrics_multiprocess", False)),
+        os.environ,
+        tables.get("export"),
+    )
+    writer = None
+    if metrics is not None:
+        from ..report._prometheus import MULTIPROCESS_ENV, serve
+
+        directory = None
+        if metrics.multiprocess:
+            directory = metrics.multiprocess_dir or _fresh_directory()
+            # Before prometheus_client is imported, so the program's own metrics are
+            # multiprocess too; children inherit both.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+            os.environ[MULTIPROCESS_ENV] = directory
+        server = serve(
+            metrics.port, metrics.addr, buckets=metrics.buckets, multiprocess_dir=directory
+        )
+        writer = server.writer
+        if writer is not None:
+            _runtime.adopt_writer(writer)
+        mode = " (every process, multiprocess mode)" if directory else ""
+        print(f"callpyback: serving Prometheus metrics at {server.url}{mode}", file=sys.stderr)
+    _runtime.arm(
+        report.format if report is not None else None,
+        report.path if report is not None else None,
+        argv,
+        sigterm=report is not None or writer is not None,
+    )
+    return report is not None
+
+
+def _fresh_directory() -> str:
+    import atexit
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="callpyback-metrics-")
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(remove)  # registered first, so it runs after the last sync and the report
+    return directory
 
 
 def _choose_config(script: Optional[str]) -> Any:

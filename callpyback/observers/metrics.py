@@ -7,7 +7,7 @@ import threading
 from itertools import accumulate, repeat
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .._histogram import Histogram, quantile_key
+from .._histogram import Histogram
 from ..errors import ConfigurationError
 from ..states import ExecutionState
 from ._base import BaseObserver, _fork_safe, state_for_function
@@ -293,63 +293,18 @@ class MetricsObserver(BaseObserver):
         return self.get_metrics()
 
     def to_prometheus(self, prefix: str = "callpyback") -> str:
-        """Prometheus text exposition (format 0.0.4) of every function's metrics.
+        """Prometheus text exposition (format 0.0.4) of this observer's metrics.
 
-        Counters per outcome, in-flight gauges, and latency as a ``summary`` whose quantiles
-        come from the histogram (they are within ``relative_accuracy``).
+        A thin wrapper over :class:`callpyback.report.CallPyBackCollector` (needs
+        ``prometheus_client``): ``<prefix>_calls_total{target,outcome}``,
+        ``<prefix>_retries_total``, ``<prefix>_calls_in_flight`` (and ``_max``) and the
+        ``<prefix>_call_duration_seconds`` histogram.  To serve it, see ``docs/reports.md``.
         """
-        if not prefix.replace("_", "a").isalnum() or prefix[0].isdigit():
-            raise ConfigurationError(
-                f"prefix must be a Prometheus metric name ([a-zA-Z_][a-zA-Z0-9_]*), got {prefix!r}"
-            )
-        metrics = self.get_metrics()
-        lines: List[str] = []
-        calls = f"{prefix}_calls_total"
-        lines += [f"# HELP {calls} Completed calls by outcome.", f"# TYPE {calls} counter"]
-        for target, m in metrics.items():
-            fn = _label(target)
-            for outcome, key in (
-                ("success", "successes"),
-                ("failure", "failures"),
-                ("recovered", "recoveries"),
-                ("cancelled", "cancelled"),
-                ("interrupted", "interrupted"),
-            ):
-                lines.append(f'{calls}{{function="{fn}",outcome="{outcome}"}} {m[key]}')
-        retries = f"{prefix}_retries_total"
-        lines += [
-            f"# HELP {retries} Extra attempts made by retrying error handlers.",
-            f"# TYPE {retries} counter",
-        ]
-        lines += [f'{retries}{{function="{_label(t)}"}} {m["retries"]}' for t, m in metrics.items()]
-        for key, help_text in (
-            ("in_flight", "Calls running now."),
-            ("max_in_flight", "Most calls seen running at once."),
-        ):
-            gauge = f"{prefix}_{key}"
-            lines += [f"# HELP {gauge} {help_text}", f"# TYPE {gauge} gauge"]
-            lines += [f'{gauge}{{function="{_label(t)}"}} {m[key]}' for t, m in metrics.items()]
-        duration = f"{prefix}_call_duration_seconds"
-        lines += [f"# HELP {duration} Call duration in seconds.", f"# TYPE {duration} summary"]
-        for target, m in metrics.items():
-            fn = _label(target)
-            lat = m["latency"]
-            for q in self.quantiles:
-                value = lat[quantile_key(q)]
-                lines.append(f'{duration}{{function="{fn}",quantile="{q:g}"}} {_num(value)}')
-            lines.append(f'{duration}_sum{{function="{fn}"}} {_num(lat["sum"])}')
-            lines.append(f'{duration}_count{{function="{fn}"}} {lat["count"]}')
-        return "\n".join(lines) + "\n"
+        from ..report._prometheus import CallPyBackCollector, check_prefix, exposition
+
+        check_prefix(prefix)
+        return exposition(CallPyBackCollector(lambda: [self], prefix=prefix))
 
 
 def _outcome(context: Any) -> int:
     return _CODES[context.outcome]
-
-
-def _label(value: str) -> str:
-    # Label values escape backslash, double quote and newline (exposition format spec).
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _num(value: Optional[float]) -> str:
-    return "NaN" if value is None else repr(float(value))

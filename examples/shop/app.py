@@ -1,16 +1,15 @@
 """The shop demo: place 40 orders; some run out of stock, some cards are declined, and the
 payment gateway drops one request in three (the retry pipeline absorbs those).
 
-    callpyback run examples/shop/app.py      # instrumented by the callpyback.toml next to it
-    python examples/shop/app.py              # the same program, uninstrumented
+    callpyback run --report text examples/shop/app.py   # instrumented by the callpyback.toml
+                                                        # next to it; a report at exit
+    python examples/shop/app.py                         # the same program, uninstrumented
 
-The code below knows nothing of callpyback except the last few lines, which print the metrics
-table at exit when the import hook is installed.
+The code below knows nothing of callpyback.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
 import random
@@ -38,17 +37,6 @@ def main(count: int = 40) -> int:
     return 0 if outcomes["paid"] else 1
 
 
-def print_metrics() -> None:
-    try:
-        from callpyback.autoinstrument import is_installed, summary_table
-    except ImportError:
-        return
-    if is_installed():
-        print("\ncallpyback metrics (calls, errors after retries, latency per function):")
-        print(summary_table())
-
-
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    atexit.register(print_metrics)
     sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 40))
