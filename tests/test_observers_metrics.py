@@ -321,3 +321,20 @@ def test_counts_are_exact_with_threads():
     assert m["calls"] == 12_000 and m["failures"] == failures
     assert m["successes"] == 12_000 - failures
     assert m["latency"]["count"] == 12_000 and m["in_flight"] == 0
+
+
+def test_a_wrapped_function_is_reported_once_it_is_called_not_before() -> None:
+    """The engine binds every function it wraps (the import hook wraps thousands): a function
+    never called is in no report, a called one is, and a reset keeps it listed with zeros."""
+    metrics = MetricsObserver()
+    timing = cpb.TimingObserver()
+    deco = cpb.CallPyBack(observers=[metrics, timing])
+    called = deco(lambda: 1)
+    deco(lambda: 2)  # never called
+    assert metrics.get_metrics() == {} and timing.get_stats() == {}
+    called()
+    (target,) = metrics.get_metrics()
+    assert list(timing.get_stats()) == [target]
+    assert metrics.histogram(target) is not None and timing.histogram(target) is not None
+    metrics.reset_metrics()
+    assert metrics.get_metrics()[target]["calls"] == 0

@@ -59,6 +59,7 @@ class FunctionStats:
         "lock",
         "max_in_flight",
         "pending",
+        "seen",
         "start",
         "target",
         *_COUNTERS,
@@ -74,6 +75,9 @@ class FunctionStats:
         self.done = self.events.append
         self.start = functools.partial(self.events.append, _START)
         self.histogram = Histogram(relative_accuracy)
+        #: Whether a call was ever recorded: the engine binds every function it wraps (the import
+        #: hook, thousands), and one never called is not reported.
+        self.seen = False
         self.in_flight = 0
         self.max_in_flight = 0
         self.calls = self.successes = self.failures = self.recoveries = 0
@@ -123,6 +127,7 @@ class FunctionStats:
             peak = max(peak, max(running))
         self.histogram.add_many(durations)
         del events[:n]
+        self.seen = True
         # A call that started before the observer was attached ends without a start: never
         # below zero.
         self.in_flight = max(0, in_flight + starts - ended)
@@ -144,9 +149,12 @@ class FunctionStats:
             self.calls = self.successes = self.failures = self.recoveries = 0
             self.cancelled = self.interrupted = self.retries = 0
 
-    def snapshot(self, quantiles: Tuple[float, ...]) -> Dict[str, Any]:
+    def snapshot(self, quantiles: Tuple[float, ...]) -> Optional[Dict[str, Any]]:
+        """The statistics now (None if no call was ever recorded)."""
         with self.lock:
             self._fold_locked()
+            if not self.seen:
+                return None
             counts = {name: getattr(self, name) for name in _COUNTERS}
             in_flight, max_in_flight = self.in_flight, self.max_in_flight
             histogram = self.histogram.copy()
@@ -266,10 +274,16 @@ class MetricsObserver(BaseObserver):
         """
         if function is not None:
             stats = self._by_target.get(function)
-            return stats.snapshot(self.quantiles) if stats is not None else {}
+            one = stats.snapshot(self.quantiles) if stats is not None else None
+            return one if one is not None else {}
         with self._lock:
-            items = list(self._by_target.items())
-        return {target: stats.snapshot(self.quantiles) for target, stats in sorted(items)}
+            items = sorted(self._by_target.items())
+        out: Dict[str, Any] = {}
+        for target, stats in items:
+            snapshot = stats.snapshot(self.quantiles)
+            if snapshot is not None:
+                out[target] = snapshot
+        return out
 
     def reset_metrics(self, function: Optional[str] = None) -> None:
         """Zero the statistics (of one ``module:qualname`` target, or of all)."""
@@ -286,7 +300,7 @@ class MetricsObserver(BaseObserver):
             return None
         with stats.lock:
             stats._fold_locked()
-            return stats.histogram.copy()
+            return stats.histogram.copy() if stats.seen else None
 
     def to_dict(self) -> Dict[str, Any]:
         """The same as :meth:`get_metrics`: plain, JSON-serialisable data."""

@@ -37,7 +37,7 @@ class _Timing:
     first-attempt success (``list.append`` itself when there is no threshold: no Python frame),
     ``pending``/``flush()`` for the batch."""
 
-    __slots__ = ("done", "durations", "histogram", "lock", "pending", "slow", "threshold")
+    __slots__ = ("done", "durations", "histogram", "lock", "pending", "seen", "slow", "threshold")
 
     def __init__(self, threshold: Optional[float], accuracy: float) -> None:
         self.lock = threading.Lock()
@@ -46,6 +46,7 @@ class _Timing:
         self.histogram = Histogram(accuracy)
         self.threshold = threshold
         self.slow = 0
+        self.seen = False  # bound at wrap time; reported once a call was recorded
         self.done: Any = self.durations.append if threshold is None else self._done
 
     def _done(self, execution_time: float) -> Any:
@@ -65,14 +66,16 @@ class _Timing:
         durations = self.durations
         n = len(durations)
         if n:
-            batch = durations[:n]
+            # Failure-atomic like the metrics fold: the batch leaves only once it is counted.
+            self.histogram.add_many(durations[:n])
             del durations[:n]
-            self.histogram.add_many(batch)
+            self.seen = True
 
-    def copy(self) -> Tuple[Histogram, int]:
+    def copy(self) -> Optional[Tuple[Histogram, int]]:
+        """The histogram and slow-call count now (None if no call was ever recorded)."""
         with self.lock:
             self.fold_locked()
-            return self.histogram.copy(), self.slow
+            return (self.histogram.copy(), self.slow) if self.seen else None
 
 
 _BATCH = 256
@@ -260,10 +263,16 @@ class TimingObserver(BaseObserver):
     def percentiles(self, function: str) -> Dict[str, Optional[float]]:
         """count, mean, min, max and the configured quantiles of one ``module:qualname``."""
         timing = self._by_target.get(function)
-        if timing is None:
+        copied = timing.copy() if timing is not None else None
+        if copied is None:
             return {}
-        histogram, _ = timing.copy()
-        return histogram.summary(self.quantiles)
+        return copied[0].summary(self.quantiles)
+
+    def histogram(self, function: str) -> Optional[Histogram]:
+        """A copy of one target's latency histogram (None if it was never called)."""
+        timing = self._by_target.get(function)
+        copied = timing.copy() if timing is not None else None
+        return copied[0] if copied is not None else None
 
     def get_stats(self) -> Dict[str, Dict[str, Any]]:
         """Per ``module:qualname``: the percentiles, the threshold and the number of slow calls."""
@@ -271,7 +280,10 @@ class TimingObserver(BaseObserver):
             items = sorted(self._by_target.items())
         out: Dict[str, Dict[str, Any]] = {}
         for target, timing in items:
-            histogram, slow = timing.copy()
+            copied = timing.copy()
+            if copied is None:
+                continue
+            histogram, slow = copied
             out[target] = {
                 **histogram.summary(self.quantiles),
                 "threshold": timing.threshold,

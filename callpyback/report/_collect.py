@@ -103,15 +103,7 @@ def pipelines_by_target(decorators_: Sequence[Any]) -> Tuple[Dict[str, str], int
 
 def timing_histogram(observer: Any, target: str) -> Optional[Histogram]:
     """A copy of one target's histogram in a ``TimingObserver`` (None if never called)."""
-    public = getattr(observer, "histogram", None)
-    if callable(public):
-        return public(target)  # type: ignore[no-any-return]
-    # TimingObserver has no public accessor yet (MetricsObserver.histogram has one).
-    timing = getattr(observer, "_by_target", {}).get(target)
-    if timing is None:
-        return None
-    histogram, _ = timing.copy()
-    return histogram  # type: ignore[no-any-return]
+    return observer.histogram(target)  # type: ignore[no-any-return]
 
 
 @dataclass
