@@ -617,7 +617,7 @@ _PREFIX = "_cpb_"
 class Shape:
     """The structure of a parameter list: what the compiled code depends on, not the names."""
 
-    __slots__ = ("kwonly", "names", "posonly", "positional", "varargs", "varkw")
+    __slots__ = ("kwonly", "names", "positional", "posonly", "varargs", "varkw")
 
     def __init__(
         self,
@@ -1043,7 +1043,7 @@ class _Writer:
             self.w("finally:")
             self.w(f"    del {_PREFIX}act[{r}]")
 
-    # -- the attempt ---------------------------------------------------------------------------------
+    # -- the attempt ------------------------------------------------------------------------
     def around_names(self) -> Tuple[Optional[str], Optional[str]]:
         if not self.p.around:
             return None, None
@@ -1412,7 +1412,8 @@ class _Writer:
 
 
 class Template:
-    """One compiled wrapper: its code, the key a record is checked against, what the record holds."""
+    """One compiled wrapper: its code, the key a record is checked against, and what the record
+    holds."""
 
     __slots__ = ("binders", "code", "cold", "key", "names", "objects", "source")
 
