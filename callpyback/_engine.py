@@ -653,7 +653,7 @@ class Shape:
         pos = list(names[: self.positional])
         out = []
         if self.posonly:
-            out += pos[: self.posonly] + ["/"]
+            out += [*pos[: self.posonly], "/"]
             pos = pos[self.posonly :]
         out += pos
         if self.varargs:
