@@ -23,6 +23,10 @@ find_python() {
 ran=()
 missing=()
 for v in "${versions[@]}"; do
+    # The newest Python also runs every wrapper in checking mode: each state transition is
+    # checked against states.TRANSITIONS, and an illegal one fails the test that made it.
+    checking=""
+    [ "$v" = "${versions[-1]}" ] && checking="env CALLPYBACK_CHECK_TRANSITIONS=1"
     py=$(find_python "$v")
     if [ -z "$py" ]; then
         echo "== Python $v: not installed on this machine, not run"
@@ -40,12 +44,15 @@ for v in "${versions[@]}"; do
     "$vpy" -m pip install -q "$wheel[test]" "$ROOT"/plugins/*/
     # From outside the checkout: the import must resolve to the installed wheel.
     (cd "$work" && "$vpy" -c "import callpyback, sys; print('   testing', callpyback.__file__)")
-    # Run from outside the checkout (``-m`` puts the working directory on sys.path), so
-    # `import callpyback` in the tests is the wheel's; tests/conftest.py refuses otherwise.
-    (cd "$work" && CALLPYBACK_TEST_INSTALLED="$work/venv" "$vpy" -m pytest -q \
-        -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" \
-        "$ROOT"/tests "$ROOT"/plugins)
-    ran+=("$v")
+    # The suite runs in a copy of the checkout without the package (tests/ is a package whose
+    # parent pytest puts on sys.path): `import callpyback` can only find the wheel's, and
+    # tests/conftest.py refuses to run otherwise.
+    mkdir "$work/tree"
+    git ls-files -z --cached --others --exclude-standard | grep -zv '^callpyback/' \
+        | tar --null -T - -cf - | tar -xf - -C "$work/tree"
+    (cd "$work/tree" && CALLPYBACK_TEST_INSTALLED="$work/venv" $checking "$vpy" -m pytest -q \
+        -p no:cacheprovider)
+    ran+=("$v${checking:+ (transitions checked)}")
     rm -rf "$work"
 done
 echo "== matrix: ran on ${ran[*]:-none}${missing:+; not installed: ${missing[*]}}"
