@@ -551,3 +551,18 @@ def test_retries_alone_read_no_clock_until_max_time_needs_one() -> None:
         bounded(failing)()
     assert slow.reads > 0
     assert slow.monotonic() < 10.0  # stopped by max_time after two attempts, not 'forever'
+
+
+def test_a_config_backoff_above_a_day_is_located_in_the_file(tmp_path) -> None:
+    from callpyback import ConfigError, load_config
+
+    path = tmp_path / "callpyback.toml"
+    path.write_text(
+        'version = 1\n[error_handlers.r]\ntype = "retry"\nattempts = 3\nmax_delay = 1e300\n'
+        '[[pipelines]]\nname = "x"\nmatch = ["a"]\nerror_handlers = ["r"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "callpyback.toml:5: error_handlers.r.max_delay" in text
+    assert "1e+300" in text and "<= 86400" in text
