@@ -1174,10 +1174,16 @@ class _Writer:
         self.indent -= 1
         self.cond -= 1
         self.w(f"except {self.b('Exception')} as {_PREFIX}fe:")
-        # No stack for the step (or for its first frame inside): nothing was notified, so it
-        # all runs later.  A step that ran part-way handles its own shortage.
+        # No stack for the step: nothing was notified, so it all runs later.  A RecursionError
+        # that reaches this frame never got inside the step's own handler (which defers what
+        # a step that ran part-way had left), wherever it was raised: building the context,
+        # entering ``fail``, or starting the ``_failure`` frame (a C tracer such as coverage's
+        # makes that raise, before any of the step's code ran).
         self.w(f"    {_PREFIX}tb = {_PREFIX}fe.__traceback__.tb_next")
-        self.w(f"    if {_PREFIX}tb is None or {_PREFIX}tb.tb_next is None:")
+        self.w(
+            f"    if {_PREFIX}tb is None or {_PREFIX}tb.tb_next is None or "
+            f"{_PREFIX}fe.__class__ is {self.b('RecursionError')}:"
+        )
         defer = self.use("DEFER", _DEFERRED)
         self.w(
             f"        {defer}[0] = (({self.use('latef', _late_failure)}, "

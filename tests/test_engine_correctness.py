@@ -187,6 +187,40 @@ def test_the_function_s_recursion_error_is_its_own_and_the_books_balance() -> No
     assert stats["in_flight"] == 0
 
 
+_UNDER_A_TRACER = """
+import sys
+from callpyback import CallPyBack, MetricsObserver
+metrics = MetricsObserver()
+
+@CallPyBack(observers=[metrics])
+def deep(n):
+    return deep(n + 1)
+
+try:
+    deep(0)
+except RecursionError:
+    pass
+(stats,) = metrics.get_metrics().values()
+print(stats["in_flight"], stats["calls"] == stats["failures"] > 0)
+"""
+
+
+def test_the_books_balance_at_the_recursion_limit_under_a_c_tracer(tmp_path: Any) -> None:
+    """coverage's C tracer makes the failure step's frame fail as it starts, before its own
+    handler: that step must be deferred whole, not taken for one that ran part-way."""
+    import subprocess
+
+    script = tmp_path / "deep.py"
+    script.write_text(_UNDER_A_TRACER)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coverage", "run", "--branch", "--data-file",
+         str(tmp_path / "cov"), str(script)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "True"]
+
+
 def _tb(tb: Any) -> List[Any]:
     out = []
     while tb is not None:
