@@ -23,6 +23,7 @@ _CAPTURE = pytest.StashKey[Any]()
 _START = pytest.StashKey[Any]()
 _ISOLATE = pytest.StashKey[bool]()
 _REPORT = pytest.StashKey[Any]()
+_SESSION = pytest.StashKey[Any]()
 #: id(installation) -> (installation, "fixture" | "test", fixturedef or None): who installed it
 _OWNERS: Dict[int, Tuple[Any, str, Any]] = {}
 
@@ -42,6 +43,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="also write that report to PATH (.json, .html, or text)",
     )
+    group.addoption(
+        "--callpyback-config",
+        default=None,
+        metavar="PATH",
+        help="install the import hook with this callpyback.toml for the whole session (before "
+        "collection imports the code under test); overrides the ini value callpyback_config",
+    )
+    parser.addini(
+        "callpyback_config",
+        default=None,
+        help="callpyback.toml (relative to the ini file) whose pipelines instrument the code "
+        "under test for the whole session; unset: no import hook unless a test asks for one",
+    )
     parser.addini(
         "callpyback_isolation",
         type="bool",
@@ -58,10 +72,29 @@ def pytest_configure(config: pytest.Config) -> None:
         "text) for this test; shorthand for the callpyback_config fixture",
     )
     config.stash[_ISOLATE] = bool(config.getini("callpyback_isolation"))
+    source = config.getoption("callpyback_config")
+    base = config.invocation_params.dir
+    if not source:
+        source = config.getini("callpyback_config")
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+    if source:
+        from callpyback.config import ConfigError
+        from callpyback.testing._pytest import SessionConfig
+
+        try:
+            config.stash[_SESSION] = SessionConfig(source, [base])
+        except ConfigError as exc:
+            raise pytest.UsageError(f"callpyback_config: {exc}") from None
     if config.getoption("callpyback_report") or config.getoption("callpyback_report_file"):
         from callpyback.testing._pytest import SessionReport
 
         config.stash[_REPORT] = SessionReport()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION, None)
+    if session is not None:
+        session.close()
 
 
 def pytest_collection_modifyitems(items: Any) -> None:

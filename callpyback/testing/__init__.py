@@ -17,7 +17,7 @@ from ..time_sources import MockTimeSource
 from ._capture import CallRecord, Capture, capture
 from ._config import use_config
 from ._expect import Expectation, called
-from ._reset import ResetError, reset, reset_breakers
+from ._reset import reset, reset_breakers
 from ._time import mock_time, use_time_source
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "Capture",
     "Expectation",
     "MockTimeSource",
-    "ResetError",
     "called",
     "capture",
     "mock_time",

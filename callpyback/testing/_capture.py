@@ -32,6 +32,8 @@ class CallRecord:
     """One observed call, as the capture saw it.
 
     ``target`` is ``module:qualname`` (or an integration's target, ``http:GET /x``);
+    ``arguments`` maps each parameter to its value (defaults applied); ``args``/``kwargs`` are
+    what the function receives (CallPyBack passes named parameters positionally);
     ``outcome`` is ``"success"``, ``"failure"``, ``"recovered"``, ``"cancelled"``,
     ``"interrupted"``, or None while the call has not ended.  ``exceptions`` holds the
     exception of every failed attempt, in order; ``exception`` is the last one (kept after a

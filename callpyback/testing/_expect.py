@@ -9,6 +9,7 @@ asks for two calls of ``f``.  Failures say which part was not met and list what 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from fnmatch import fnmatchcase
 from typing import (
@@ -369,13 +370,25 @@ def _about_leaf(capture: Capture, leaf: Called, records: Sequence[CallRecord]) -
     if same:
         return _listing(f"calls of {leaf.target}", same, leaf)
     targets = sorted({r.target for r in records})
-    near = difflib.get_close_matches(leaf.target, targets, n=3, cutoff=0.8)
+    near = _near(leaf.target, targets)
     text = f"{leaf.target} was never called"
     if near:
         text += f"; did you mean {' or '.join(repr(n) for n in near)}?"
     if not capture.active and not records:
         text += " (the capture was not active: use it as `with capture() as calls:`)"
     return text
+
+
+def _near(name: str, candidates: Sequence[str]) -> List[str]:
+    """Targets ``name`` may be a typo of.  Targets share long prefixes (a module, a class), so
+    each is compared on what follows the prefix it has in common with ``name``."""
+    scored = []
+    for candidate in candidates:
+        common = len(os.path.commonprefix([name, candidate]))
+        ratio = difflib.SequenceMatcher(None, name[common:], candidate[common:]).ratio()
+        if ratio >= 0.6:
+            scored.append((-ratio, candidate))
+    return [candidate for _, candidate in sorted(scored)[:3]]
 
 
 def failure_message(capture: Capture, expectation: Expectation, waited: float = 0.0) -> str:

@@ -56,6 +56,19 @@ class ConfigFixture:
         return f"<callpyback_config {source or 'not loaded'}>"
 
 
+class SessionConfig:
+    """``--callpyback-config`` / ini ``callpyback_config``: the import hook installed with one
+    configuration for the whole session (from ``pytest_configure``, before collection imports
+    the code under test), uninstalled at ``pytest_unconfigure``."""
+
+    def __init__(self, source: Any, search: List[Any]) -> None:
+        self._stack = contextlib.ExitStack()
+        self.config = self._stack.enter_context(use_config(source, search=search))
+
+    def close(self) -> None:
+        self._stack.close()
+
+
 def apply_marker(fixture: ConfigFixture, marker: Any) -> None:
     """``@pytest.mark.callpyback(config=...)``: load the marker's configuration."""
     kwargs = dict(marker.kwargs)

@@ -10,11 +10,7 @@ from __future__ import annotations
 import sys
 from typing import List
 
-__all__ = ["ResetError", "reset"]
-
-
-class ResetError(AssertionError):
-    """Something could not be put back (the message says what); the rest was reset."""
+__all__ = ["reset", "reset_breakers"]
 
 
 def _loaded(name: str) -> object:
@@ -26,7 +22,7 @@ def reset(*, flush_timeout: float = 5.0) -> None:
     have queued, close and zero every circuit breaker, return shared state to the in-process
     backend, and forget plugin discovery and the current configuration.
 
-    Raises :class:`ResetError` if the background queue did not drain within ``flush_timeout``
+    Raises ``TimeoutError`` if the background queue did not drain within ``flush_timeout``
     seconds (everything else is reset first).
     """
     problems: List[str] = []
@@ -50,7 +46,7 @@ def reset(*, flush_timeout: float = 5.0) -> None:
     if config is not None:
         config._reset()  # type: ignore[attr-defined]
     if problems:
-        raise ResetError("callpyback.testing.reset(): " + "; ".join(problems))
+        raise TimeoutError("callpyback.testing.reset(): " + "; ".join(problems))
 
 
 def reset_breakers() -> None:
