@@ -37,9 +37,7 @@ def flaky_until(n: int) -> Any:
 
 def test_a_record_holds_target_arguments_outcome_attempts_duration_states_and_pipeline() -> None:
     """Each record: target, args/kwargs/bound arguments, value, attempts, duration, states."""
-    deco = CallPyBack(
-        error_handlers=[RetryHandler(3, backoff=0, jitter=None)], name="payments"
-    )
+    deco = CallPyBack(error_handlers=[RetryHandler(3, backoff=0, jitter=None)], name="payments")
     charge = deco(flaky_until(3))
     with capture() as calls:
         assert charge(1, y=5) == 6
@@ -52,8 +50,13 @@ def test_a_record_holds_target_arguments_outcome_attempts_duration_states_and_pi
     assert [str(e) for e in call.exceptions] == ["attempt 1", "attempt 2"]
     assert call.exception is None  # the call succeeded in the end
     assert call.duration is not None and call.duration >= 0
-    assert call.states == [S.PRE_EXECUTION, S.POST_FAILURE, S.POST_FAILURE, S.POST_SUCCESS,
-                           S.COMPLETED]
+    assert call.states == [
+        S.PRE_EXECUTION,
+        S.POST_FAILURE,
+        S.POST_FAILURE,
+        S.POST_SUCCESS,
+        S.COMPLETED,
+    ]
     assert call.thread == threading.current_thread().name
 
 
@@ -101,8 +104,10 @@ def test_sees_pipelines_compiled_and_called_before_it_started() -> None:
     assert double(1) == 2 and plain(1) == 1
     with capture() as calls:
         assert double(2) == 4 and plain(3) == 3
-    assert calls.outcomes() == {f"{HERE}:{double.__qualname__}": ["success"],
-                                f"{HERE}:{plain.__qualname__}": ["success"]}
+    assert calls.outcomes() == {
+        f"{HERE}:{double.__qualname__}": ["success"],
+        f"{HERE}:{plain.__qualname__}": ["success"],
+    }
     assert seen == [2, 4]  # the decorator's own observer still runs, once per call
 
 
@@ -283,8 +288,9 @@ def test_queries(shop_calls: Any) -> None:
 
 
 def test_assert_called_filters(shop_calls: Any) -> None:
-    [failed] = shop_calls.assert_called(ADD, outcome="failure", exception=ValueError,
-                                        match=r"qty must be >= 1")
+    [failed] = shop_calls.assert_called(
+        ADD, outcome="failure", exception=ValueError, match=r"qty must be >= 1"
+    )
     assert failed.arguments == {"item": "pear", "qty": 0}
     shop_calls.assert_called(ADD, args=("apple", 1), kwargs={}, value="apple", attempts=1)
     shop_calls.assert_called(ADD, times=2)

@@ -64,16 +64,18 @@ def ping(up):
 @pytest.fixture
 def shop(pytester: pytest.Pytester) -> pytest.Pytester:
     """A project: package ``shop`` and its callpyback.toml (the tests are added per test)."""
-    pytester.makepyfile(**{"shop/__init__.py": "", "shop/payments.py": PAYMENTS,
-                           "shop/gateway.py": GATEWAY})
+    pytester.makepyfile(
+        **{"shop/__init__.py": "", "shop/payments.py": PAYMENTS, "shop/gateway.py": GATEWAY}
+    )
     pytester.makefile(".toml", callpyback=SHOP_TOML)
     pytester.syspathinsert()
     return pytester
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error",
-                                         "--strict-markers", *args)
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "error", "--strict-markers", *args
+    )
 
 
 def test_fixtures_are_listed_and_p_no_callpyback_removes_them(pytester: pytest.Pytester) -> None:
@@ -94,7 +96,8 @@ def test_the_done_when_example_retry_under_a_mock_clock_against_toml_config(
     """``def test_retry(callpyback_capture, callpyback_clock)`` with no setup of its own: the
     session's config (ini ``callpyback_config``) instruments ``shop`` as the tests import it."""
     shop.makeini("[pytest]\ncallpyback_config = callpyback.toml\n")
-    shop.makepyfile(test_shop="""
+    shop.makepyfile(
+        test_shop="""
         import asyncio, time
         from shop import payments
 
@@ -114,7 +117,8 @@ def test_the_done_when_example_retry_under_a_mock_clock_against_toml_config(
             started = time.perf_counter()
             payments.charge(1)  # one real 1 s back-off
             assert time.perf_counter() - started >= 0.9
-    """)
+    """
+    )
     result = run(shop, "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_retry PASSED*", "*test_next_test_has_real_time_again*"])
@@ -124,7 +128,8 @@ def test_isolation_breakers_and_background_queues_do_not_leak(shop: pytest.Pytes
     """A breaker opened (and a background queue filled) in one test is gone in the next, in
     both orders; ``callpyback_isolation = false`` turns it off."""
     shop.makeini("[pytest]\ncallpyback_config = callpyback.toml\n")
-    shop.makepyfile(conftest="""
+    shop.makepyfile(
+        conftest="""
         import threading
         import callpyback
 
@@ -138,7 +143,8 @@ def test_isolation_breakers_and_background_queues_do_not_leak(shop: pytest.Pytes
         @callpyback.CallPyBack(observers=[callpyback.on_completion(slow, background=True)])
         def queued(x):
             return x
-    """)
+    """
+    )
     body = """
         import pytest
         from callpyback import _background
@@ -161,14 +167,18 @@ def test_isolation_breakers_and_background_queues_do_not_leak(shop: pytest.Pytes
     """
     forward = textwrap.dedent(body)
     opens, sees = forward.split("\ndef test_{second}")
-    backward = opens.split("\ndef test_{first}")[0] + "\ndef test_{second}" + sees + (
-        "\ndef test_{first}" + opens.split("\ndef test_{first}")[1]
+    backward = (
+        opens.split("\ndef test_{first}")[0]
+        + "\ndef test_{second}"
+        + sees
+        + ("\ndef test_{first}" + opens.split("\ndef test_{first}")[1])
     )
     shop.makepyfile(test_order=forward.format(first="a", second="b"))
     run(shop).assert_outcomes(passed=2)
     shop.makepyfile(test_order=backward.format(first="a", second="b"))
-    run(shop, "-v").stdout.fnmatch_lines(["*test_b_sees_it_closed_and_drained PASSED*",
-                                          "*test_a_opens_and_queues PASSED*"])
+    run(shop, "-v").stdout.fnmatch_lines(
+        ["*test_b_sees_it_closed_and_drained PASSED*", "*test_a_opens_and_queues PASSED*"]
+    )
     shop.makepyfile(test_order=forward.format(first="a", second="b"))
     shop.makeini("[pytest]\ncallpyback_config = callpyback.toml\ncallpyback_isolation = false\n")
     off = run(shop)
@@ -177,7 +187,8 @@ def test_isolation_breakers_and_background_queues_do_not_leak(shop: pytest.Pytes
 
 
 def test_a_leaked_import_hook_fails_its_test_with_a_clear_message(shop: pytest.Pytester) -> None:
-    shop.makepyfile(test_leak="""
+    shop.makepyfile(
+        test_leak="""
         import pytest
         from callpyback import autoinstrument
 
@@ -210,26 +221,30 @@ def test_a_leaked_import_hook_fails_its_test_with_a_clear_message(shop: pytest.P
         def test_uses_the_config_fixture(callpyback_config):
             callpyback_config("callpyback.toml")
             assert autoinstrument.is_installed()
-    """)
+    """
+    )
     result = run(shop)
     result.assert_outcomes(passed=6, errors=2)
-    result.stdout.fnmatch_lines([
-        "*ERROR at teardown of test_leaks*",
-        "callpyback: test_leak.py::test_leaks left the import hook installed (installed by the "
-        "test body, config callpyback.toml). A test must uninstall what it installs: use the "
-        "callpyback_config fixture or `with callpyback.testing.use_config(...)`, or call "
-        "callpyback.autoinstrument.uninstall() in a finally or fixture teardown. It has been "
-        "uninstalled now, so the next tests do not inherit it.",
-        "*ERROR at teardown of test_fixture_leaks*",
-        "callpyback: test_leak.py::test_fixture_leaks left the import hook installed (installed "
-        "by the fixture 'hooked' (function scope)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "callpyback: test_leak.py::test_leaks left the import hook installed (installed by the "
+            "test body, config callpyback.toml). A test must uninstall what it installs: use the "
+            "callpyback_config fixture or `with callpyback.testing.use_config(...)`, or call "
+            "callpyback.autoinstrument.uninstall() in a finally or fixture teardown. It has been "
+            "uninstalled now, so the next tests do not inherit it.",
+            "*ERROR at teardown of test_fixture_leaks*",
+            "callpyback: test_leak.py::test_fixture_leaks left the import hook installed "
+            "(installed by the fixture 'hooked' (function scope)*",
+        ]
+    )
 
 
 def test_marker_and_config_fixture_install_for_the_test_and_report_bad_config(
     shop: pytest.Pytester,
 ) -> None:
-    shop.makepyfile(test_marker="""
+    shop.makepyfile(
+        test_marker="""
         import pytest
         from callpyback import autoinstrument
         from shop import payments
@@ -255,22 +270,26 @@ def test_marker_and_config_fixture_install_for_the_test_and_report_bad_config(
         @pytest.mark.callpyback(config='[[pipelines]]\\nmatch = ["shop.*"]\\nobservrs = []\\n')
         def test_bad_config():
             pass
-    """)
+    """
+    )
     result = run(shop)
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at setup of test_bad_config*",
-                                 "*<TOML text>:3*observrs*did you mean*observers*"])
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of test_bad_config*", "*<TOML text>:3*observrs*did you mean*observers*"]
+    )
 
 
 def test_a_failing_assertion_shows_why_and_the_captured_calls(shop: pytest.Pytester) -> None:
     shop.makeini("[pytest]\ncallpyback_config = callpyback.toml\n")
-    shop.makepyfile(test_fail="""
+    shop.makepyfile(
+        test_fail="""
         from shop import payments
 
         def test_expects_a_failure(callpyback_capture, callpyback_clock):
             payments.charge(9)
             callpyback_capture.assert_called("shop.payments:charge", outcome="failure")
-    """)
+    """
+    )
     result = run(shop)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
@@ -308,13 +327,15 @@ def test_callpyback_report_prints_the_run_report_of_the_session(shop: pytest.Pyt
     shop.makepyfile(test_report=REPORT_TESTS)
     result = run(shop, "--callpyback-report", "--callpyback-report-file", "out/report.json")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([
-        "*= callpyback report =*",
-        "callpyback report: 1 targets, 4 calls observed during the tests, sorted by total time*",
-        "target*pipeline*calls*ok*failed*recovered*retries*",
-        "shop.payments:charge*payments*4*4*0*0*2*",
-        "callpyback: json report written to out/report.json",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*= callpyback report =*",
+            "callpyback report: 1 targets, 4 calls observed during the tests, sorted by *",
+            "target*pipeline*calls*ok*failed*recovered*retries*",
+            "shop.payments:charge*payments*4*4*0*0*2*",
+            "callpyback: json report written to out/report.json",
+        ]
+    )
     data = json.loads((shop.path / "out" / "report.json").read_text())
     [row] = [f for f in data["functions"] if f["target"] == "shop.payments:charge"]
     assert (row["calls"], row["retries"]) == (4, 2)
@@ -326,7 +347,9 @@ def test_parallel_with_xdist_isolation_and_a_merged_report(shop: pytest.Pytester
     if importlib.util.find_spec("xdist") is None:
         pytest.skip("pytest-xdist is not installed (it is in the test extra)")
     shop.makeini("[pytest]\ncallpyback_config = callpyback.toml\n")
-    shop.makepyfile(test_report=REPORT_TESTS, test_clock="""
+    shop.makepyfile(
+        test_report=REPORT_TESTS,
+        test_clock="""
         from shop import payments
 
         def test_retry(callpyback_capture, callpyback_clock):
@@ -334,25 +357,30 @@ def test_parallel_with_xdist_isolation_and_a_merged_report(shop: pytest.Pytester
             payments.charge(1)
             callpyback_capture.assert_called("shop.payments:charge", attempts=3)
             assert callpyback_clock.sleeps == [1.0, 2.0]
-    """)
+    """,
+    )
     result = run(shop, "-p", "xdist", "-n", "2", "--callpyback-report")
     result.assert_outcomes(passed=5)
-    result.stdout.fnmatch_lines([
-        "callpyback report: 1 targets, 5 calls observed during the tests in 2 xdist workers*",
-        "shop.payments:charge*payments*5*5*0*0*4*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "callpyback report: 1 targets, 5 calls observed during the tests in 2 xdist workers*",
+            "shop.payments:charge*payments*5*5*0*0*4*",
+        ]
+    )
 
 
 def test_loading_the_plugin_imports_nothing_of_callpyback(pytester: pytest.Pytester) -> None:
     """A session that never uses CallPyBack never imports it (nor pydantic, nor discovery)."""
-    pytester.makepyfile(test_light="""
+    pytester.makepyfile(
+        test_light="""
         import sys
 
         def test_nothing_loaded(request):
             assert request.config.pluginmanager.has_plugin("callpyback")
             loaded = {"callpyback", "pydantic", "callpyback.plugins"} & set(sys.modules)
             assert loaded == set()
-    """)
+    """
+    )
     run(pytester).assert_outcomes(passed=1)
 
 

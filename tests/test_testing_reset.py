@@ -45,8 +45,9 @@ def test_the_import_hook_is_uninstalled_and_functions_restored(packages: Package
     mod = packages.name("app")
     app = __import__(mod)
     original = app.f.__code__
-    auto.install(config_module.load_text(f'[[pipelines]]\nmatch = ["{mod}"]\n'
-                                         'observers = ["metrics"]\n'))
+    auto.install(
+        config_module.load_text(f'[[pipelines]]\nmatch = ["{mod}"]\nobservers = ["metrics"]\n')
+    )
     assert auto.is_installed() and app.f.__code__ is not original
     reset()
     assert not auto.is_installed() and app.f.__code__ is original
@@ -118,7 +119,6 @@ def test_reset_imports_nothing_that_was_not_used() -> None:
         "heavy = {'pydantic', 'pluggy', 'callpyback.plugins', 'callpyback.config._loader'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -24,8 +24,13 @@ def test_a_decorator_made_earlier_times_and_stamps_with_the_mock_clock() -> None
     seen: List[Any] = []
     clock_box: List[MockTimeSource] = []
 
-    @CallPyBack(observers=[on_completion(lambda timestamp, execution_time:
-                                         seen.append((timestamp, execution_time)))])
+    @CallPyBack(
+        observers=[
+            on_completion(
+                lambda timestamp, execution_time: seen.append((timestamp, execution_time))
+            )
+        ]
+    )
     def work() -> None:
         clock_box[0].advance(0.25)
 
@@ -77,8 +82,7 @@ def test_async_retry_sleeps_on_the_mock_clock_while_asyncio_sleep_stays_real() -
 
 
 def test_breaker_recovery_timeout_runs_on_the_mock_clock() -> None:
-    handler = CircuitBreakerHandler("test-testing-time", failure_threshold=2,
-                                    recovery_timeout=30.0)
+    handler = CircuitBreakerHandler("test-testing-time", failure_threshold=2, recovery_timeout=30.0)
 
     @CallPyBack(error_handlers=[handler])
     def call(fail: bool) -> str:
@@ -146,7 +150,8 @@ def test_restored_even_when_the_block_raises() -> None:
 def test_a_time_source_without_the_protocol_is_refused() -> None:
     from callpyback.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match=r"lacks \['sleep'\]"), use_time_source(
-        type("Half", (), {"now": time.time, "monotonic": time.monotonic})()
+    with (
+        pytest.raises(ConfigurationError, match=r"lacks \['sleep'\]"),
+        use_time_source(type("Half", (), {"now": time.time, "monotonic": time.monotonic})()),
     ):
         pass

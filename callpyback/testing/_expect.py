@@ -9,7 +9,6 @@ asks for two calls of ``f``.  Failures say which part was not met and list what 
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from fnmatch import fnmatchcase
 from typing import (
@@ -384,7 +383,11 @@ def _near(name: str, candidates: Sequence[str]) -> List[str]:
     each is compared on what follows the prefix it has in common with ``name``."""
     scored = []
     for candidate in candidates:
-        common = len(os.path.commonprefix([name, candidate]))
+        common = 0
+        for a, b in zip(name, candidate):  # characters, deliberately (not path components)
+            if a != b:
+                break
+            common += 1
         ratio = difflib.SequenceMatcher(None, name[common:], candidate[common:]).ratio()
         if ratio >= 0.6:
             scored.append((-ratio, candidate))
