@@ -235,8 +235,11 @@ def _leaked_hook(item: pytest.Item) -> Optional[str]:
         return None
     owner = _OWNERS.get(id(installation))
     if owner is None or owner[0] is not installation:
-        if installation is item.stash.get(_START, None):
-            return None  # there before the test began (installed at start-up or collection)
+        start = item.stash.get(_START, None)
+        if start is not None and installation.selector is start.selector:
+            # There before the test began (the session's config, or one installed at start-up),
+            # or put back by the callpyback_config fixture after the test replaced it.
+            return None
         by = "this test, outside its fixtures' set-up and its body (a finalizer or a hook)"
     elif owner[1] == "fixture":
         fixturedef = owner[2]
