@@ -658,7 +658,6 @@ class _Override:
             out.append(reg)
         return tuple(out)
 
-
     def set_time_source(self, source: Any) -> Any:
         """Put ``source`` in force for every pipeline (None: each its own); returns the previous."""
         with self.lock:
