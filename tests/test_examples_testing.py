@@ -5,6 +5,7 @@ in a child process that loads the plugin through the installed ``pytest11`` entr
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,14 @@ def test_the_example_fails_when_the_retry_config_is_gone(tmp_path: Path) -> None
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "ConnectionError: gateway unreachable" in proc.stdout
     assert "Captured callpyback calls" in proc.stdout
+
+
+def test_the_pytest_examples_in_docs_are_copies_of_the_example_suite() -> None:
+    """docs/testing.md shows pytest tests in ```py blocks (the docs' snippet runner runs only
+    ```python ones, and these need the example project): each is in the suite run above."""
+    docs = (EXAMPLE.parents[1] / "docs" / "testing.md").read_text(encoding="utf-8")
+    suite = (EXAMPLE / "tests" / "test_payments.py").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```py\n(.*?)^```", docs, re.M | re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        assert block in suite, block
