@@ -24,8 +24,11 @@ _START = pytest.StashKey[Any]()
 _ISOLATE = pytest.StashKey[bool]()
 _REPORT = pytest.StashKey[Any]()
 _SESSION = pytest.StashKey[Any]()
+_SEAMS = pytest.StashKey[Any]()
 #: id(installation) -> (installation, "fixture" | "test", fixturedef or None): who installed it
 _OWNERS: Dict[int, Tuple[Any, str, Any]] = {}
+#: id(observer or time source) -> (it, fixturedef): put in force by a module/class/session fixture
+_SEAM_OWNERS: Dict[int, Tuple[Any, Any]] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -154,6 +157,15 @@ def callpyback_config(request: pytest.FixtureRequest) -> Iterator[Any]:
 # --- isolation --------------------------------------------------------------------------------
 
 
+def _seams() -> Any:
+    """What the testing seam holds now: (time source or None, observers); None if unloaded."""
+    decorator = sys.modules.get("callpyback._decorator")
+    if decorator is None:
+        return None
+    override = decorator._OVERRIDE
+    return override.time_source, tuple(observer for observer, _ in override.observers)
+
+
 def _installation() -> Any:
     auto = sys.modules.get("callpyback.autoinstrument")
     if auto is None:
@@ -165,18 +177,25 @@ def _installation() -> Any:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Any:
     item.stash[_START] = _installation()
+    item.stash[_SEAMS] = _seams()
     return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: Any, request: Any) -> Any:
     before = _installation()
+    seams = _seams()
     try:
         return (yield)
     finally:
         after = _installation()
         if after is not None and after is not before:
             _OWNERS[id(after)] = (after, "fixture", fixturedef)
+        if getattr(fixturedef, "scope", "function") != "function":
+            now = _seams()
+            if now is not None and now != seams:
+                for held in (now[0], *now[1]):
+                    _SEAM_OWNERS[id(held)] = (held, fixturedef)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -208,9 +227,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: Optional[pytest.Item]) 
         failed = False
         return result
     finally:
-        leak = _after_test(item)
-        if leak is not None and not failed:
-            pytest.fail(leak, pytrace=False)
+        leaks = [m for m in (_after_test(item), _leaked_seams(item)) if m is not None]
+        if leaks and not failed:
+            pytest.fail("\n".join(leaks), pytrace=False)
 
 
 def _after_test(item: pytest.Item) -> Optional[str]:
@@ -258,6 +277,45 @@ def _leaked_hook(item: pytest.Item) -> Optional[str]:
         "use the callpyback_config fixture or `with callpyback.testing.use_config(...)`, or call "
         "callpyback.autoinstrument.uninstall() in a finally or fixture teardown. It has been "
         "uninstalled now, so the next tests do not inherit it."
+    )
+
+
+def _owned(held: Any) -> bool:
+    """Put in force by a module/class/session fixture that is still alive."""
+    owner = _SEAM_OWNERS.get(id(held))
+    return owner is not None and owner[0] is held and owner[1].cached_result is not None
+
+
+def _leaked_seams(item: pytest.Item) -> Optional[str]:
+    """A capture left recording or a clock left in force after the test (and its fixtures)
+    ended: the next tests would be timed by it, or recorded.  Undone here, and reported."""
+    now = _seams()
+    if now is None:
+        return None
+    for key, (_, fixturedef) in list(_SEAM_OWNERS.items()):
+        if fixturedef.cached_result is None:  # torn down: what it held is no longer owned
+            del _SEAM_OWNERS[key]
+    start = item.stash.get(_SEAMS, None) or (None, ())
+    override = sys.modules["callpyback._decorator"]._OVERRIDE
+    left = []
+    source = now[0]
+    if source is not None and source is not start[0] and not _owned(source):
+        override.set_time_source(start[0])
+        left.append(f"a time source in force ({source!r}: use_time_source() or mock_time())")
+    for observer in now[1]:
+        if not any(observer is o for o in start[1]) and not _owned(observer):
+            owner = getattr(observer, "_owner", None)  # a capture's recorder
+            left.append(f"a capture recording ({owner if owner is not None else observer!r})")
+            if owner is not None and hasattr(owner, "stop"):
+                owner.stop()
+            else:
+                override.remove_observer(observer)
+    if not left:
+        return None
+    return (
+        f"callpyback: {item.nodeid} left {' and '.join(left)} after it ended. Use them as `with` "
+        "blocks or the callpyback_capture / callpyback_clock fixtures. Undone now, so the next "
+        "tests do not inherit them."
     )
 
 

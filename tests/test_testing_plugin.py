@@ -392,3 +392,67 @@ def test_the_plugin_is_the_installed_entry_point() -> None:
     assert (ep.name, ep.value) == ("callpyback", "_callpyback_pytest")
     module: Any = ep.load()
     assert module is sys.modules["_callpyback_pytest"]
+
+
+def test_a_capture_or_clock_left_active_fails_its_test_and_is_undone(
+    shop: pytest.Pytester,
+) -> None:
+    """A capture started and never stopped, or a clock never restored, would record or time
+    the next tests: the test that left it fails at teardown, and the next one is clean; a
+    module-scoped fixture may hold one across its tests."""
+    shop.makepyfile(
+        test_seams="""
+        import time
+        import pytest
+        from callpyback import CallPyBack
+        from callpyback.testing import capture, mock_time
+
+        @CallPyBack()
+        def work():
+            return 1
+
+        def test_leaves_a_capture():
+            capture().start()
+
+        KEPT = []
+
+        def test_leaves_a_clock():
+            KEPT.append(mock_time())  # entered, never exited
+            KEPT[0].__enter__()
+
+        def test_next_is_clean():
+            from callpyback._decorator import _OVERRIDE
+            assert _OVERRIDE.time_source is None
+            with capture() as calls:
+                started = time.perf_counter()
+                work()
+            assert calls[0].duration < time.perf_counter() - started + 1e-3  # a real clock
+
+        @pytest.fixture(scope="module")
+        def module_clock():
+            with mock_time() as clock:
+                yield clock
+
+        def test_module_clock_1(module_clock):
+            with capture() as calls:
+                work()
+            assert calls[0].duration == 0.0
+
+        def test_module_clock_2(module_clock):
+            module_clock.advance(5)
+    """
+    )
+    result = run(shop, "-v")
+    result.assert_outcomes(passed=5, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaves_a_capture*",
+            "callpyback: test_seams.py::test_leaves_a_capture left a capture recording "
+            "(<Capture active, 0 calls>) after it ended. Use them as `with` blocks or the "
+            "callpyback_capture / callpyback_clock fixtures. Undone now, so the next tests do "
+            "not inherit them.",
+            "*ERROR at teardown of test_leaves_a_clock*",
+            "callpyback: test_seams.py::test_leaves_a_clock left a time source in force "
+            "(MockTimeSource(*): use_time_source() or mock_time()) after it ended.*",
+        ]
+    )
