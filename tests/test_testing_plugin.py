@@ -456,3 +456,27 @@ def test_a_capture_or_clock_left_active_fails_its_test_and_is_undone(
             "(MockTimeSource(*): use_time_source() or mock_time()) after it ended.*",
         ]
     )
+
+
+def test_assertion_rewriting_survives_a_session_config_that_matches_the_test_module(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest's AssertionRewritingHook stays in charge of test modules even when a pattern of
+    the session's config selects them (pytest#1871): a failing assert still explains itself."""
+    toml = 'version = 1\n[[pipelines]]\nmatch = ["test_rw:*"]\nobservers = ["metrics"]\n'
+    pytester.makefile(".toml", callpyback=toml)
+    pytester.makeini("[pytest]\ncallpyback_config = callpyback.toml\n")
+    pytester.makepyfile(
+        test_rw="""
+        def helper():
+            return [1, 2]
+
+        def test_rewritten(callpyback_capture):
+            x = helper()
+            callpyback_capture.assert_called("test_rw:helper", outcome="success")
+            assert x == [1, 3]
+    """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E       assert [1, 2] == [1, 3]", "E*At index 1 diff: 2 != 3"])
