@@ -58,6 +58,37 @@ def test_retry_back_off_sleeps_on_the_mock_clock_and_returns_at_once() -> None:
     assert (call.attempts, call.duration) == (4, 7.0)
 
 
+def test_threads_started_in_the_block_back_off_on_the_mock_clock() -> None:
+    """The override is process-wide: each worker thread's retrying call sleeps on the mock
+    clock (recorded there, not waited for)."""
+    import threading
+
+    def flaky_twice() -> Any:
+        failures = {"left": 2}
+
+        @CallPyBack(error_handlers=[RetryHandler(3, backoff=1.0, multiplier=2.0, jitter=None)])
+        def call() -> str:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise ConnectionError("down")
+            return "ok"
+
+        return call
+
+    workers = [flaky_twice(), flaky_twice()]
+    with mock_time() as clock, capture() as calls:
+        threads = [threading.Thread(target=w, name=f"worker-{i}") for i, w in enumerate(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(clock.sleeps) == [1.0, 1.0, 2.0, 2.0]
+    assert sorted((r.thread, r.outcome, r.attempts) for r in calls) == [
+        ("worker-0", "success", 3),
+        ("worker-1", "success", 3),
+    ]
+
+
 def test_async_retry_sleeps_on_the_mock_clock_while_asyncio_sleep_stays_real() -> None:
     """No global clock is patched: the test's own asyncio.sleep still sleeps (and returns)."""
     attempts = {"n": 0}
