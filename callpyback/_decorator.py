@@ -241,12 +241,15 @@ class CallPyBack:
         self._registrations: Tuple[Registration, ...] = ()
         self._bound: List[_Bound] = []
         self._has_sync = False
-        self._pipeline_now: Pipeline = self._build()
+        # Known to the process-wide seams before the first build: one that changes meanwhile
+        # rebuilds us, or we build after it changed (either way the override is in force).
+        _LIVE.add(self)
+        with self._lock:
+            self._pipeline_now: Pipeline = self._build()
         if observers is not None and _is_observer_like(observers):
             observers = [observers]  # one observer given where a list was expected
         for obs in _as_list(observers, "observers"):
             self.add_observer(obs)
-        _LIVE.add(self)
 
     # --- decoration ---------------------------------------------------------------------
     def __call__(self, func: F) -> F:
@@ -655,13 +658,46 @@ class _Override:
             out.append(reg)
         return tuple(out)
 
+    def set_time_source(self, source: Any) -> Any:
+        """Put ``source`` in force for every pipeline (None: each its own); returns the previous."""
+        with self.lock:
+            previous, self.time_source = self.time_source, source
+        rebuild_all()
+        return previous
+
+    def add_observer(self, observer: Any) -> None:
+        """Attach ``observer`` to every decorator, those built later included."""
+        with self.lock:
+            self.observers = (*self.observers, (observer, {}))
+        rebuild_all()
+
+    def remove_observer(self, observer: Any) -> bool:
+        """Detach it from every decorator; False if it was not attached."""
+        with self.lock:
+            keep = tuple(entry for entry in self.observers if entry[0] is not observer)
+            removed = len(keep) != len(self.observers)
+            self.observers = keep
+        if removed:
+            rebuild_all()
+        return removed
+
+    @property
+    def active(self) -> bool:
+        return self.time_source is not None or bool(self.observers)
+
 
 _OVERRIDE = _Override()
 
 
 def rebuild_all() -> None:
     """Recompile every live decorator's functions (after a process-wide seam changed)."""
-    for decorator in list(_LIVE):
+    while True:
+        try:
+            live = list(_LIVE)
+            break
+        except RuntimeError:  # another thread made a decorator while we listed them
+            continue
+    for decorator in live:
         decorator._rebuild()
 
 

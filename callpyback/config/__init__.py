@@ -111,3 +111,10 @@ def configure(
 def current_config() -> Optional[Config]:
     """The configuration set by :func:`configure`, or None."""
     return _current
+
+
+def _reset() -> None:
+    """Forget the current configuration (for ``callpyback.testing.reset()``)."""
+    global _current
+    with _lock:
+        _current = None

@@ -1,0 +1,1 @@
+"""A tiny shop whose payments CallPyBack observes through callpyback.toml (no decorator)."""
