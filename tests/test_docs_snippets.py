@@ -203,7 +203,7 @@ def run_page(page: Page, tmp_path: Path) -> tuple[subprocess.CompletedProcess[st
     cwd.mkdir()
     tmp.mkdir()
     results_path = tmp_path / "results.json"
-    env = dict(os.environ, TMPDIR=str(tmp), NO_COLOR="1", COLUMNS="100")
+    env = dict(os.environ, TMPDIR=str(tmp), NO_COLOR="1", COLUMNS="80")
     env.pop("CALLPYBACK_CONFIG", None)
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, page.name, str(results_path)],
