@@ -16,7 +16,7 @@ sys.path.insert(0, str(DOCS / "_ext"))
 
 project = "CallPyBack"
 author = "CallPyBack developers"
-copyright = "CallPyBack developers"  # noqa: A001 - Sphinx's name for it
+copyright = "CallPyBack developers"
 
 
 def _release() -> str:

@@ -45,7 +45,9 @@ PAGES = sorted(
     [ROOT / "README.md", *(p for p in ROOT.glob("docs/**/*.md") if "_build" not in p.parts)]
 )
 
-FENCE = re.compile(r"^(?P<fence>```+|~~~+)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+FENCE = re.compile(
+    r"^(?P<fence>```+|~~~+)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S
+)
 MARKER = re.compile(r"<!--\s*(?P<kind>[a-z-]+):(?P<arg>.*?)-->", re.S)
 KINDS = {"skip", "excerpt", "no-snippets"}
 PYTHON = {"python", "py", "python3", "pycon", "ipython"}
@@ -190,7 +192,7 @@ def matches(expected: str, actual: str) -> bool:
 def run_page(page: Page, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list, list]:
     steps: list[dict[str, object]] = []
     expected: list[tuple[int, str, str]] = []  # (step index, where, expected output)
-    for i, block in enumerate(page.blocks):
+    for block in page.blocks:
         if block.lang == "python" and block.marker is None:
             steps.append({"kind": "python", "line": block.line, "source": block.body})
         elif block.output_of is not None:
@@ -226,7 +228,9 @@ def test_page_snippets_run(page: Page, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     for index, where, want in expected:
         got = results[index]
-        assert matches(want, got), f"{page.name}: {where} shows\n{want}\nbut the code printed\n{got}"
+        assert matches(want, got), (
+            f"{page.name}: {where} shows\n{want}\nbut the code printed\n{got}"
+        )
     left = sorted(str(p.relative_to(tmp_path / "cwd")) for p in (tmp_path / "cwd").rglob("*"))
     assert left == [], f"{page.name} wrote into the current directory: {left}"
 
@@ -248,9 +252,7 @@ def test_page_runs_something_or_says_why(page: Page) -> None:
 EXCERPTS = [(p, b) for p in PARSED for b in p.blocks if b.marker == "excerpt"]
 
 
-@pytest.mark.parametrize(
-    "page, block", EXCERPTS, ids=[f"{p.name}:{b.line}" for p, b in EXCERPTS]
-)
+@pytest.mark.parametrize("page, block", EXCERPTS, ids=[f"{p.name}:{b.line}" for p, b in EXCERPTS])
 def test_excerpts_quote_their_file(page: Page, block: Block) -> None:
     """An excerpt's lines appear in the quoted file, in order."""
     source = (ROOT / block.marker_arg).read_text(encoding="utf-8").splitlines()

@@ -128,6 +128,7 @@ class RetryHandler(ErrorHandler):
         self.rng = rng
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Retry a matching failure after the back-off delay, until the stop is reached."""
         if not isinstance(exception, self.exceptions) or isinstance(exception, self.exclude):
             return None
         if context.function_info.kind not in RETRYABLE_KINDS:

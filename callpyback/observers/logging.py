@@ -128,6 +128,7 @@ class LoggingObserver(BaseObserver):
         return bool(enabled)
 
     def update(self, context: Any) -> None:
+        """Log the call's outcome at the level configured for it."""
         state = context.state
         if state is _DONE and context.exception is None:
             # The common case first: a success whose level is off costs two attribute reads and

@@ -141,6 +141,7 @@ class FunctionStats:
         self.retries += retries
 
     def reset(self) -> None:
+        """Forget the counts and latencies (calls in flight stay counted)."""
         with self.lock:
             self._fold_locked()
             self.histogram = Histogram(self.histogram.relative_accuracy)
@@ -252,6 +253,7 @@ class MetricsObserver(BaseObserver):
             stats.fold(blocking=False)
 
     def update(self, context: Any) -> None:
+        """Count the notification (the general form of :meth:`notify`)."""
         self.notify(
             context.function_info,
             context.state,
