@@ -21,7 +21,11 @@ import callpyback
 
 ROOT = Path(__file__).resolve().parents[1]
 API = ROOT / "docs" / "api"
-DIRECTIVE = re.compile(r"^```\{(?P<kind>auto\w+)\} (?P<target>\S+)\n(?P<body>.*?)^```", re.M | re.S)
+# ```{eval-rst} blocks holding one autodoc directive each: what autodoc generates is
+# reStructuredText, which MyST's own directive syntax would not parse as such.
+DIRECTIVE = re.compile(
+    r"^```\{eval-rst\}\n\.\. (?P<kind>auto\w+):: (?P<target>\S+)\n(?P<body>.*?)^```", re.M | re.S
+)
 
 #: Public-looking modules that are not API, and why.
 NOT_API = {
@@ -69,7 +73,7 @@ def directives() -> Iterator[Tuple[str, str, str, str]]:
     for page in sorted(API.glob("*.md")):
         for m in DIRECTIVE.finditer(page.read_text(encoding="utf-8")):
             body = "\n".join(
-                line for line in m.group("body").splitlines() if not line.startswith(":")
+                line for line in m.group("body").splitlines() if not line.strip().startswith(":")
             ).strip()
             yield page.name, m.group("kind"), m.group("target"), body
 

@@ -1,0 +1,211 @@
+"""The documentation site builds strictly and offline, and its links hold.
+
+The site is built once per test session, from the checkout, the way README.md says
+(``python -m sphinx -W --keep-going``), in a fresh output directory (so every page is read and
+every warning is seen), with any network use sent to a closed port. Then its HTML is checked:
+every internal link and anchor resolves, nothing is loaded from elsewhere, every page of
+``docs/`` is part of the site, and every public name is in its inventory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Dict, Iterator, List, Set, Tuple
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted(p for p in DOCS.glob("**/*.md") if "_build" not in p.parts)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("site") / "html"
+    dead = "http://127.0.0.1:9"  # nothing listens there: any download fails at once
+    env = dict(
+        os.environ,
+        http_proxy=dead,
+        https_proxy=dead,
+        HTTP_PROXY=dead,
+        HTTPS_PROXY=dead,
+        no_proxy="",
+        NO_PROXY="",
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(DOCS),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    return out, proc
+
+
+def test_site_builds_with_warnings_as_errors(
+    site: Tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """``sphinx -W --keep-going`` succeeds and says nothing: no warning of any kind."""
+    out, proc = site
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert proc.stderr.strip() == "", proc.stderr[-6000:]
+    assert (out / "index.html").is_file()
+
+
+def test_every_page_is_in_the_site(site: Tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """Each Markdown page of docs/ became a page of the site (and so is in the navigation:
+    Sphinx warns about a page in no toctree, which -W makes an error)."""
+    out, _ = site
+    missing = [
+        str(p) for p in PAGES if not (out / p.relative_to(DOCS).with_suffix(".html")).is_file()
+    ]
+    assert missing == []
+
+
+class _Page(HTMLParser):
+    """The ids of a page, its links, and what it loads."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: Set[str] = set()
+        self.links: List[str] = []
+        self.loads: List[str] = []
+
+    def handle_starttag(self, tag: str, attrs: List[Tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        for key in ("id", "name"):
+            if a.get(key):
+                self.ids.add(str(a[key]))
+        if tag == "a" and a.get("href"):
+            self.links.append(str(a["href"]))
+        if tag in ("script", "img", "iframe", "source", "video", "audio") and a.get("src"):
+            self.loads.append(str(a["src"]))
+        if tag == "link" and a.get("href"):
+            self.loads.append(str(a["href"]))
+            if "stylesheet" in (a.get("rel") or "") or "icon" in (a.get("rel") or ""):
+                self.links.append(str(a["href"]))
+
+
+def _pages(out: Path) -> Dict[Path, _Page]:
+    parsed = {}
+    for html in out.glob("**/*.html"):
+        if "_static" in html.parts or "_sources" in html.parts:
+            continue
+        page = _Page()
+        page.feed(html.read_text(encoding="utf-8"))
+        parsed[html] = page
+    return parsed
+
+
+def _broken_links(out: Path) -> Iterator[str]:
+    pages = _pages(out)
+    for html, page in pages.items():
+        for href in page.links:
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc or href.startswith("mailto:"):
+                continue  # a link to elsewhere: not ours to check offline
+            target = html if not parts.path else (html.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                yield f"{html.relative_to(out)}: {href} (no such file)"
+                continue
+            fragment = unquote(parts.fragment)
+            if fragment and target.suffix == ".html":
+                ids = pages[target].ids if target in pages else set()
+                if fragment not in ids:
+                    yield f"{html.relative_to(out)}: {href} (no such anchor)"
+
+
+def test_internal_links_and_anchors_resolve(
+    site: Tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """Every link inside the site points at a file that exists, and at an anchor on it."""
+    out, proc = site
+    assert proc.returncode == 0
+    assert list(_broken_links(out)) == []
+
+
+def test_link_checker_finds_broken_links(tmp_path: Path) -> None:
+    """The checker itself reports a missing page and a missing anchor."""
+    (tmp_path / "a.html").write_text(
+        '<p id="here"><a href="b.html">x</a><a href="a.html#here">y</a><a href="#gone">z</a>'
+        '<a href="https://example.org/">ext</a></p>'
+    )
+    assert sorted(_broken_links(tmp_path)) == [
+        "a.html: #gone (no such anchor)",
+        "a.html: b.html (no such file)",
+    ]
+
+
+def test_nothing_is_loaded_from_the_network(
+    site: Tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """No page loads a script, stylesheet, font or image from another host, and no stylesheet
+    imports one: the site works offline, as built."""
+    out, _ = site
+    remote = re.compile(r"^(https?:)?//", re.I)
+    loads = [
+        f"{html.relative_to(out)}: {src}"
+        for html, page in _pages(out).items()
+        for src in page.loads
+        if remote.match(src)
+    ]
+    assert loads == []
+    for css in out.glob("_static/**/*.css"):
+        text = css.read_text(encoding="utf-8", errors="replace")
+        assert not re.search(r"url\(\s*['\"]?(https?:)?//", text), css
+        assert not re.search(r"@import\s+(url\()?\s*['\"]?(https?:)?//", text), css
+
+
+def test_every_public_name_is_in_the_inventory(
+    site: Tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """What tests/test_api_reference.py finds in the reference pages, autodoc really documented:
+    each documented target is an object of the built site's inventory."""
+    from sphinx.util.inventory import InventoryFile
+
+    from tests.test_api_reference import DOCUMENTED
+
+    out, proc = site
+    assert proc.returncode == 0
+    with open(out / "objects.inv", "rb") as f:
+        inventory = InventoryFile.load(f, "", lambda base, uri: uri)
+    names = {
+        name for kind, entries in inventory.items() if kind.startswith("py:") for name in entries
+    }
+    missing = [target for target in DOCUMENTED if target not in names]
+    assert missing == []
+    assert importlib.import_module("callpyback").CallPyBack is not None
+
+
+def test_readme_links_resolve() -> None:
+    """README.md's links to files of the repository (the docs pages, examples) exist."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    missing = [
+        link
+        for link in links
+        if not urlsplit(link).scheme and not (ROOT / unquote(urlsplit(link).path)).exists()
+    ]
+    assert missing == []
