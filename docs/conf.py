@@ -34,7 +34,7 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "callpyback_docs",  # docs/_ext: links to repository files, API coverage data
+    "callpyback_docs",  # docs/_ext: links to repository files, real class signatures
 ]
 
 source_suffix = {".md": "markdown"}

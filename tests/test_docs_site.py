@@ -12,8 +12,12 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shutil
+import struct
 import subprocess
 import sys
+import zlib
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
@@ -196,6 +200,147 @@ def test_every_public_name_is_in_the_inventory(
     missing = [target for target in DOCUMENTED if target not in names]
     assert missing == []
     assert importlib.import_module("callpyback").CallPyBack is not None
+
+
+def _signatures(out: Path) -> Dict[str, str]:
+    """The text of every documented object's signature line, by its id."""
+    found = {}
+    entry = re.compile(r'<dt class="sig sig-object py" id="([^"]+)">(.*?)</dt>', re.S)
+    for html in out.glob("api/*.html"):
+        for m in entry.finditer(html.read_text(encoding="utf-8")):
+            found[m.group(1)] = " ".join(unescape(re.sub(r"<[^>]+>", "", m.group(2))).split())
+    return found
+
+
+def test_signatures_are_the_real_ones(site: Tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """No class or function is documented as ``(*args, **kwargs)`` when that is not how it is
+    called (autodoc reads ``CallPyBack.__new__``, a Protocol's unused constructor): the
+    decorator shows its keyword arguments, a Protocol no call at all."""
+    out, proc = site
+    assert proc.returncode == 0
+    signatures = _signatures(out)
+    variadic = re.compile(r"\(\*args(: \w+)?, \*\*kwargs(: \w+)?\)¶?$")
+    assert [s for s in signatures.values() if variadic.search(s)] == []
+    assert "(observers: Any = None, *, variable_names:" in signatures["callpyback.CallPyBack"]
+    protocol = signatures["callpyback.typing.Observer"]
+    assert protocol.rstrip("¶") == "class callpyback.typing.Observer"
+
+
+def read_png(path: Path) -> Tuple[int, int, List[bytes]]:
+    """Width, height and unfiltered RGB(A) rows of an 8-bit PNG (what Chromium writes)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    pos, chunks, header = 8, [], b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            chunks.append(body)
+        pos += 12 + length
+    width, height, depth, color = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and color in (2, 6), (depth, color)
+    bpp = 3 if color == 2 else 4
+    raw, stride = zlib.decompress(b"".join(chunks)), width * bpp
+    rows: List[bytes] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        kind_ = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        if kind_ == 1:
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 255
+        elif kind_ == 2:
+            for i in range(stride):
+                line[i] = (line[i] + prev[i]) & 255
+        elif kind_ == 3:
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + (left + prev[i]) // 2) & 255
+        elif kind_ == 4:
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    if bpp == 4:  # drop the alpha channel
+        rows = [bytes(b for i, b in enumerate(r) if i % 4 < 3) for r in rows]
+    return width, height, rows
+
+
+def looks_styled(width: int, rows: List[bytes]) -> str:
+    """Why a screenshot is not the themed page ("" if it is): the sidebar has a background of
+    its own (the stylesheet loaded), and both the sidebar and the content show text."""
+    from collections import Counter
+
+    def region(x0: int, x1: int) -> Tuple[Tuple[int, ...], int]:
+        colours: Counter[Tuple[int, ...]] = Counter()
+        for row in rows[len(rows) // 8 :]:
+            for x in range(x0, x1, 2):
+                colours[tuple(row[3 * x : 3 * x + 3])] += 1
+        background = colours.most_common(1)[0][0]
+        ink = sum(
+            n
+            for colour, n in colours.items()
+            if sum(abs(a - b) for a, b in zip(colour, background)) > 200
+        )
+        return background, ink
+
+    side_bg, side_text = region(width // 50, width // 5)
+    main_bg, main_text = region(width // 3, width * 4 // 5)
+    if side_bg == main_bg:
+        return f"one background everywhere {side_bg}: the theme's stylesheet did not apply"
+    if side_text < 200 or main_text < 2000:
+        return f"too little text drawn (sidebar {side_text}, content {main_text} pixels of ink)"
+    return ""
+
+
+def test_the_themed_site_renders_in_a_browser(
+    site: Tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """Headless Chromium, with every network request sent to a closed port, draws the front
+    page and an API page as themed pages with their text: the local stylesheets and fonts are
+    all the site needs (the PNGs are kept in the test's temporary directory to look at)."""
+    out, proc = site
+    assert proc.returncode == 0
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is installed by .ci/setup.d (apt-get install chromium)"
+    for page in ("index.html", "api/core.html"):
+        png = tmp_path / (page.replace("/", "-") + ".png")
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",  # CI runs as root
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--proxy-server=http://127.0.0.1:9",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--window-size=1024,768",
+                f"--screenshot={png}",
+                (out / page).as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        width, height, rows = read_png(png)
+        assert (width, height) == (1024, 768)
+        assert looks_styled(width, rows) == "", (page, png)
+
+
+def test_the_render_check_can_fail() -> None:
+    """An unstyled page (one background) and an empty one are told apart from the site."""
+    white, black = b"\xff\xff\xff", b"\x00\x00\x00"
+    text_rows = [(white * 5 + black * 5) * 20 for _ in range(40)]
+    assert "did not apply" in looks_styled(200, text_rows)
+    sidebar = [b"\xf0\xf0\xf0" * 40 + white * 160 for _ in range(40)]
+    assert "too little text" in looks_styled(200, sidebar)
 
 
 def test_readme_links_resolve() -> None:

@@ -5,13 +5,21 @@ on a code host those links work as they are, but the site has no page for them. 
 extension keeps such a link's text and names the repository path instead of a dead link, and
 only when the path exists: a link to a file that is not there still fails the build (MyST's
 ``xref_missing`` warning, an error under ``-W``).
+
+It also gives classes the signature a user calls them with. autodoc takes a class's signature
+from ``__new__`` before ``__init__``, so ``CallPyBack`` (whose ``__new__`` only tells bare
+``@CallPyBack`` from ``@CallPyBack(...)``) would read ``CallPyBack(*args, **kwargs)``; and a
+``typing.Protocol`` shows the ``(*args, **kwargs)`` of the constructor it has but nobody calls.
+The first gets its ``__init__``'s signature, the second none.
 """
 
 from __future__ import annotations
 
+import inspect
 import posixpath
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Tuple
 
 from docutils import nodes
 from sphinx import addnodes
@@ -54,6 +62,38 @@ class RepositoryLinks(SphinxPostTransform):
             node.replace_self(replacement)
 
 
+_VARIADIC = re.compile(r"\(\*args(: [\w.~]+)?, \*\*kwargs(: [\w.~]+)?\)")
+
+
+def class_signature(
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: Any,
+    options: Any,
+    signature: Optional[str],
+    return_annotation: Optional[str],
+) -> Optional[Tuple[str, Optional[str]]]:
+    """``autodoc-process-signature``: a class's real signature instead of ``(*args, **kwargs)``."""
+    if what not in ("class", "exception") or not _VARIADIC.fullmatch(signature or ""):
+        return None
+    if getattr(obj, "_is_protocol", False):
+        return "", return_annotation  # a Protocol is implemented, not called
+    init = vars(obj).get("__init__")
+    if init is None or not inspect.isfunction(init):
+        return None
+    from sphinx.ext.autodoc.preserve_defaults import update_defvalue
+    from sphinx.util import inspect as sphinx_inspect
+
+    update_defvalue(app, init, True)  # defaults as written in the source, as autodoc shows them
+    sig = sphinx_inspect.signature(init, bound_method=True)
+    text = sphinx_inspect.stringify_signature(
+        sig, show_return_annotation=False, unqualified_typehints=True
+    )
+    return text, return_annotation
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_post_transform(RepositoryLinks)
+    app.connect("autodoc-process-signature", class_signature)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
