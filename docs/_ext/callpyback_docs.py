@@ -11,6 +11,11 @@ from ``__new__`` before ``__init__``, so ``CallPyBack`` (whose ``__new__`` only 
 ``@CallPyBack`` from ``@CallPyBack(...)``) would read ``CallPyBack(*args, **kwargs)``; and a
 ``typing.Protocol`` shows the ``(*args, **kwargs)`` of the constructor it has but nobody calls.
 The first gets its ``__init__``'s signature, the second none.
+
+And it keeps a new page from breaking the build before it has its place: a page that no
+toctree lists (one a branch added while the navigation was edited on another) is listed under
+"Other pages" at the end of the navigation, instead of the "not included in any toctree"
+warning that ``-W`` makes an error. ``tests/test_docs_site.py`` says which pages are there.
 """
 
 from __future__ import annotations
@@ -93,7 +98,44 @@ def class_signature(
     return text, return_annotation
 
 
+_TOCTREE = re.compile(r"^```\{toctree\}\n(?P<body>.*?)^```", re.M | re.S)
+OTHER_PAGES = "Other pages"
+
+
+def listed_pages(srcdir: Path) -> set[str]:
+    """The docnames some toctree of the Markdown pages lists (the root page is implied)."""
+    listed = {"index"}
+    for page in srcdir.glob("**/*.md"):
+        if "_build" in page.parts:
+            continue
+        base = page.parent.relative_to(srcdir).as_posix()
+        for block in _TOCTREE.finditer(page.read_text(encoding="utf-8")):
+            for line in block.group("body").splitlines():
+                entry = line.strip()
+                if not entry or entry.startswith(":"):
+                    continue
+                entry = entry.rsplit("<", 1)[-1].rstrip(">").strip()  # "Title <page>"
+                listed.add(posixpath.normpath(posixpath.join(base, entry)))
+    return listed
+
+
+def unlisted_pages(app: Sphinx) -> list[str]:
+    return sorted(set(app.env.found_docs) - listed_pages(Path(app.srcdir)))
+
+
+def add_unlisted_pages(app: Sphinx, docname: str, source: list[str]) -> None:
+    """``source-read`` of the root page: a hidden toctree of the pages no toctree lists."""
+    if docname != app.config.root_doc:
+        return
+    pages = unlisted_pages(app)
+    if pages:
+        entries = "\n".join(pages)
+        source[0] += f"\n\n```{{toctree}}\n:caption: {OTHER_PAGES}\n:hidden:\n\n{entries}\n```\n"
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.setup_extension("sphinx.ext.autodoc")  # for its autodoc-process-signature event
+    app.connect("source-read", add_unlisted_pages)
     app.add_post_transform(RepositoryLinks)
     app.connect("autodoc-process-signature", class_signature)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
