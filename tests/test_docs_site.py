@@ -389,7 +389,8 @@ def test_every_page_has_its_place_in_the_navigation(
     finally:
         sys.path.remove(str(DOCS / "_ext"))
     pages = {p.relative_to(DOCS).with_suffix("").as_posix() for p in PAGES}
-    assert sorted(pages - listed_pages(DOCS)) == []
+    unplaced = sorted(pages - listed_pages(DOCS))
+    assert unplaced == [], f"add these pages to a section (toctree) of docs/index.md: {unplaced}"
     assert "Other pages" not in (out / "index.html").read_text(encoding="utf-8")
 
 
