@@ -308,7 +308,7 @@ def test_the_themed_site_renders_in_a_browser(
     out, proc = site
     assert proc.returncode == 0
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "chromium is installed by .ci/setup.d (apt-get install chromium)"
+    assert browser, "chromium is not installed: .ci/setup.d/report.sh installs it (apt chromium)"
     for page in ("index.html", "api/core.html"):
         png = tmp_path / (page.replace("/", "-") + ".png")
         subprocess.run(
@@ -318,6 +318,8 @@ def test_the_themed_site_renders_in_a_browser(
                 "--no-sandbox",  # CI runs as root
                 "--disable-gpu",
                 "--no-first-run",
+                "--disable-background-networking",  # no update or sync requests either
+                "--disable-component-update",
                 "--hide-scrollbars",
                 "--proxy-server=http://127.0.0.1:9",
                 f"--user-data-dir={tmp_path / 'profile'}",
@@ -392,6 +394,19 @@ def test_every_page_has_its_place_in_the_navigation(
     unplaced = sorted(pages - listed_pages(DOCS))
     assert unplaced == [], f"add these pages to a section (toctree) of docs/index.md: {unplaced}"
     assert "Other pages" not in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_tests_the_pages_name_exist() -> None:
+    """A page that says "tested by tests/test_x.py" names a test file that exists (the claim
+    that an example is run, or a behaviour checked, stays true when tests move)."""
+    named = re.compile(r"`((?:tests|plugins/[\w.-]+/tests|benchmarks)/[\w/.-]+\.py)(?:::\w+)?`")
+    claims = {
+        (page.relative_to(ROOT).as_posix(), path)
+        for page in [*PAGES, ROOT / "README.md"]
+        for path in named.findall(page.read_text(encoding="utf-8"))
+    }
+    assert len(claims) > 10  # the pages do name their tests
+    assert sorted(c for c in claims if not (ROOT / c[1]).is_file()) == []
 
 
 def test_readme_links_resolve() -> None:
