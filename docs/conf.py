@@ -33,7 +33,6 @@ release = version = _release()
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "callpyback_docs",  # docs/_ext: links to repository files, real class signatures
 ]
 
@@ -55,8 +54,9 @@ autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autoclass_content = "both"
-napoleon_google_docstring = True
-napoleon_numpy_docstring = False
+# No napoleon: the docstrings are plain reStructuredText prose (no Google or NumPy sections),
+# and napoleon read a first line like "What it does: ``a``, ``b``" of a data or property
+# docstring as "type: description", showing the prose as a (broken) type.
 
 # References the build cannot resolve offline (the standard library, pydantic, pluggy) are
 # left as plain text; references inside the project are checked by the site test.

@@ -396,6 +396,20 @@ def test_every_page_has_its_place_in_the_navigation(
     assert "Other pages" not in (out / "index.html").read_text(encoding="utf-8")
 
 
+def test_prose_is_not_read_as_a_type(site: Tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """A docstring whose first line is "What it is: ..." stays prose (napoleon, not used, made
+    "What it is" the datum's type), and no entry of the reference shows a "Type" field."""
+    out, proc = site
+    assert proc.returncode == 0
+    page = (out / "api" / "state.html").read_text(encoding="utf-8")
+    entry = page[page.index('id="callpyback.state.OutagePolicy"') :]
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", entry[:3000])).split())
+    assert "¶ What a shared backend does while its store is unreachable:" in text
+    field = re.compile(r'<dt class="field-(odd|even)">Type')
+    typed = [p.name for p in out.glob("api/*.html") if field.search(p.read_text(encoding="utf-8"))]
+    assert typed == []
+
+
 def test_tests_the_pages_name_exist() -> None:
     """A page that says "tested by tests/test_x.py" names a test file that exists (the claim
     that an example is run, or a behaviour checked, stays true when tests move)."""
