@@ -17,13 +17,17 @@ import re
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
+import callpyback
+
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "troubleshooting.md"
+# The package that is tested (the checkout's, or the installed wheel's in .ci/matrix.sh).
+PACKAGE = Path(callpyback.__file__).resolve().parent
 SOURCES = sorted(
     [
-        *(ROOT / "callpyback" / "cli").glob("*.py"),
-        *(ROOT / "callpyback" / "autoinstrument").glob("*.py"),
-        ROOT / "callpyback" / "plugins.py",
+        *(PACKAGE / "cli").glob("*.py"),
+        *(PACKAGE / "autoinstrument").glob("*.py"),
+        PACKAGE / "plugins.py",
     ]
 )
 #: The shortest fixed text that identifies a message (shorter ones are prefixes like
@@ -82,7 +86,11 @@ def messages(paths: List[Path]) -> Iterator[Tuple[str, int, List[str]]]:
                 arg = _message(node)
                 if arg is not None:
                     parts = [p for p in _literal_parts(arg) if p.strip()]
-                    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+                    shown = (
+                        path.relative_to(PACKAGE.parent)
+                        if path.is_relative_to(PACKAGE.parent)
+                        else path.name
+                    )
                     yield str(shown), node.lineno, parts
 
 
@@ -107,6 +115,7 @@ def uncovered(paths: List[Path], guide: str) -> List[str]:
 
 def test_every_message_is_in_the_guide() -> None:
     """Each message's fixed text is shown in docs/troubleshooting.md (with cause and fix)."""
+    assert len(SOURCES) > 10 and all(p.is_file() for p in SOURCES)
     assert uncovered(SOURCES, GUIDE.read_text(encoding="utf-8")) == []
 
 
