@@ -61,14 +61,17 @@ class FunctionInfo:
 
     @property
     def name(self) -> str:
+        """The function's ``__name__``."""
         return getattr(self.function, "__name__", None) or type(self.function).__name__
 
     @property
     def qualname(self) -> str:
+        """The function's ``__qualname__`` (``Class.method`` for methods)."""
         return getattr(self.function, "__qualname__", None) or self.name
 
     @property
     def module(self) -> Optional[str]:
+        """The function's module name."""
         return getattr(self.function, "__module__", None)
 
     @property
@@ -81,6 +84,7 @@ class FunctionInfo:
 
     @property
     def signature(self) -> Optional[inspect.Signature]:
+        """The function's signature, computed on first access (None if it has none)."""
         if self._signature is None:
             import inspect
 
@@ -100,11 +104,13 @@ class FunctionInfo:
 
     @property
     def file_path(self) -> Optional[str]:
+        """The file the function's code comes from, if known."""
         code = self.code
         return code.co_filename if code is not None else None
 
     @property
     def line_number(self) -> Optional[int]:
+        """The first line of the function's code, if known."""
         code = self.code
         return code.co_firstlineno if code is not None else None
 
@@ -188,10 +194,12 @@ class ExecutionFailure:
 
     @property
     def exception_type(self) -> type:
+        """The type of the exception."""
         return type(self.exception)
 
     @property
     def traceback(self) -> Optional[types.TracebackType]:
+        """The exception's traceback."""
         return self.exception.__traceback__
 
     def __repr__(self) -> str:
@@ -291,10 +299,12 @@ class ExecutionContext:
 
     @property
     def function(self) -> Callable[..., Any]:
+        """The wrapped function."""
         return self._info.function
 
     @property
     def function_signature(self) -> Optional[inspect.Signature]:
+        """The wrapped function's signature (None when it has none)."""
         return self._info.signature
 
     @property
@@ -392,22 +402,27 @@ class ExecutionContext:
 
     @property
     def succeeded(self) -> bool:
+        """True once the call ended with a value (returned, or recovered)."""
         return self._time is not None and self._exc is None and not self.cancelled
 
     @property
     def recovered(self) -> bool:
+        """True when an error handler (or ``default_return``) recovered the failure."""
         return self._rare is not None and self._rare.recovered_by is not None
 
     @property
     def recovered_by(self) -> Optional[str]:
+        """The name of the handler that recovered the failure, or None."""
         return None if self._rare is None else self._rare.recovered_by
 
     @property
     def cancelled(self) -> bool:
+        """True when the call was cancelled (a generator closed early, ``CancelledError``)."""
         return self._rare is not None and self._rare.cancelled
 
     @property
     def local_variables(self) -> Mapping[str, Any]:
+        """The locals captured by the variable extractor (empty when none are)."""
         rare = self._rare
         return rare.locals if rare is not None and rare.locals is not None else _EMPTY
 

@@ -535,6 +535,7 @@ class CallPyBack:
 
     @property
     def registrations(self) -> Tuple[Registration, ...]:
+        """The current observer registrations (observer, states, priority), in dispatch order."""
         return self._registrations
 
     def _drop_dead(self, ref: Any) -> None:

@@ -156,6 +156,7 @@ class DefaultErrorHandler:
         self.name = name or "default"
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Recover the listed exceptions with the default value; pass on the others."""
         if isinstance(exception, self.exception_classes):
             return Recover(self.default(context) if self.call else self.default)
         return None
@@ -278,6 +279,7 @@ class HandlerChain:
     async def adecide(
         self, exception: BaseException, context: Any, allow_retry: bool = True
     ) -> Tuple[Decision | None, str]:
+        """As :meth:`decide`, awaiting handlers that are coroutines."""
         for h in self.handlers:
             try:
                 decision = h.handle(exception, context)

@@ -82,6 +82,7 @@ class NoOpVariableExtractor:
     backend = "none"
 
     def begin(self, code: Any, names: Sequence[str]) -> _NoCapture:
+        """A capture that records nothing."""
         return _NoCapture(names)
 
     def __repr__(self) -> str:

@@ -36,6 +36,7 @@ __all__ = [
 #: The pluggy project name; also the entry-point group plugins are discovered in.
 PROJECT_NAME = "callpyback"
 
+#: Marks the hook specifications below (plugins implement them with ``@hookimpl``).
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: Mark a plugin's hook implementations with ``@hookimpl``.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -54,6 +54,7 @@ __all__ = [
 GROUP = "callpyback"
 #: Environment variables read when :func:`configure` was not given a list.
 ALLOW_ENV = "CALLPYBACK_PLUGINS_ALLOW"
+#: The deny list variable; the deny list wins over the allow list.
 DENY_ENV = "CALLPYBACK_PLUGINS_DENY"
 #: The name the core's own plugin is registered under.
 BUILTIN = "callpyback"
@@ -133,17 +134,21 @@ class ComponentRegistrar:
         return spec
 
     def observer(self, name: str, factory: Callable[..., Any], **kw: Any) -> ComponentSpec:
+        """Register an observer type ``name`` built by ``factory``."""
         return self.add("observer", name, factory, **kw)
 
     def error_handler(self, name: str, factory: Callable[..., Any], **kw: Any) -> ComponentSpec:
+        """Register an error-handler type ``name`` built by ``factory``."""
         return self.add("error_handler", name, factory, **kw)
 
     def time_source(self, name: str, factory: Callable[..., Any], **kw: Any) -> ComponentSpec:
+        """Register a time-source type ``name`` built by ``factory``."""
         return self.add("time_source", name, factory, **kw)
 
     def variable_extractor(
         self, name: str, factory: Callable[..., Any], **kw: Any
     ) -> ComponentSpec:
+        """Register a variable-extractor type ``name`` built by ``factory``."""
         return self.add("variable_extractor", name, factory, **kw)
 
     def table(self, name: str, model: type, *, description: str = "") -> ComponentSpec:

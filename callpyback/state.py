@@ -184,7 +184,8 @@ class WindowCounter(Protocol):
         store uses its own), atomically with the check: it is recorded if the window held
         fewer than the limit, or always with ``record_over``."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the counter holds."""
 
 
 @runtime_checkable
@@ -221,6 +222,7 @@ class MemoryWindow:
         _AFTER_FORK.add(self)
 
     def hit(self, key: Hashable, now: float, record_over: bool) -> Hit:
+        """Count one event for ``key`` at ``now`` and say whether it is over the limit."""
         with self.lock:
             events = self._events.get(key)
             if events is None:
@@ -245,6 +247,7 @@ class MemoryWindow:
         self.lock = threading.Lock()
 
     def close(self) -> None:
+        """Nothing to close."""
         pass
 
     def __repr__(self) -> str:
@@ -258,12 +261,15 @@ class MemoryBackend:
     name = "memory"
 
     def bind_breaker(self, sink: BreakerSink) -> None:
+        """None: an in-process breaker keeps its state in its own fields."""
         return None
 
     def window(self, name: str, limit: int, seconds: float, max_keys: int) -> MemoryWindow:
+        """An in-process window counter."""
         return MemoryWindow(limit, seconds, max_keys)
 
     def close(self) -> None:
+        """Nothing to close."""
         pass
 
     def __repr__(self) -> str:
@@ -421,6 +427,7 @@ class Window:
 
     @property
     def backend(self) -> Any:
+        """The backend this window counts on."""
         return self._backend
 
     def hit(self, key: Hashable, now: float, record_over: bool = False) -> Hit:

@@ -23,6 +23,8 @@ __all__ = [
 
 
 class ExecutionState(enum.Enum):
+    """The states of one call; ``TRANSITIONS`` says which may follow which."""
+
     INITIALIZED = "initialized"
     PRE_EXECUTION = "pre_execution"
     EXECUTING = "executing"
@@ -53,6 +55,7 @@ S = ExecutionState
 #: What subscribing accepts: a state, a phase, or the name of either.
 StateSpec = Union[ExecutionState, Phase, str]
 
+#: Each phase and the state it stands for.
 PHASE_STATES: Dict[Phase, ExecutionState] = {
     Phase.BEFORE_CALL: S.PRE_EXECUTION,
     Phase.AFTER_SUCCESS: S.POST_SUCCESS,
@@ -61,6 +64,7 @@ PHASE_STATES: Dict[Phase, ExecutionState] = {
     Phase.ON_ERROR: S.ERROR,
 }
 
+#: The states observers are notified of (``INITIALIZED`` and ``EXECUTING`` are internal).
 NOTIFIED_STATES: FrozenSet[ExecutionState] = frozenset(PHASE_STATES.values())
 
 #: The single source of truth for legal transitions (the engine follows it; in checking mode it

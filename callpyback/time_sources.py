@@ -26,6 +26,7 @@ class SystemTimeSource:
     sleep = staticmethod(time.sleep)
 
     async def asleep(self, seconds: float) -> None:
+        """``asyncio.sleep(seconds)``."""
         import asyncio
 
         await asyncio.sleep(seconds)
@@ -59,9 +60,11 @@ class MockTimeSource:
         self.sleeps: list[float] = []
 
     def now(self) -> float:
+        """The fake wall clock, in seconds since the epoch."""
         return self._now
 
     def monotonic(self) -> float:
+        """The fake monotonic clock, in seconds."""
         return self._mono
 
     def advance(self, seconds: float) -> None:
@@ -81,11 +84,13 @@ class MockTimeSource:
                 self._mono += delta
 
     def sleep(self, seconds: float) -> None:
+        """Record the delay in ``sleeps`` and advance both clocks instead of blocking."""
         with self._lock:
             self.sleeps.append(seconds)
         self.advance(max(0.0, seconds))
 
     async def asleep(self, seconds: float) -> None:
+        """As :meth:`sleep`, then yield to the event loop once."""
         import asyncio
 
         self.sleep(seconds)

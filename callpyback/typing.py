@@ -20,6 +20,7 @@ __all__ = [
     "VariableExtractor",
 ]
 
+#: A callback given to a factory: parameters are injected by name (see ``on_success``).
 ObserverCallback = Callable[..., Any]
 
 
@@ -31,7 +32,8 @@ class Observer(Protocol):
     notified of; absent means everything), ``name``, ``background``.
     """
 
-    def update(self, context: ExecutionContext) -> Any: ...
+    def update(self, context: ExecutionContext) -> Any:
+        """Handle one notification of a call."""
 
 
 @runtime_checkable
@@ -43,25 +45,30 @@ class ErrorHandler(Protocol):
     ``call_async(...)`` (see :mod:`callpyback.handlers`).
     """
 
-    def handle(self, exception: BaseException, context: ExecutionContext) -> Optional[Decision]: ...
+    def handle(self, exception: BaseException, context: ExecutionContext) -> Optional[Decision]:
+        """Decide what the failure becomes: a :class:`~callpyback.Decision`, or None to pass."""
 
 
 @runtime_checkable
 class TimeSource(Protocol):
     """Wall clock for timestamps, monotonic clock for durations, and the sleep retries use."""
 
-    def now(self) -> float: ...
+    def now(self) -> float:
+        """Wall-clock seconds since the epoch, for timestamps."""
 
-    def monotonic(self) -> float: ...
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for durations."""
 
-    def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (how retries wait)."""
 
 
 @runtime_checkable
 class VariableCapture(Protocol):
     """One call's capture: ``finish()`` returns the named locals (missing ones as NullVariable)."""
 
-    def finish(self) -> Mapping[str, Any]: ...
+    def finish(self) -> Mapping[str, Any]:
+        """The captured variables, once the function body has ended."""
 
 
 @runtime_checkable
@@ -70,4 +77,5 @@ class VariableExtractor(Protocol):
 
     def begin(
         self, code: Optional[types.CodeType], names: Sequence[str] | Tuple[str, ...]
-    ) -> VariableCapture: ...
+    ) -> VariableCapture:
+        """Start capturing ``names`` for one call of ``code``."""

@@ -159,6 +159,7 @@ def when_imported(name: str, callback: Any) -> None:
 
 
 def is_installed() -> bool:
+    """Whether the import hook is installed now."""
     return _installation is not None and _installation.active
 
 

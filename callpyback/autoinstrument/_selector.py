@@ -26,9 +26,11 @@ class Selector(Protocol):
     source: Any
     settings: Any
 
-    def may_match_module(self, module: str) -> bool: ...
+    def may_match_module(self, module: str) -> bool:
+        """False when no function of ``module`` can be selected (the module is skipped)."""
 
-    def wrapper_for(self, module: str, qualname: str) -> Any: ...
+    def wrapper_for(self, module: str, qualname: str) -> Any:
+        """The decorator to apply to ``module:qualname``, or None to leave it alone."""
 
 
 class SelectorError(CallPyBackError):

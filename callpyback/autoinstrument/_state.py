@@ -42,25 +42,31 @@ class Report:
 
     @property
     def wrapped(self) -> List[Event]:
+        """The functions the hook wrapped."""
         return self._where(WRAPPED)
 
     @property
     def skipped(self) -> List[Event]:
+        """The functions it left alone, each with the reason."""
         return self._where(SKIPPED)
 
     @property
     def failed(self) -> List[Event]:
+        """The functions it could not wrap, each with the reason."""
         return self._where(FAILED)
 
     @property
     def aliases_patched(self) -> List[Event]:
+        """Aliases in other modules pointed at a wrapper by the retrofit."""
         return self._where(ALIAS_PATCHED)
 
     @property
     def aliases_reported(self) -> List[Event]:
+        """Aliases the retrofit found but must not patch (standard library, callpyback)."""
         return self._where(ALIAS_REPORTED)
 
     def wrapped_targets(self) -> List[str]:
+        """The ``module:qualname`` of every wrapped function."""
         return [e.target for e in self.wrapped]
 
     def about(self, target: str) -> List[Event]:

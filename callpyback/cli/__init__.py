@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``callpyback`` command with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns the exit status.
+    """
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.version:

@@ -50,9 +50,11 @@ class ComponentRef:
 
     @property
     def label(self) -> str:
+        """The instance's name, or its type for an inline one."""
         return self.name or self.type
 
     def describe(self) -> str:
+        """``type(options) [named|inline]``, as ``callpyback explain`` prints it."""
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         how = f"named, [{self.kind}s.{self.name}]" if self.name else "inline"
         return f"{self.type}({opts}) [{how}]"
@@ -111,6 +113,7 @@ class PipelineMatch:
 
     @property
     def reason(self) -> str:
+        """Why this pipeline applies, in words."""
         return (
             f"{self.target} matches {self.pattern!r} in {self.pipeline.label}, the first "
             "matching pipeline in file order"

@@ -76,13 +76,16 @@ class Problem:
 
     @property
     def key(self) -> str:
+        """The key path of the problem (``pipelines[0].observers[1]``)."""
         return format_path(self.path)
 
     @property
     def has_given(self) -> bool:
+        """Whether the problem carries the value that was given."""
         return self.given is not _UNSET
 
     def location(self) -> str:
+        """``file:line`` of the problem."""
         where = self.file or "<config>"
         if self.line is not None:
             where += f":{self.line}"
@@ -112,6 +115,7 @@ class Problem:
         return text
 
     def as_dict(self) -> dict[str, Any]:
+        """The problem as JSON-ready data (what ``callpyback check --json`` prints)."""
         return {
             "file": self.file,
             "line": self.line,

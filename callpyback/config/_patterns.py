@@ -160,9 +160,11 @@ class Pattern:
 
     @property
     def is_regex(self) -> bool:
+        """True for a ``re:`` pattern."""
         return self._regex is not None
 
     def matches(self, module: str, qualname: str) -> bool:
+        """Whether the pattern selects ``module:qualname``."""
         if self._regex is not None:
             return self._regex.fullmatch(f"{module}:{qualname}") is not None
         lit = self.literal_module

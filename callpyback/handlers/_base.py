@@ -36,6 +36,7 @@ class ErrorHandler:
         self.name = name or type(self).__name__
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Decide what the failure becomes: a :class:`Decision`, or None to pass it on."""
         return None
 
     def __repr__(self) -> str:

@@ -313,6 +313,7 @@ class CircuitBreaker:
         raise CircuitOpenError(self.name, state, snapshot.retry_after if state is OPEN else 0.0)
 
     def count_success(self) -> None:
+        """Count a success while closed with no failure counted (lock-free)."""
         next(self._fast_successes)  # atomic in C: no lock on the success path
 
     def on_success(self, token: Any, clock: Any) -> None:
@@ -347,6 +348,7 @@ class CircuitBreaker:
             self._fire(events)
 
     def on_failure(self, token: Any, exception: BaseException, clock: Any) -> None:
+        """Count a failure of the attempt admitted with ``token``; may open the breaker."""
         store = self._store
         if store is not None:
             if store.live:
@@ -588,6 +590,7 @@ class CircuitBreaker:
             self._listeners.append(listener)
 
     def remove_listener(self, listener: Callable[[BreakerEvent], Any]) -> None:
+        """Stop calling ``listener`` on state changes."""
         with self._lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
@@ -615,6 +618,7 @@ class CircuitBreaker:
 
     @property
     def stats(self) -> BreakerStats:
+        """A snapshot of the breaker's counters and state."""
         state = self.state
         shared = self._shared_live()
         with self._lock:
@@ -827,6 +831,7 @@ class CircuitBreakerHandler(ErrorHandler):
     # an admission token (the breaker's generation), so a late outcome from an earlier cycle
     # can neither close nor re-open the breaker.
     def before_attempt(self, context: Any) -> None:
+        """Admit the attempt, or raise :class:`CircuitOpenError` while the breaker is open."""
         breaker = self.breaker
         if breaker._state is CLOSED and breaker._fast_admit:
             return
@@ -840,6 +845,7 @@ class CircuitBreakerHandler(ErrorHandler):
         context.note("breaker_state", HALF_OPEN if trial else CLOSED)
 
     def after_success(self, context: Any) -> None:
+        """Count a successful attempt (closes a half-open breaker)."""
         breaker = self.breaker
         if breaker.hot.idle:
             breaker.count_success()
@@ -848,6 +854,7 @@ class CircuitBreakerHandler(ErrorHandler):
         context.note("breaker_state", breaker._state)
 
     def record_failure(self, exception: BaseException, context: Any) -> None:
+        """Count a failed attempt against the breaker, if the exception is one it counts."""
         if isinstance(exception, CircuitOpenError) and exception.name == self.name:
             return  # our own rejection: nothing was admitted
         token = self._token(context)
@@ -866,6 +873,7 @@ class CircuitBreakerHandler(ErrorHandler):
     def record_interrupt(self, exception: BaseException, context: Any) -> None:
         # Cancelled or interrupted: neither a success nor a failure, but a trial slot it held
         # must come back now rather than after another recovery timeout.
+        """Give back the trial slot of a cancelled or interrupted attempt."""
         token = self._token(context)
         if token is not None:
             self.breaker.release(token)
@@ -878,6 +886,7 @@ class CircuitBreakerHandler(ErrorHandler):
         return token
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Recover this breaker's own rejection with the fallback, if one was given."""
         if not isinstance(exception, CircuitOpenError) or exception.name != self.name:
             return None
         if self.fallback_factory is not None:
@@ -889,16 +898,20 @@ class CircuitBreakerHandler(ErrorHandler):
     # --- conveniences ---------------------------------------------------------------------
     @property
     def state(self) -> BreakerState:
+        """The breaker's state now (closed, open or half-open)."""
         return self.breaker.state
 
     @property
     def stats(self) -> BreakerStats:
+        """A snapshot of the breaker's counters and state."""
         return self.breaker.stats
 
     def add_listener(self, listener: Callable[[BreakerEvent], Any]) -> None:
+        """Call ``listener(event)`` on every state change of the breaker."""
         self.breaker.add_listener(listener)
 
     def reset(self) -> None:
+        """Close the breaker and forget its counts."""
         self.breaker.reset()
 
     def __reduce__(self) -> Any:

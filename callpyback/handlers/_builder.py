@@ -66,12 +66,15 @@ class ErrorHandlerBuilder:
         return self.add(CircuitBreakerHandler(name, **options))
 
     def timeout(self, seconds: float, **options: Any) -> ErrorHandlerBuilder:
+        """Add a :class:`TimeoutHandler` of ``seconds``."""
         return self.add(TimeoutHandler(seconds, **options))
 
     def log(self, logger: Any = None, **options: Any) -> ErrorHandlerBuilder:
+        """Add a :class:`LoggingErrorHandler` logging failures on ``logger``."""
         return self.add(LoggingErrorHandler(logger, **options))
 
     def map_exceptions(self, mapping: Mapping[Any, Any], **options: Any) -> ErrorHandlerBuilder:
+        """Add an :class:`ExceptionMappingHandler` translating exceptions by ``mapping``."""
         return self.add(ExceptionMappingHandler(mapping, **options))
 
     def reraise(self, exceptions: Any, **options: Any) -> ErrorHandlerBuilder:
@@ -79,6 +82,7 @@ class ErrorHandlerBuilder:
         return self.add(ReraiseHandler(exceptions, **options))
 
     def when(self, predicate: Any, handler: Any, **options: Any) -> ErrorHandlerBuilder:
+        """Add ``handler``, applied only to failures for which ``predicate`` holds."""
         return self.add(ConditionalErrorHandler(predicate, handler, **options))
 
     def preset(self, name: str, **options: Any) -> ErrorHandlerBuilder:

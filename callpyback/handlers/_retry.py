@@ -134,6 +134,7 @@ class RetryHandler(ErrorHandler):
         return self.max_time is not None or self._predicate_ctx
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Retry a matching failure after the back-off delay, until the stop is reached."""
         if not isinstance(exception, self.exceptions) or isinstance(exception, self.exclude):
             return None
         if context.function_info.kind not in RETRYABLE_KINDS:

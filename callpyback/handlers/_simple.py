@@ -58,6 +58,7 @@ class FallbackHandler(ErrorHandler):
         return isinstance(exception, self.exceptions) and not isinstance(exception, self.exclude)
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Recover a matching failure with the value (or the factory's result)."""
         if not self._matches(exception):
             return None
         return Recover(self.factory(context) if self.factory is not None else self.value)
@@ -123,6 +124,7 @@ class ExceptionMappingHandler(ErrorHandler):
             self.mapping[key] = target
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Raise the mapped exception (or return the mapped value) for a matching failure."""
         mapping = self.mapping
         for klass in type(exception).__mro__:
             if klass in mapping:
@@ -205,6 +207,7 @@ class LoggingErrorHandler(ErrorHandler):
         self.redactor = redactor if redactor is not None else Redactor()
 
     def handle(self, exception: BaseException, context: Any) -> None:
+        """Log a matching failure, then pass it on (never decides)."""
         if isinstance(exception, self.exceptions) and self.logger.isEnabledFor(self.level):
             info = context.function_info
             redactor = self.redactor
@@ -239,6 +242,7 @@ class ReraiseHandler(ErrorHandler):
         self.exceptions = exception_types(exceptions, "ReraiseHandler", "exceptions")
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Stop the chain for the listed exceptions: re-raise them."""
         return Raise(exception) if isinstance(exception, self.exceptions) else None
 
     def __repr__(self) -> str:
@@ -275,6 +279,7 @@ class ConditionalErrorHandler(ErrorHandler):
             self.record_failure = self._record_failure
 
     def matches(self, exception: BaseException, context: Any) -> bool:
+        """Whether the condition holds for this failure."""
         if self.predicate is None:
             return isinstance(exception, self._classes)
         if self._with_context:
@@ -282,6 +287,7 @@ class ConditionalErrorHandler(ErrorHandler):
         return bool(self.predicate(exception))
 
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
+        """Delegate to the wrapped handler when the condition holds; else pass."""
         if self.matches(exception, context):
             return self.handler.handle(exception, context)  # type: ignore[no-any-return]
         return None

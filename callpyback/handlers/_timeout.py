@@ -60,6 +60,7 @@ class TimeoutHandler(ErrorHandler):
         self.seconds = float(number(seconds, "TimeoutHandler", "seconds", inclusive=False))
 
     def call_sync(self, func: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        """Run one attempt on a worker thread, failing it after ``seconds``."""
         import contextvars
 
         from ._workers import run_with_timeout
@@ -76,6 +77,7 @@ class TimeoutHandler(ErrorHandler):
     async def call_async(
         self, func: Callable[..., Any], args: Any, kwargs: Any, context: Any
     ) -> Any:
+        """Await one attempt, cancelling it after ``seconds``."""
         import asyncio
 
         if hasattr(asyncio, "timeout"):  # 3.11+: cancels in place, no extra task per call

@@ -149,6 +149,7 @@ class BaseObserver:
         self.background = bool(background)
 
     def update(self, context: Any) -> Any:
+        """Handle one notification; ``context.state`` says which. Subclasses implement it."""
         raise NotImplementedError(
             f"{type(self).__name__} must implement update(context) or notify(...)"
         )

@@ -224,6 +224,7 @@ class AlertRule:
         )
 
     def applies_to(self, info: Any) -> bool:
+        """Whether this rule watches the function ``info`` (its ``functions`` patterns, or all)."""
         return not self.functions or any(matches(p, info) for p in self.functions)
 
     def __repr__(self) -> str:
@@ -400,6 +401,7 @@ class AlertingObserver(BaseObserver):
             return pairs
 
     def update(self, context: Any) -> None:
+        """Count the completed call in each rule's window and fire or resolve alerts."""
         pairs = self._by_info.get(context.function_info)
         if pairs is None:
             pairs = self._windows_for(context.function_info)

@@ -235,9 +235,11 @@ class AppendOnlyFile:
         return self._fd
 
     def size(self) -> int:
+        """The file's size in bytes."""
         return os.fstat(self._held()).st_size
 
     def read(self, length: int, offset: int) -> bytes:
+        """Read ``length`` bytes at ``offset``."""
         fd = self._held()
         if hasattr(os, "pread"):
             return os.pread(fd, length, offset)
@@ -395,6 +397,7 @@ class AuditObserver(BaseObserver):
 
     # --- the subclassing seam -------------------------------------------------------------
     def update(self, context: Any) -> None:
+        """Write the audit record of a completed (or interrupted) call."""
         if not self._warned_worker and threading.current_thread() is _background_thread():
             self._warn_shallow()
         record = self.build_record(context)

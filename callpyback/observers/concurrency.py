@@ -160,6 +160,7 @@ class ConcurrencyObserver(BaseObserver):
         return fn
 
     def update(self, context: Any) -> None:
+        """Track a call starting or ending, and record overlaps it takes part in."""
         info = context.function_info
         if context.state is _PRE:
             found: List[Overlap] = []

@@ -130,6 +130,7 @@ class LoggingObserver(BaseObserver):
         return not self.logger.disabled  # the cache does not know logger.disabled
 
     def update(self, context: Any) -> None:
+        """Log the call's outcome at the level configured for it."""
         state = context.state
         if state is _DONE and context.exception is None:
             # The common case first: a success whose level is off costs two attribute reads and

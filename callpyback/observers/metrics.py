@@ -170,6 +170,7 @@ class FunctionStats:
         return True
 
     def reset(self) -> None:
+        """Forget the counts and latencies (calls in flight stay counted)."""
         with self.lock:
             self._fold_locked()
             self.histogram = Histogram(self.histogram.relative_accuracy)
@@ -281,6 +282,7 @@ class MetricsObserver(BaseObserver):
             stats.fold(blocking=False)
 
     def update(self, context: Any) -> None:
+        """Count the notification (the general form of :meth:`notify`)."""
         self.notify(
             context.function_info,
             context.state,

@@ -277,6 +277,7 @@ class Redactor:
 
     # --- keys ---------------------------------------------------------------------------------
     def is_sensitive_key(self, key: Any) -> bool:
+        """Whether values under ``key`` are redacted (exact names and name fragments)."""
         if isinstance(key, (bytes, bytearray)):
             key = bytes(key).decode("latin-1")
         if not isinstance(key, str):

@@ -199,6 +199,7 @@ class TimingObserver(BaseObserver):
                 timing.lock.release()
 
     def update(self, context: Any) -> None:
+        """Record the call's duration, and report it if it was slow."""
         elapsed = context.execution_time
         if elapsed is None:
             return

@@ -61,6 +61,7 @@ __all__ = [
     "write_report",
 ]
 
+#: The formats of the run report.
 FORMATS = ("text", "json", "html")
 
 

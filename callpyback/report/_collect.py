@@ -192,10 +192,12 @@ class RunReport:
 
     @property
     def calls(self) -> int:
+        """Calls of every target, added up."""
         return sum(f.calls for f in self.functions)
 
     @property
     def observed(self) -> bool:
+        """Whether any call was observed."""
         return any(f.calls for f in self.functions)
 
 

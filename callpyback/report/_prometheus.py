@@ -145,9 +145,11 @@ class CallPyBackCollector:
 
     def describe(self) -> List[Any]:
         # Nothing to describe up front: registering must not read every observer.
+        """Nothing up front: registering must not read every observer."""
         return []
 
     def collect(self) -> Iterator[Any]:
+        """The metric families of every metrics observer, read now (at each scrape)."""
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,
@@ -322,6 +324,7 @@ class MultiProcessWriter:
             self.sync()
 
     def stop(self) -> None:
+        """Stop the writer thread."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -419,6 +422,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
+        """The ``/metrics`` URL the server answers on."""
         host = f"[{self.addr}]" if ":" in self.addr else self.addr
         return f"http://{host}:{self.port}/metrics"
 
