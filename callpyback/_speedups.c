@@ -218,12 +218,12 @@ fast_clock(double *out)
 }
 
 /* ======================================================================================== */
-/* ThreadActive: the per-thread list of registrations being notified (the re-entrancy guard) */
+/* ThreadActive: the per-thread dict of registrations being notified (the re-entrancy guard) */
 /* ======================================================================================== */
 
-/* Each thread's list lives in its thread-state dict (so it dies with the thread); a C
- * thread-local caches it, keyed by the thread state's unique id.  ``_engine._TL`` is replaced
- * by this object, so ``_TL.a`` is the same list for both engines. */
+/* Each thread's registry (a dict, as the Python engine's) lives in its thread-state dict (so
+ * it dies with the thread); a C thread-local caches it, keyed by the thread state's unique id.  ``_engine._TL`` is replaced
+ * by this object, so ``_TL.a`` is the same dict for both engines. */
 
 typedef struct {
     PyObject_HEAD
@@ -275,7 +275,7 @@ active_list(void)
         if (h == NULL)
             return NULL;
         h->id = id;
-        h->list = PyList_New(0);
+        h->list = PyDict_New();
         if (h->list == NULL) {
             Py_DECREF(h);
             return NULL;
@@ -314,8 +314,8 @@ ThreadActive_getattro(PyObject *self, PyObject *name)
 static PyTypeObject ThreadActiveType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "callpyback._speedups.ThreadActive",
-    .tp_doc = "Per-thread state of the re-entrancy guard: ``.a`` is this thread's list of the "
-              "registrations being notified (innermost last).",
+    .tp_doc = "Per-thread state of the re-entrancy guard: ``.a`` is this thread's dict of the "
+              "registrations being notified.",
     .tp_basicsize = sizeof(ThreadActive),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_getattro = ThreadActive_getattro,
@@ -1630,53 +1630,35 @@ reset_failures(PyObject *reg)
 static int
 is_active(Call *c, PyObject *reg)
 {
-    PyObject *act = c->act;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(act); i++) {
-        PyObject *item = PyList_GET_ITEM(act, i);
-        if (item == reg)
-            return 1;
-        Py_INCREF(item);
-        int eq = PyObject_RichCompareBool(item, reg, Py_EQ);
-        Py_DECREF(item);
-        if (eq != 0)
-            return eq;
-    }
+    int in = PyDict_Contains(c->act, reg);
+    if (in != 0)
+        return in;
     if (PyList_GET_SIZE(g_AANY)) {
         PyObject *regs;
         if (PyContextVar_Get(g_ACV, NULL, &regs) < 0)
             return -1;
-        int in = regs != NULL ? PySequence_Contains(regs, reg) : 0;
+        in = regs != NULL ? PySequence_Contains(regs, reg) : 0;
         Py_XDECREF(regs);
         return in;
     }
     return 0;
 }
 
-/* act.append(reg) / act.pop(), keeping the list's capacity (a list that grows from empty and
- * shrinks back on every notification would otherwise allocate and free its buffer each time) */
+/* act[reg] = None / del act[reg]: the same dict the Python engine's templates use */
 static int
 push_active(Call *c, PyObject *reg)
 {
-    PyListObject *list = (PyListObject *)c->act;
-    Py_ssize_t n = Py_SIZE(list);
-    if (n < list->allocated) {
-        list->ob_item[n] = Py_NewRef(reg);
-        Py_SET_SIZE(list, n + 1);
-        return 0;
-    }
-    return PyList_Append(c->act, reg);
+    return PyDict_SetItem(c->act, reg, Py_None);
 }
 
 static int
-pop_active(Call *c)
+pop_active(Call *c, PyObject *reg)
 {
-    PyListObject *list = (PyListObject *)c->act;
-    Py_ssize_t n = Py_SIZE(list);
-    if (n == 0)
-        return 0;
-    PyObject *item = list->ob_item[n - 1];
-    Py_SET_SIZE(list, n - 1);
-    Py_DECREF(item);
+    if (PyDict_DelItem(c->act, reg) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            return -1;
+        PyErr_Clear(); /* someone cleared the registry (a fork handler): nothing to remove */
+    }
     return 0;
 }
 
@@ -1863,10 +1845,10 @@ out:
     if (s->guard) {
         if (rc < 0) {
             PyObject *err = take_exception();
-            pop_active(c);
+            pop_active(c, s->reg);
             restore_exception(err);
         }
-        else if (pop_active(c) < 0) {
+        else if (pop_active(c, s->reg) < 0) {
             rc = -1;
         }
     }
