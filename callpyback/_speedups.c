@@ -218,12 +218,159 @@ fast_clock(double *out)
 }
 
 /* ======================================================================================== */
-/* ThreadActive: the per-thread dict of registrations being notified (the re-entrancy guard) */
+/* ThreadActive: the per-thread registry of observers being notified (the re-entrancy guard) */
 /* ======================================================================================== */
 
-/* Each thread's registry (a dict, as the Python engine's) lives in its thread-state dict (so
- * it dies with the thread); a C thread-local caches it, keyed by the thread state's unique id.  ``_engine._TL`` is replaced
+/* Each thread's registry (an Active) lives in its thread-state dict (so it dies with the
+ * thread); a C thread-local caches it, keyed by the thread state's unique id.  ``_engine._TL`` is replaced
  * by this object, so ``_TL.a`` is the same dict for both engines. */
+
+/* Active: one thread's registry, a tiny identity set with the dict operations the Python
+ * engine's templates use (``r in act``, ``act[r] = None``, ``del act[r]``, ``bool(act)``).
+ * Rarely more than one or two entries: a scan by identity is cheaper than a dict, whose
+ * insert/delete cycle also reallocates its keys every few calls.  Registrations compare by
+ * identity (no ``__eq__``), so the semantics are the dict's. */
+typedef struct {
+    PyObject_HEAD
+    PyObject **items;
+    Py_ssize_t n, cap;
+} Active;
+
+static void
+Active_dealloc(Active *self)
+{
+    for (Py_ssize_t i = 0; i < self->n; i++)
+        Py_DECREF(self->items[i]);
+    PyMem_Free(self->items);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static inline Py_ssize_t
+active_index(Active *a, PyObject *key)
+{
+    for (Py_ssize_t i = a->n - 1; i >= 0; i--)
+        if (a->items[i] == key)
+            return i;
+    return -1;
+}
+
+static int
+active_add(Active *a, PyObject *key)
+{
+    if (active_index(a, key) >= 0)
+        return 0;
+    if (a->n == a->cap) {
+        Py_ssize_t cap = a->cap ? a->cap * 2 : 8;
+        PyObject **items = PyMem_Realloc(a->items, (size_t)cap * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        a->items = items;
+        a->cap = cap;
+    }
+    a->items[a->n++] = Py_NewRef(key);
+    return 0;
+}
+
+/* 0: removed, 1: not there */
+static int
+active_remove(Active *a, PyObject *key)
+{
+    Py_ssize_t i = active_index(a, key);
+    if (i < 0)
+        return 1;
+    PyObject *item = a->items[i];
+    a->n--;
+    if (i < a->n)
+        memmove(&a->items[i], &a->items[i + 1], (size_t)(a->n - i) * sizeof(PyObject *));
+    Py_DECREF(item);
+    return 0;
+}
+
+static Py_ssize_t
+Active_len(Active *self)
+{
+    return self->n;
+}
+
+static int
+Active_contains(Active *self, PyObject *key)
+{
+    return active_index(self, key) >= 0;
+}
+
+static PyObject *
+Active_getitem(Active *self, PyObject *key)
+{
+    if (active_index(self, key) < 0) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+Active_setitem(Active *self, PyObject *key, PyObject *value)
+{
+    if (value != NULL)
+        return active_add(self, key);
+    if (active_remove(self, key)) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+Active_keys(Active *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyList_New(self->n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->n; i++)
+        PyList_SET_ITEM(out, i, Py_NewRef(self->items[i]));
+    return out;
+}
+
+static PyObject *
+Active_clear(Active *self, PyObject *Py_UNUSED(ignored))
+{
+    while (self->n) {
+        PyObject *item = self->items[--self->n];
+        Py_DECREF(item);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMappingMethods Active_mapping = {
+    .mp_length = (lenfunc)Active_len,
+    .mp_subscript = (binaryfunc)Active_getitem,
+    .mp_ass_subscript = (objobjargproc)Active_setitem,
+};
+
+static PySequenceMethods Active_sequence = {
+    .sq_length = (lenfunc)Active_len,
+    .sq_contains = (objobjproc)Active_contains,
+};
+
+static PyMethodDef Active_methods[] = {
+    {"keys", (PyCFunction)Active_keys, METH_NOARGS, "The registrations being notified."},
+    {"clear", (PyCFunction)Active_clear, METH_NOARGS, "Forget them all (a fork's child)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ActiveType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callpyback._speedups.Active",
+    .tp_doc = "One thread's registrations being notified (the re-entrancy guard).",
+    .tp_basicsize = sizeof(Active),
+    .tp_dealloc = (destructor)Active_dealloc,
+    .tp_as_mapping = &Active_mapping,
+    .tp_as_sequence = &Active_sequence,
+    .tp_methods = Active_methods,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
 
 typedef struct {
     PyObject_HEAD
@@ -275,7 +422,11 @@ active_list(void)
         if (h == NULL)
             return NULL;
         h->id = id;
-        h->list = PyDict_New();
+        h->list = (PyObject *)PyObject_New(Active, &ActiveType);
+        if (h->list != NULL) {
+            ((Active *)h->list)->items = NULL;
+            ((Active *)h->list)->n = ((Active *)h->list)->cap = 0;
+        }
         if (h->list == NULL) {
             Py_DECREF(h);
             return NULL;
@@ -314,7 +465,7 @@ ThreadActive_getattro(PyObject *self, PyObject *name)
 static PyTypeObject ThreadActiveType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "callpyback._speedups.ThreadActive",
-    .tp_doc = "Per-thread state of the re-entrancy guard: ``.a`` is this thread's dict of the "
+    .tp_doc = "Per-thread state of the re-entrancy guard: ``.a`` is this thread's registry of the "
               "registrations being notified.",
     .tp_basicsize = sizeof(ThreadActive),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -1630,9 +1781,9 @@ reset_failures(PyObject *reg)
 static int
 is_active(Call *c, PyObject *reg)
 {
-    int in = PyDict_Contains(c->act, reg);
-    if (in != 0)
-        return in;
+    if (active_index((Active *)c->act, reg) >= 0)
+        return 1;
+    int in;
     if (PyList_GET_SIZE(g_AANY)) {
         PyObject *regs;
         if (PyContextVar_Get(g_ACV, NULL, &regs) < 0)
@@ -1644,21 +1795,17 @@ is_active(Call *c, PyObject *reg)
     return 0;
 }
 
-/* act[reg] = None / del act[reg]: the same dict the Python engine's templates use */
+/* act[reg] = None / del act[reg], on the registry the Python engine's templates use too */
 static int
 push_active(Call *c, PyObject *reg)
 {
-    return PyDict_SetItem(c->act, reg, Py_None);
+    return active_add((Active *)c->act, reg);
 }
 
 static int
 pop_active(Call *c, PyObject *reg)
 {
-    if (PyDict_DelItem(c->act, reg) < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_KeyError))
-            return -1;
-        PyErr_Clear(); /* someone cleared the registry (a fork handler): nothing to remove */
-    }
+    active_remove((Active *)c->act, reg); /* not there: someone cleared it (a fork's child) */
     return 0;
 }
 
@@ -2581,7 +2728,7 @@ PyInit__speedups(void)
         g_default_vectorcall = ((PyFunctionObject *)fn)->vectorcall;
         Py_DECREF(fn);
     }
-    if (PyType_Ready(&HolderType) < 0 || PyType_Ready(&ThreadActiveType) < 0 ||
+    if (PyType_Ready(&ActiveType) < 0 || PyType_Ready(&HolderType) < 0 || PyType_Ready(&ThreadActiveType) < 0 ||
         PyType_Ready(&RecorderType) < 0 || PyType_Ready(&PlanType) < 0 ||
         PyType_Ready(&ObservedType) < 0)
         return NULL;

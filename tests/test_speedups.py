@@ -370,3 +370,30 @@ def test_failures_at_the_recursion_limit_are_each_notified_once(engine: str) -> 
             assert log.count("failure") == calls and stats["in_flight"] == 0
     finally:
         sys.setrecursionlimit(old)
+
+
+@compiled
+@pytest.mark.parametrize("inner_engine", ["compiled", "pure"])
+@pytest.mark.parametrize("outer_engine", ["compiled", "pure"])
+def test_reentrancy_guard_is_shared_by_both_engines(outer_engine: str, inner_engine: str) -> None:
+    """An observer calling an observed function is not told about that call (no feedback
+    loop), whichever engine runs the outer call and the inner one: one registry per thread."""
+    from callpyback import _engine, _speedups  # type: ignore[attr-defined]
+
+    seen: List[Any] = []
+    inside: List[bool] = []
+
+    def observe(value: Any) -> None:
+        seen.append(value)
+        inside.append(_engine.in_observer())
+        if value == "outer":
+            inner()
+
+    deco = CallPyBack(observers=[on_success(observe)])
+    outer_w = deco(lambda: "outer")
+    inner_w = deco(lambda: "inner")
+    outer = outer_w if outer_engine == "compiled" else _speedups.twin_of(outer_w)
+    inner = inner_w if inner_engine == "compiled" else _speedups.twin_of(inner_w)
+    assert outer() == "outer" and seen == ["outer"] and inside == [True]
+    assert not _engine.in_observer() and len(_engine._TL.a) == 0
+    assert inner() == "inner" and seen == ["outer", "inner"]
