@@ -62,8 +62,10 @@ def compile_speedups(root: str, inplace: bool) -> Optional[str]:
     except BaseException as exc:  # no compiler, no headers: the pure engine still installs
         if isinstance(exc, KeyboardInterrupt):
             raise
-        _say(f"the compiled engine could not be built ({type(exc).__name__}: {exc}); "
-             "installing the pure-Python engine, which is complete")
+        _say(
+            f"the compiled engine could not be built ({type(exc).__name__}: {exc}); "
+            "installing the pure-Python engine, which is complete"
+        )
         return None
     finally:
         os.chdir(cwd)

@@ -81,17 +81,41 @@ def _cases() -> List[Case]:
         ("TimingObserver", lambda: [TimingObserver()], 2.0),
     ]
     for label, observers, goal in shapes:
-        rows.append(Case(f"compiled: {label}", op(observers), target=goal, note=ENGINE,
-                         group="cext"))
+        rows.append(
+            Case(f"compiled: {label}", op(observers), target=goal, note=ENGINE, group="cext")
+        )
         rows.append(Case(f"pure: {label}", op(observers, pure=True), group="cext"))
-    rows.append(Case("compiled: each further on_success observer (+x)", per_extra(False),
-                     kind="custom", target=0.15, group="cext", note=ENGINE))
-    rows.append(Case("pure: each further on_success observer (+x)", per_extra(True),
-                     kind="custom", group="cext"))
-    rows.append(Case("compiled: method, MetricsObserver", method(False), base_build=method_base,
-                     target=2.0, group="cext", note="vs a passthrough method"))
-    rows.append(Case("pure: method, MetricsObserver", method(True), base_build=method_base,
-                     group="cext"))
+    rows.append(
+        Case(
+            "compiled: each further on_success observer (+x)",
+            per_extra(False),
+            kind="custom",
+            target=0.15,
+            group="cext",
+            note=ENGINE,
+        )
+    )
+    rows.append(
+        Case(
+            "pure: each further on_success observer (+x)",
+            per_extra(True),
+            kind="custom",
+            group="cext",
+        )
+    )
+    rows.append(
+        Case(
+            "compiled: method, MetricsObserver",
+            method(False),
+            base_build=method_base,
+            target=2.0,
+            group="cext",
+            note="vs a passthrough method",
+        )
+    )
+    rows.append(
+        Case("pure: method, MetricsObserver", method(True), base_build=method_base, group="cext")
+    )
     return rows
 
 

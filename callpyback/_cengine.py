@@ -22,18 +22,27 @@ run the code, that is the Python engine).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
 import types
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, cast
 
 from . import _engine
 from ._context import ExecutionResult, new_context
 from .states import ExecutionState
 
-__all__ = ["ENGINE", "PURE_ENV", "active", "engine_description", "instrument", "make_wrapper",
-           "rebind", "unpatch"]
+__all__ = [
+    "ENGINE",
+    "PURE_ENV",
+    "active",
+    "engine_description",
+    "instrument",
+    "make_wrapper",
+    "rebind",
+    "unpatch",
+]
 
 #: Set to anything but "" or "0" to run the pure-Python engine even where the extension exists.
 PURE_ENV = "CALLPYBACK_PURE_PYTHON"
@@ -57,7 +66,7 @@ def failed(
     __tracebackhide__ = True
     deferred = _engine._DEFERRED
     if deferred[0] is not None:
-        try:
+        try:  # noqa: SIM105 - the template's own shape, near the recursion limit: no extra call
             _engine._drain()
         except Exception:
             pass
@@ -101,8 +110,9 @@ def _never_started(fe: BaseException) -> bool:
     return last.tb_frame.f_code in _STEP_CODES and not isinstance(fe, StopIteration)
 
 
-def pre_interrupted(p: Any, info: Any, args: Tuple[Any, ...], kwargs: Any, c: Any,
-                    pending: BaseException) -> None:
+def pre_interrupted(
+    p: Any, info: Any, args: Tuple[Any, ...], kwargs: Any, c: Any, pending: BaseException
+) -> None:
     """A PRE_EXECUTION observer raised KeyboardInterrupt/SystemExit: the call is interrupted
     (ERROR is notified); the C engine then raises ``pending``."""
     __tracebackhide__ = True
@@ -119,15 +129,19 @@ def _load() -> Tuple[Any, str]:
     if os.environ.get(PURE_ENV, "").strip() not in ("", "0"):
         return None, f"pure Python ({PURE_ENV} is set)"
     if sys.implementation.name != "cpython":
-        return None, f"pure Python (the compiled engine is for CPython, not {sys.implementation.name})"
+        return (
+            None,
+            f"pure Python (the compiled engine is for CPython, not {sys.implementation.name})",
+        )
     try:
-        from . import _speedups  # type: ignore[attr-defined]
+        # By name: mypy sees the module or not depending on whether it was built.
+        _speedups: Any = importlib.import_module("callpyback._speedups")
     except ImportError as exc:
         return None, f"pure Python (the compiled extension is not installed: {exc})"
     if getattr(_speedups, "ABI", None) != ABI:
         return None, (
-            f"pure Python (callpyback._speedups is a stale build, ABI {getattr(_speedups, 'ABI', '?')} "
-            f"instead of {ABI}: reinstall callpyback)"
+            "pure Python (callpyback._speedups is a stale build, ABI "
+            f"{getattr(_speedups, 'ABI', '?')} instead of {ABI}: reinstall callpyback)"
         )
     from ._pipeline import Registration
 
@@ -181,7 +195,7 @@ def speedups() -> Any:
 def _encode(injection: Any) -> Optional[Tuple[Tuple[int, ...], int, Optional[Tuple[str, ...]]]]:
     """An injection as (source codes, how many are positional, keyword names)."""
     codes = []
-    names = []
+    names: list[str] = []
     npos = 0
     for kw, src in injection:
         code = _SOURCE_CODES.get(src)
@@ -236,8 +250,14 @@ def plan_for(p: Any, func: Any, info: Any, *, inplace: bool) -> Any:
     else:
         code = callee.__code__
         names = tuple(code.co_varnames[: shape.positional + shape.kwonly])
-        shape_spec = (shape.positional, shape.posonly, shape.kwonly, shape.varargs, shape.varkw,
-                      names)
+        shape_spec = (
+            shape.positional,
+            shape.posonly,
+            shape.kwonly,
+            shape.varargs,
+            shape.varkw,
+            names,
+        )
     bindings: dict[int, Any] = {}
     submit = None
     phases = []
@@ -280,8 +300,23 @@ def plan_for(p: Any, func: Any, info: Any, *, inplace: bool) -> Any:
                     return None
             else:
                 kind, fn = sp.K_CTX, reg.update
-            steps.append((kind, reg, fn, reg.update, reg.guard, reg.escalates, reg.gate,
-                          gate_inj, inj, pending, batch, flush, reg.needs_context))
+            steps.append(
+                (
+                    kind,
+                    reg,
+                    fn,
+                    reg.update,
+                    reg.guard,
+                    reg.escalates,
+                    reg.gate,
+                    gate_inj,
+                    inj,
+                    pending,
+                    batch,
+                    flush,
+                    reg.needs_context,
+                )
+            )
         phases.append(tuple(steps))
     return sp.Plan(
         f=func,
@@ -302,7 +337,7 @@ def plan_for(p: Any, func: Any, info: Any, *, inplace: bool) -> Any:
     )
 
 
-# --- the seams _decorator uses ---------------------------------------------------------------------
+# --- the seams _decorator uses ---------------------------------------------------------
 
 
 def _python_callee(func: Any) -> Any:
@@ -312,12 +347,15 @@ def _python_callee(func: Any) -> Any:
     return func
 
 
-def make_wrapper(p: Any, func: Any, info: Any) -> Any:
-    """The wrapper for ``func``: the Python engine's, stood for by a C one where it can be."""
+def make_wrapper(p: Any, func: Any, info: Any) -> types.FunctionType:
+    """The wrapper for ``func``: the Python engine's, stood for by a C one where it can be
+    (typed as the function it passes for: ``inspect.isfunction`` is true of both)."""
     twin = _engine.make_wrapper(p, _python_callee(func), info)
     if _speedups is None or info.kind != "function":
         return twin
-    return _speedups.ObservedFunction(twin, _plan_or_none(p, func, info, False))
+    return cast(
+        types.FunctionType, _speedups.ObservedFunction(twin, _plan_or_none(p, func, info, False))
+    )
 
 
 def _plan_or_none(p: Any, func: Any, info: Any, inplace: bool) -> Any:

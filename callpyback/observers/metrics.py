@@ -178,7 +178,7 @@ class FunctionStats:
     def _fold_recorder(self) -> None:
         # The recorder adds its buckets to the histogram and hands back its counters, both
         # only once every value is computed (see Recorder.fold_into): failure-atomic too.
-        recorder = self.recorder
+        recorder: Any = self.recorder
         folded = recorder.fold_into(self.histogram)
         self.in_flight = recorder.in_flight
         self.max_in_flight = recorder.max_in_flight
