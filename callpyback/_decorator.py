@@ -15,7 +15,7 @@ import types
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
-from . import _engine
+from . import _cengine, _engine
 from ._context import FunctionInfo
 from ._handling import MISSING, DefaultErrorHandler, HandlerChain, check_exception_classes
 from ._inject import resolve_injection
@@ -134,6 +134,7 @@ class InPlace:
             return False
         self.decorator._forget(self.func)
         self.func.__code__ = self.code
+        _cengine.unpatch(self.func)
         _IN_PLACE.pop(self.func, None)
         return True
 
@@ -270,7 +271,7 @@ class CallPyBack:
         self._check_kind(func, kind)
         info = FunctionInfo(func, kind, pipeline=self.name)
         with self._lock:
-            wrapper = _engine.make_wrapper(self._pipeline_now, func, info)
+            wrapper = _cengine.make_wrapper(self._pipeline_now, func, info)
             self._bound.append(_Bound(weakref.ref(wrapper, self._unbind), func, info))
         _copy_metadata(wrapper, func)
         wrapper.__callpyback__ = self  # type: ignore[attr-defined]
@@ -286,7 +287,7 @@ class CallPyBack:
         self._check_kind(func, kind)
         info = FunctionInfo(func, kind, target=target, pipeline=self.name)
         with self._lock:
-            wrapper = _engine.make_wrapper(self._pipeline_now, func, info)
+            wrapper = _cengine.make_wrapper(self._pipeline_now, func, info)
             self._bound.append(_Bound(weakref.ref(wrapper, self._unbind), func, info))
         _copy_metadata(wrapper, func)
         wrapper.__callpyback__ = self  # type: ignore[attr-defined]
@@ -311,7 +312,7 @@ class CallPyBack:
         info = FunctionInfo(copy, kind, pipeline=self.name)
         record = InPlace(func, func.__code__, self)
         with self._lock:
-            _engine.instrument(self._pipeline_now, func, copy, info)
+            _cengine.instrument(self._pipeline_now, func, copy, info)
             self._bound.append(_Bound(weakref.ref(func, self._unbind), copy, info, copy))
         _IN_PLACE[func] = record
         return record
@@ -617,9 +618,9 @@ class CallPyBack:
             if target is None:
                 continue
             if bound.copy is None:
-                _engine.rebind(pipeline, target, bound.func, bound.info)
+                _cengine.rebind(pipeline, target, bound.func, bound.info)
             else:
-                _engine.instrument(pipeline, target, bound.copy, bound.info)
+                _cengine.instrument(pipeline, target, bound.copy, bound.info)
 
     @property
     def pipeline(self) -> Optional[Pipeline]:

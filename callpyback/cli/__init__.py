@@ -39,8 +39,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.version:
         import callpyback
+        from callpyback._cengine import engine_description
 
         print(callpyback.__version__)
+        print(f"engine: {engine_description()}")  # compiled or pure Python, and why
         return 0
     if not getattr(args, "func", None):
         parser.print_help()

@@ -39,12 +39,23 @@ _OUTCOME_FIELD = ("successes", "failures", "recoveries", "cancelled", "interrupt
 _BATCH = 256
 
 
+def _recorder_type() -> Any:
+    """The C accumulator (``_speedups.Recorder``) when the compiled engine is active, else None."""
+    from .._cengine import speedups
+
+    module = speedups()
+    return None if module is None else module.Recorder
+
+
 class FunctionStats:
     """Counters and latency of one function: the engine's per-function *binding* (see
     ``docs/observers.md``) for :class:`MetricsObserver`.
 
-    The hot path takes no lock and runs no Python code of ours: ``start()`` appends ``None``
-    and ``done(t)`` the duration to ``events`` (``list.append`` through C callables: atomic, no
+    The hot path takes no lock and runs no Python code of ours.  With the compiled engine,
+    ``start()``/``done(t)``/``end(...)`` are methods of a C ``recorder`` that updates the
+    in-flight count, the counters and the histogram buckets under the GIL (exact under threads),
+    and a fold adds its buckets to ``histogram``.  Without it, ``start()`` appends ``None`` and
+    ``done(t)`` the duration to ``events`` (``list.append`` through C callables: atomic, no
     frame), and the engine calls ``flush()`` when ``pending`` reaches the observer's
     ``bind_batch``.  Events are folded into the counters and the histogram under ``lock``, in
     batches, and always before anything is read; ``del events[:n]`` removes exactly the events
@@ -59,22 +70,31 @@ class FunctionStats:
         "lock",
         "max_in_flight",
         "pending",
+        "recorder",
         "seen",
         "start",
         "target",
         *_COUNTERS,
     )
 
-    def __init__(self, target: str, relative_accuracy: float) -> None:
+    def __init__(self, target: str, relative_accuracy: float, recorder: Any = None) -> None:
         self.lock = threading.Lock()
         self.target = target
         #: None (a call started), a float (the duration of a first-attempt success, by far
         #: the most common ending) or ``(outcome, duration, attempt)``
         self.events: List[Any] = []
         self.pending = self.events
-        self.done = self.events.append
-        self.start = functools.partial(self.events.append, _START)
         self.histogram = Histogram(relative_accuracy)
+        #: the C accumulator (compiled engine), or None: events go to ``events``
+        self.recorder = (
+            recorder(self.histogram._inv_log_gamma) if recorder is not None else None
+        )
+        if self.recorder is not None:
+            self.done = self.recorder.done
+            self.start = self.recorder.start
+        else:
+            self.done = self.events.append
+            self.start = functools.partial(self.events.append, _START)
         #: Whether a call was ever recorded: the engine binds every function it wraps (the import
         #: hook, thousands), and one never called is not reported.
         self.seen = False
@@ -86,6 +106,16 @@ class FunctionStats:
     def flush(self) -> None:
         """Fold what is pending, unless another thread is folding (it will)."""
         self.fold(blocking=False)
+
+    def end(self, outcome: int, execution_time: Optional[float], attempt: int) -> None:
+        """Any ending but a first-attempt success (``outcome``: a code of ``_CODES``)."""
+        if self.recorder is not None:
+            self.recorder.end(outcome, execution_time, attempt)
+            return
+        events = self.events
+        events.append((outcome, execution_time, attempt))
+        if not len(events) % _BATCH:
+            self.fold(blocking=False)
 
     def fold(self, blocking: bool = True) -> None:
         """Fold pending events; without ``blocking``, skip if another thread is folding."""
@@ -101,6 +131,9 @@ class FunctionStats:
         # could fail, e.g. at the recursion limit) is updated before the events are removed, so
         # a fold that fails leaves every event for the next one.  C-level passes over the batch
         # (a comprehension or a map per kind of event), not a Python loop per event.
+        if self.recorder is not None:
+            self._fold_recorder()
+            return
         events = self.events
         n = len(events)
         if not n:
@@ -142,6 +175,25 @@ class FunctionStats:
         self.interrupted += tallies[_INTERRUPTED]
         self.retries += retries
 
+    def _fold_recorder(self) -> None:
+        # The recorder adds its buckets to the histogram and hands back its counters, both
+        # only once every value is computed (see Recorder.fold_into): failure-atomic too.
+        recorder: Any = self.recorder
+        folded = recorder.fold_into(self.histogram)
+        self.in_flight = recorder.in_flight
+        self.max_in_flight = recorder.max_in_flight
+        if folded is None:
+            return
+        _events, calls, tallies, retries = folded
+        self.seen = True
+        self.calls += calls
+        self.successes += tallies[_SUCCESS]
+        self.failures += tallies[_FAILURE]
+        self.recoveries += tallies[_RECOVERED]
+        self.cancelled += tallies[_CANCELLED]
+        self.interrupted += tallies[_INTERRUPTED]
+        self.retries += retries
+
     def _fold_successes(self, batch: List[Any], starts: int) -> bool:
         """The usual batch, folded without a Python loop: first-attempt successes only, with
         no starts (in-flight not tracked, or started before the batch) or each call's start
@@ -176,6 +228,8 @@ class FunctionStats:
             self.histogram = Histogram(self.histogram.relative_accuracy)
             # in_flight is live state, not a statistic: calls still running will complete.
             self.max_in_flight = self.in_flight
+            if self.recorder is not None:
+                self.recorder.max_in_flight = self.in_flight
             self.calls = self.successes = self.failures = self.recoveries = 0
             self.cancelled = self.interrupted = self.retries = 0
 
@@ -209,7 +263,8 @@ class MetricsObserver(BaseObserver):
 
     # It never runs user code, so the core may skip the re-entrancy guard around it.
     reentrancy_guard = False
-    #: The engine folds a function's pending events at each multiple of this many.
+    #: The engine folds a function's pending events at each multiple of this many (0 with the
+    #: compiled engine: its recorder needs no folding on the call path).
     bind_batch = _BATCH
 
     def __init__(
@@ -238,6 +293,9 @@ class MetricsObserver(BaseObserver):
         wanted = [_DONE, _ERROR] + ([_PRE] if self.track_in_flight else [])
         self.states = frozenset(wanted)
         self._lock = threading.Lock()  # guards the two maps below (creation only)
+        self._recorder = _recorder_type()
+        if self._recorder is not None:
+            self.bind_batch = 0
         self._by_info: Dict[Any, FunctionStats] = {}
         self._by_target: Dict[str, FunctionStats] = {}
         _fork_safe(self)
@@ -248,7 +306,7 @@ class MetricsObserver(BaseObserver):
             self._by_info,
             self._by_target,
             info,
-            lambda i: FunctionStats(i.target, self.relative_accuracy),
+            lambda i: FunctionStats(i.target, self.relative_accuracy, self._recorder),
         )
 
     def bind(self, function_info: Any) -> FunctionStats:
@@ -270,16 +328,15 @@ class MetricsObserver(BaseObserver):
             stats = self._stats_for(function_info)
         if state is _PRE:
             stats.start()
-            if not len(stats.events) % _BATCH:
+            if stats.recorder is None and not len(stats.events) % _BATCH:
                 stats.fold(blocking=False)
             return
-        events = stats.events
         if attempt == 1 and outcome == "success":
-            events.append(float(execution_time or 0.0))
+            stats.done(float(execution_time or 0.0))
+            if stats.recorder is None and not len(stats.events) % _BATCH:
+                stats.fold(blocking=False)
         else:
-            events.append((_CODES[outcome or "interrupted"], execution_time, attempt))
-        if not len(events) % _BATCH:
-            stats.fold(blocking=False)
+            stats.end(_CODES[outcome or "interrupted"], execution_time, attempt)
 
     def update(self, context: Any) -> None:
         """Count the notification (the general form of :meth:`notify`)."""

@@ -37,9 +37,10 @@ class _Timing:
     first-attempt success (``list.append`` itself when there is no threshold: no Python frame),
     ``pending``/``flush()`` for the batch."""
 
-    __slots__ = ("done", "durations", "histogram", "lock", "pending", "seen", "slow", "threshold")
+    __slots__ = ("add", "done", "durations", "histogram", "lock", "pending", "recorder", "seen",
+                 "slow", "threshold")
 
-    def __init__(self, threshold: Optional[float], accuracy: float) -> None:
+    def __init__(self, threshold: Optional[float], accuracy: float, recorder: Any = None) -> None:
         self.lock = threading.Lock()
         self.durations: List[float] = []
         self.pending = self.durations
@@ -47,7 +48,19 @@ class _Timing:
         self.threshold = threshold
         self.slow = 0
         self.seen = False  # bound at wrap time; reported once a call was recorded
-        self.done: Any = self.durations.append if threshold is None else self._done
+        #: the C accumulator (compiled engine: buckets updated in C, ``done`` checks the
+        #: threshold there), or None: durations go to ``durations``
+        self.recorder = (
+            recorder(self.histogram._inv_log_gamma, threshold, NEEDS_CONTEXT)
+            if recorder is not None
+            else None
+        )
+        if self.recorder is not None:
+            self.done: Any = self.recorder.done
+            self.add: Any = self.recorder.add
+        else:
+            self.done = self.durations.append if threshold is None else self._done
+            self.add = None
 
     def _done(self, execution_time: float) -> Any:
         if execution_time >= self.threshold:  # type: ignore[operator]
@@ -63,6 +76,10 @@ class _Timing:
                 self.lock.release()
 
     def fold_locked(self) -> None:
+        if self.recorder is not None:
+            if self.recorder.fold_into(self.histogram) is not None:
+                self.seen = True
+            return
         durations = self.durations
         n = len(durations)
         if n:
@@ -80,6 +97,13 @@ class _Timing:
 
 _BATCH = 256
 _REPORTING = threading.local()
+
+
+def _recorder_type() -> Any:
+    from .._cengine import speedups
+
+    module = speedups()
+    return None if module is None else module.Recorder
 
 
 def _seconds(value: Any, what: str) -> float:
@@ -142,6 +166,9 @@ class TimingObserver(BaseObserver):
         self._by_target: Dict[str, _Timing] = {}
         self.callback_failures = 0
         self.states = frozenset({ExecutionState.COMPLETED})
+        self._recorder = _recorder_type()
+        if self._recorder is not None:
+            self.bind_batch = 0  # the recorder needs no folding on the call path
         _fork_safe(self)
 
     def _after_fork(self) -> None:
@@ -162,7 +189,7 @@ class TimingObserver(BaseObserver):
             self._by_info,
             self._by_target,
             info,
-            lambda i: _Timing(self.threshold_for(i), self.relative_accuracy),
+            lambda i: _Timing(self.threshold_for(i), self.relative_accuracy, self._recorder),
         )
 
     #: No lock on the call path, and user code (on_slow, logging) only runs for slow calls,
@@ -190,6 +217,9 @@ class TimingObserver(BaseObserver):
         return None
 
     def _record(self, timing: _Timing, elapsed: float) -> None:
+        if timing.add is not None:
+            timing.add(elapsed)
+            return
         durations = timing.durations
         durations.append(elapsed)
         if not len(durations) % _BATCH and timing.lock.acquire(False):
