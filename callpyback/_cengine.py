@@ -79,8 +79,9 @@ def failed(
         x = _engine.fail(p, c, e, False)
     except Exception as fe:
         # No stack for the step (or for its first frame): nothing was notified, so it all runs
-        # later.  A step that ran part-way handles its own shortage.
-        if _never_started(fe):
+        # later.  A step that ran part-way handles its own shortage, so a RecursionError that
+        # reaches this frame never started it (checked first: no call, no stack needed).
+        if fe.__class__ is RecursionError or _never_started(fe):
             deferred[0] = (
                 (_engine._late_failure, (p, c, info, args, dict(kwargs), t0, 1, e)),
                 deferred[0],

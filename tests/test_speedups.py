@@ -366,19 +366,7 @@ def test_version_says_which_engine() -> None:
     "engine",
     [
         "compiled",
-        pytest.param(
-            "pure",
-            marks=pytest.mark.xfail(
-                sys.version_info < (3, 12),
-                strict=True,
-                reason=(
-                    "core gap (docs/performance.md, compiled engine): the template defers a "
-                    "failure step that raised RecursionError only when its traceback has at most "
-                    "two entries; resuming _failure adds a third (before 3.12), so one call's "
-                    "ERROR/COMPLETED is lost at some limits"
-                ),
-            ),
-        ),
+        "pure",
     ],
 )
 def test_failures_at_the_recursion_limit_are_each_notified_once(engine: str) -> None:
