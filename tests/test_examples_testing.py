@@ -57,11 +57,15 @@ def test_the_example_fails_when_the_retry_config_is_gone(tmp_path: Path) -> None
 
 
 def test_the_pytest_examples_in_docs_are_copies_of_the_example_suite() -> None:
-    """docs/testing.md shows pytest tests in ```py blocks (the docs' snippet runner runs only
-    ```python ones, and these need the example project): each is in the suite run above."""
+    """docs/testing.md shows pytest tests as excerpts of the example suite (the docs' snippet
+    runner does not run them: they need the example project): each is, verbatim, in the suite
+    run above."""
     docs = (EXAMPLE.parents[1] / "docs" / "testing.md").read_text(encoding="utf-8")
     suite = (EXAMPLE / "tests" / "test_payments.py").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```py\n(.*?)^```", docs, re.M | re.S)
+    blocks = re.findall(
+        r"^<!-- excerpt: examples/testing/tests/test_payments.py -->\n```python\n(.*?)^```",
+        docs, re.M | re.S,
+    )
     assert len(blocks) == 2
     for block in blocks:
         assert block in suite, block

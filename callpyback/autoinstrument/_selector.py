@@ -134,7 +134,9 @@ def unguarded(selector: Any) -> Any:
 
 # --- modules that are never instrumented unless named explicitly ---------------------------------
 
-_OWN = ("callpyback",)
+# Our own top-level modules: never instrumented, whatever a pattern says (the pytest plugin
+# is loaded by every pytest run, before a session config's `*` could select it).
+_OWN = ("callpyback", "_callpyback_pytest")
 #: Top-level names of plugin packages (entry-point group ``callpyback``), filled at install().
 _plugin_tops: FrozenSet[str] = frozenset()
 _stdlib: Optional[FrozenSet[str]] = None

@@ -89,10 +89,12 @@ class CallRecord:
 
     @property
     def finished(self) -> bool:
+        """Whether the call has ended (it has an outcome); False while it still runs."""
         return self.outcome is not None
 
     @property
     def cancelled(self) -> bool:
+        """Whether the call was cancelled (a coroutine's CancelledError, a closed generator)."""
         return self.outcome == "cancelled"
 
     def _end(self, context: Any) -> None:
@@ -187,6 +189,7 @@ class Capture:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> Capture:
+        """Start recording (what ``with capture()`` does on entry); returns the capture."""
         if self.active:
             raise RuntimeError("this capture is already active")
         self.active = True

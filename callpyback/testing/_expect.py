@@ -73,6 +73,7 @@ class Expectation:
         raise NotImplementedError
 
     def leaves(self) -> List[Called]:
+        """The single-call expectations this one is made of, in order."""
         raise NotImplementedError
 
     def find(
