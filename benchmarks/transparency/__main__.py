@@ -1,0 +1,73 @@
+"""``python -m benchmarks.transparency [--libs a,b] [--full] [--ci] [--json FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .corpus import BY_NAME, CI_SUBSET, LIBRARIES
+from .runner import CorpusError, LibraryResult, cache_dir, config_text, run_library, table
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.transparency",
+        description="Run real libraries' own test suites plainly and with every function of "
+        "the package observed by callpyback; compare every test's outcome.",
+    )
+    parser.add_argument("--libs", help="comma-separated names (default: all)", default="")
+    parser.add_argument("--ci", action="store_true", help=f"the CI subset: {','.join(CI_SUBSET)}")
+    parser.add_argument(
+        "--full", action="store_true", help="whole suites where the default runs a subset"
+    )
+    parser.add_argument(
+        "--frame-inspectors",
+        action="store_true",
+        help="also instrument functions that inspect their caller's frame "
+        "(instrument_frame_inspectors = true)",
+    )
+    parser.add_argument("--json", type=Path, help="write every result (and the venvs' pins) here")
+    parser.add_argument("--list", action="store_true", help="list the corpus and exit")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for lib in LIBRARIES:
+            extra = f"  ({lib.note})" if lib.note else ""
+            print(f"{lib.name}=={lib.version}  packages {','.join(lib.packages)}{extra}")
+        print(f"\ncache: {cache_dir()}\nconfig of the instrumented run, for six:\n")
+        print(config_text(BY_NAME["six"]))
+        return 0
+    names = CI_SUBSET if args.ci else [n for n in args.libs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown libraries {unknown}; the corpus has {sorted(BY_NAME)}")
+    libs = [BY_NAME[n] for n in names] if names else LIBRARIES
+
+    results: List[LibraryResult] = []
+    broken: List[str] = []
+    for lib in libs:
+        try:
+            results.append(
+                run_library(
+                    lib,
+                    full=args.full,
+                    frame_inspectors=args.frame_inspectors,
+                    log=lambda text: print(f"  {text}", file=sys.stderr, flush=True),
+                )
+            )
+        except CorpusError as exc:
+            broken.append(f"{lib.key}: {exc}")
+            print(f"  {lib.key}: {exc}", file=sys.stderr, flush=True)
+    print(table(results))
+    for line in broken:
+        print(f"\nNOT RUN {line}")
+    if args.json:
+        args.json.write_text(json.dumps([r.to_json() for r in results], indent=1))
+    return 0 if all(r.identical for r in results) and not broken else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The libraries of the transparency corpus (issue 11): what to download, install and run.
+
+Each entry is a release on PyPI whose sdist ships its own test suite.  ``packages`` are the
+top-level import names one ``metrics`` pipeline matches (every function of the package);
+``exclude`` names test modules that live inside the package.  ``pytest_args`` is the suite as
+its own configuration runs it (its ``testpaths``/``addopts`` apply), narrowed where said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str  # the distribution name on PyPI
+    version: str
+    packages: Tuple[str, ...]  # top-level import names matched by the pipeline
+    requirements: Tuple[str, ...] = ("pytest",)  # the suite's test requirements
+    pytest_args: Tuple[str, ...] = ()  # paths and options after ``python -m pytest``
+    exclude: Tuple[str, ...] = ()  # test modules inside the package
+    note: str = ""  # how the suite run differs from the library's own CI, if it does
+    #: pytest_args of the full suite, when the default run is a subset (``--full``)
+    full_args: Tuple[str, ...] = ()
+    #: the issue's "before" figures: plain, instrumented (as reported there)
+    before: Tuple[str, str] = ("", "")
+    #: formerly failing (the issue's table) or passing already
+    formerly_failing: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+_PYPARSING_PACKRAT = [
+    "Test03_EnablePackratParsing",
+    "Test04_WithPackrat",
+    "Test05_EnableBoundedPackratParsing",
+    "Test06_WithBoundedPackrat",
+    "Test07_EnableUnboundedPackratParsing",
+    "Test08_WithUnboundedPackrat",
+    "Test09_WithLeftRecursionParsing",
+    "Test10_WithLeftRecursionParsingBoundedMemo",
+]
+
+LIBRARIES: List[Library] = [
+    Library(
+        "attrs",
+        "26.1.0",
+        ("attr", "attrs"),
+        ("pytest", "hypothesis", "pympler", "cloudpickle"),
+        before=("1376 passed, 1 failed", "1369 passed, 8 failed"),
+        formerly_failing=True,
+    ),
+    Library(
+        "packaging",
+        "26.4",
+        ("packaging",),
+        ("pytest", "hypothesis", "pip", "pretend", "tomli_w"),
+        # The specifier, version and range grids are 60,000 of its 64,000 tests; the default
+        # run keeps every other module and the markers/requirements parsers.
+        pytest_args=(
+            "tests",
+            "--deselect=tests/test_specifiers.py",
+            "--deselect=tests/test_ranges.py",
+            "--deselect=tests/test_version.py",
+        ),
+        full_args=("tests",),
+        note="default: tests/ without test_specifiers, test_ranges, test_version (--full: all)",
+        before=("64204 passed", "64200 passed, 4 failed"),
+        formerly_failing=True,
+    ),
+    Library(
+        "python-dateutil",
+        "4.0.0",
+        ("dateutil",),
+        ("pytest", "hypothesis", "freezegun", "attrs"),
+        before=("5059 passed, 3 failed", "5053 passed, 9 failed"),
+        formerly_failing=True,
+    ),
+    Library(
+        "pyparsing",
+        "3.3.3",
+        ("pyparsing",),
+        ("pytest", "railroad-diagrams", "jinja2"),
+        pytest_args=("tests", "-k", " and ".join(f"not {c}" for c in _PYPARSING_PACKRAT)),
+        full_args=("tests",),
+        note="without the packrat/left-recursion re-runs of Test02 (--full: with them)",
+        before=("495 passed", "486 passed, 9 failed"),
+        formerly_failing=True,
+    ),
+    Library(
+        "boltons",
+        "26.2.0",
+        ("boltons",),
+        before=("519 passed", "14 collection errors"),
+        formerly_failing=True,
+    ),
+    Library(
+        "jinja2",
+        "3.1.6",
+        ("jinja2",),
+        ("pytest", "trio"),
+        before=("909 passed", "907 passed, 2 failed"),
+        formerly_failing=True,
+    ),
+    Library(
+        "six",
+        "1.17.0",
+        ("six",),
+        pytest_args=("test_six.py",),
+        before=("198 passed", "197 passed, 1 failed"),
+        formerly_failing=True,
+    ),
+    Library(
+        "tomlkit",
+        "0.15.2",
+        ("tomlkit",),
+        ("pytest", "PyYAML"),
+        before=("1203 passed", "1201 passed, 2 failed"),
+        formerly_failing=True,
+    ),
+    Library("toolz", "1.2.0", ("toolz", "tlz"), exclude=("toolz.tests",)),
+    Library("more-itertools", "11.2.1", ("more_itertools",), pytest_args=("tests",)),
+    Library("markupsafe", "3.0.4", ("markupsafe",)),
+    Library("click", "8.5.1", ("click",)),
+    Library("sqlparse", "0.6.1", ("sqlparse",), pytest_args=("tests",)),
+    Library(
+        "humanize",
+        "4.17.0",
+        ("humanize",),
+        ("pytest", "freezegun"),
+        pytest_args=("--ignore=tests/test_benchmarks.py",),
+        note="without tests/test_benchmarks.py (pytest-benchmark timings)",
+    ),
+    Library("cachetools", "8.0.2", ("cachetools",)),
+    Library("marshmallow", "4.4.0", ("marshmallow",), ("pytest", "simplejson")),
+    Library(
+        "networkx",
+        "3.6.1",
+        ("networkx",),
+        pytest_args=(
+            "networkx/classes",
+            "networkx/algorithms/shortest_paths",
+            "networkx/algorithms/traversal",
+            "networkx/algorithms/components",
+            "networkx/algorithms/flow",
+            "networkx/generators",
+            "networkx/utils",
+        ),
+        exclude=("networkx.tests", "networkx.**.tests", "networkx.conftest"),
+        note="subset: classes, shortest paths, traversal, components, flow, generators, "
+        "utils (without numpy/scipy: their tests skip)",
+    ),
+]
+
+BY_NAME: Dict[str, Library] = {lib.name: lib for lib in LIBRARIES}
+
+#: The CI subset (tests/test_transparency_corpus.py): small, fast, deterministic suites,
+#: two of them formerly failing.
+CI_SUBSET: List[str] = ["six", "cachetools", "boltons"]
+
+__all__ = ["BY_NAME", "CI_SUBSET", "LIBRARIES", "Library"]
