@@ -66,7 +66,7 @@ def pytest_configure(config: Any) -> None:
         import hypothesis
 
         settings, health = hypothesis.settings, hypothesis.HealthCheck
-        current = settings.default
+        current: Any = settings.default
         suppressed = [*current.suppress_health_check, health.too_slow]
         settings.register_profile(
             "cpb-corpus",

@@ -43,7 +43,9 @@ TIMEOUT = 3600.0  # one suite run; packaging's whole suite instrumented is the l
 
 def cache_dir() -> Path:
     """``$CALLPYBACK_CORPUS_CACHE``, else ``~/.cache/callpyback-corpus``."""
-    return Path(os.environ.get("CALLPYBACK_CORPUS_CACHE") or "~/.cache/callpyback-corpus").expanduser()
+    return Path(
+        os.environ.get("CALLPYBACK_CORPUS_CACHE") or "~/.cache/callpyback-corpus"
+    ).expanduser()
 
 
 class CorpusError(RuntimeError):
@@ -129,7 +131,7 @@ def unpack(lib: Library, sdist: Path) -> Path:
             if sys.version_info >= (3, 12):
                 archive.extractall(dest, filter="data")
             else:
-                archive.extractall(dest)  # noqa: S202 - a PyPI sdist we chose by name
+                archive.extractall(dest)  # a PyPI sdist we chose by name
     tops = [p for p in dest.iterdir() if p.is_dir()]
     tree = tops[0] if len(tops) == 1 else dest
     marker.write_text(str(tree))
@@ -168,12 +170,12 @@ def venv(lib: Library, tree: Path) -> Venv:
             f"installing callpyback, {lib.key} (from its sdist) and {list(lib.requirements)}",
             timeout=1800,
         )
-        site = _run(
+        purelib = _run(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
             "locating site-packages",
         ).stdout.strip()
         freeze = _run([*pip, "freeze", "--all"], "listing the venv").stdout.split()
-        ready.write_text(json.dumps({"site": site, "freeze": freeze}, indent=1))
+        ready.write_text(json.dumps({"site": purelib, "freeze": freeze}, indent=1))
     info = json.loads(ready.read_text())
     site = Path(info["site"])
     # Copied on every run, so an edited plugin always takes effect.
@@ -198,12 +200,16 @@ observers = ["metrics"]
 """
 
 
-def config_text(lib: Library, frame_inspectors: bool = False) -> str:
-    """The ``callpyback.toml`` of the instrumented run: every function of the package."""
+def config_text(lib: Library, frame_inspectors: bool = False, avoid: bool = False) -> str:
+    """The ``callpyback.toml`` of the instrumented run: every function of the package.
+
+    ``avoid``: also exclude what the library's inherent differences document as the way to
+    avoid them (``Library.avoid``).
+    """
     return CONFIG.format(
         frames="true" if frame_inspectors else "false",
         match=json.dumps(list(lib.packages)),
-        exclude=json.dumps(list(lib.exclude)),
+        exclude=json.dumps([*lib.exclude, *(lib.avoid if avoid else ())]),
     )
 
 
@@ -253,6 +259,7 @@ def run_suite(
     mode: str,
     args: Sequence[str],
     frame_inspectors: bool = False,
+    avoid: bool = False,
 ) -> SuiteRun:
     """Run the suite once, from a fresh copy of the sdist tree."""
     work = cache_dir() / "work" / f"{lib.key}-{mode}"
@@ -268,7 +275,7 @@ def run_suite(
         argv = [str(env.python), *pytest_argv]
     else:
         config = work / "corpus.toml"
-        config.write_text(config_text(lib, frame_inspectors))
+        config.write_text(config_text(lib, frame_inspectors, avoid))
         argv = [str(env.python), "-m", "callpyback", "run", "-c", str(config), *pytest_argv]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -284,7 +291,9 @@ def run_suite(
                 timeout=TIMEOUT,
             )
         except subprocess.TimeoutExpired as exc:
-            raise CorpusError(f"{lib.key} ({mode}) did not finish in {TIMEOUT:.0f} s; see {log}") from exc
+            raise CorpusError(
+                f"{lib.key} ({mode}) did not finish in {TIMEOUT:.0f} s; see {log}"
+            ) from exc
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -294,6 +303,13 @@ def run_suite(
             f"{_tail(log.read_text(errors='replace'))}"
         )
     data = json.loads(outcomes.read_text())
+    if not data["outcomes"] or data["exitstatus"] not in (0, 1):
+        # 2: interrupted, 3: internal error, 4: usage error, 5: no tests collected
+        raise CorpusError(
+            f"{lib.key} ({mode}): pytest exited with status {data['exitstatus']} after "
+            f"{len(data['outcomes'])} tests; the log ({log}) ends:\n"
+            f"{_tail(log.read_text(errors='replace'))}"
+        )
     return SuiteRun(
         mode,
         data["outcomes"],
@@ -337,9 +353,31 @@ class LibraryResult:
     freeze: List[str] = field(default_factory=list)
     args: List[str] = field(default_factory=list)
 
+    avoided: bool = False  # run with the library's ``avoid`` exclusions
+
     @property
     def identical(self) -> bool:
         return not self.differences
+
+    @property
+    def inherent(self) -> List[Difference]:
+        """The differences documented as inherent (``Library.inherent``)."""
+        known = dict(self.lib.inherent)
+        return [d for d in self.differences if d.nodeid in known]
+
+    @property
+    def unexpected(self) -> List[Difference]:
+        """Differences not documented, and documented ones that did not happen (so that the
+        documentation stays true); with ``avoid``, every difference."""
+        known = {} if self.avoided else dict(self.lib.inherent)
+        out = [d for d in self.differences if d.nodeid not in known]
+        seen = {d.nodeid for d in self.differences}
+        for nodeid in known:
+            if nodeid not in seen:
+                out.append(
+                    Difference(nodeid, "?", "?", "documented as inherent, but identical now")
+                )
+        return out
 
     @property
     def wall_ratio(self) -> float:
@@ -363,6 +401,8 @@ class LibraryResult:
             "plain": self.plain.summary(),
             "instrumented": self.instrumented.summary(),
             "identical": self.identical,
+            "avoided": self.avoided,
+            "unexpected": [d.__dict__ for d in self.unexpected],
             "differences": [d.__dict__ for d in self.differences],
             "instrumentation": self.instrumented.instrumentation,
             "wall": [self.plain.wall, self.instrumented.wall],
@@ -382,6 +422,7 @@ def run_library(
     full: bool = False,
     frame_inspectors: bool = False,
     log: Any = None,
+    avoid: bool = False,
 ) -> LibraryResult:
     """Fetch, install, run both ways and compare one library."""
     say = log or (lambda text: None)
@@ -393,17 +434,26 @@ def run_library(
     say(f"{lib.key}: running the suite plainly")
     plain = run_suite(lib, env, tree, "plain", args)
     say(f"{lib.key}: {plain.summary()} in {plain.wall:.1f} s; running it instrumented")
-    instrumented = run_suite(lib, env, tree, "instrumented", args, frame_inspectors)
+    instrumented = run_suite(lib, env, tree, "instrumented", args, frame_inspectors, avoid)
     say(f"{lib.key}: {instrumented.summary()} in {instrumented.wall:.1f} s")
     if not instrumented.instrumentation or not instrumented.instrumentation.get("wrapped"):
         raise CorpusError(
             f"{lib.key}: the instrumented run wrapped no function of {list(lib.packages)} "
             f"(instrumentation: {instrumented.instrumentation}); see {instrumented.log}"
         )
-    return LibraryResult(lib, plain, instrumented, compare(plain, instrumented), env.freeze, args)
+    differences = compare(plain, instrumented)
+    return LibraryResult(lib, plain, instrumented, differences, env.freeze, args, avoid)
 
 
 # --- the table ------------------------------------------------------------------------------
+def _same(r: LibraryResult) -> str:
+    if r.identical:
+        return "yes (avoid)" if r.avoided else "yes"
+    if not r.unexpected:
+        return f"yes but {len(r.differences)} inherent"
+    return f"NO ({len(r.unexpected)} unexpected)"
+
+
 def table(results: Sequence[LibraryResult]) -> str:
     """The before/after table (markdown), then every differing test."""
     lines = [
@@ -416,7 +466,7 @@ def table(results: Sequence[LibraryResult]) -> str:
         inst = r.instrumented.instrumentation or {}
         lines.append(
             f"| {r.lib.name} {r.lib.version} | {r.plain.summary()} | {r.instrumented.summary()} "
-            f"| {'yes' if r.identical else f'NO ({len(r.differences)})'} "
+            f"| {_same(r)} "
             f"| {inst.get('wrapped', 0)} ({len(inst.get('frame_inspectors', ()))}) "
             f"| {inst.get('calls', 0):,} ({inst.get('failures', 0):,}) "
             f"| {r.session_ratio:.2f} ({r.plain.session[1]:.1f} s) "
@@ -426,8 +476,14 @@ def table(results: Sequence[LibraryResult]) -> str:
         if r.differences:
             lines.append("")
             lines.append(f"{r.lib.key}: {len(r.differences)} tests differ")
+            known = dict(r.lib.inherent)
             for d in r.differences:
                 lines.append(f"  {d.nodeid}: {d.plain} -> {d.instrumented}: {d.message}")
+                if d.nodeid in known and not r.avoided:
+                    lines.append(f"    inherent: {known[d.nodeid]}")
+        missing = [d for d in r.unexpected if d.plain == "?"]
+        for d in missing:
+            lines.append(f"  {r.lib.key} {d.nodeid}: {d.message}")
     notes = [r for r in results if r.lib.note]
     if notes:
         lines.append("")
