@@ -161,7 +161,7 @@ class _Dispatcher:
                     context._attempt = attempt
                     context._time = elapsed
                     context._value = value
-                active.append(reg)
+                active[reg] = None
                 try:
                     result = reg.run(context)
                     if reg.is_async or (result is not None and hasattr(result, "__await__")):
@@ -173,7 +173,7 @@ class _Dispatcher:
                 except Exception as exc:
                     self._failed(reg.name, exc)
                 finally:
-                    active.pop()
+                    del active[reg]
                     self.processed += 1
                     if self.overflow == "block":
                         with self.space:

@@ -320,7 +320,8 @@ class ExecutionContext:
     )
 
     attempt: int = _reader(
-        "_attempt", '1 for the first attempt, 2 for the first retry, and so on (0 before execution).'
+        "_attempt", "1 for the first attempt, 2 for the first retry, and so on "
+        "(0 before execution)."
     )
 
     @property
@@ -522,11 +523,10 @@ def _bind(info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> 
     params = info._params
     if params is _UNSET:
         params = info._params = _simple_params(info.function)
-    if params is not None:
-        # The common shape (no *args/**kwargs, no keyword-only parameters): the engine passes
-        # every positional parameter, defaults applied, so zip is the whole binding.
-        if len(args) == len(params) and not kwargs:
-            return types.MappingProxyType(dict(zip(params, args)))
+    # The common shape (no *args/**kwargs, no keyword-only parameters): the engine passes
+    # every positional parameter, defaults applied, so zip is the whole binding.
+    if params is not None and len(args) == len(params) and not kwargs:
+        return types.MappingProxyType(dict(zip(params, args)))
     sig = info.signature
     if sig is None:
         return types.MappingProxyType({"args": args, "kwargs": dict(kwargs)})

@@ -150,7 +150,9 @@ def _set(p: Pipeline, c: Any, state: ExecutionState) -> None:
 
 class _Local(threading.local):
     def __init__(self) -> None:
-        self.a: List[Any] = []  # registrations being notified on this thread, innermost last
+        # The registrations being notified on this thread (a dict: membership, insertion and
+        # removal are bytecodes, cheaper than list method calls on every guarded dispatch).
+        self.a: Dict[Any, None] = {}
 
 
 _TL = _Local()
@@ -277,6 +279,13 @@ def _late_failure(
         pass
 
 
+#: What a gate may be given without the call's duration (see ``_Writer.lazy_duration``).
+_UNTIMED_SOURCES = frozenset({
+    "state", "outcome", "value", "attempt", "exception", "function_info", "function",
+    "function_signature", "target", "args", "kwargs",
+})
+
+
 # --- generic dispatch (failure paths, generic shapes) --------------------------------------------
 
 
@@ -292,7 +301,7 @@ def _notify(regs: Tuple[Any, ...], c: Any, pending: Any) -> Any:
             if reg.guard:
                 if reg in act or (_AANY and reg in _ACV.get()):
                     continue
-                act.append(reg)
+                act[reg] = None
                 pushed = True
             reg.update(c)
         except RecursionError as exc:
@@ -319,7 +328,7 @@ def _notify(regs: Tuple[Any, ...], c: Any, pending: Any) -> Any:
                 reg.failures = 0
         finally:
             if pushed:
-                act.pop()
+                del act[reg]
     return pending
 
 
@@ -608,7 +617,7 @@ _PREFIX = "_cpb_"
 class Shape:
     """The structure of a parameter list: what the compiled code depends on, not the names."""
 
-    __slots__ = ("kwonly", "names", "posonly", "positional", "varargs", "varkw")
+    __slots__ = ("kwonly", "names", "positional", "posonly", "varargs", "varkw")
 
     def __init__(
         self,
@@ -738,6 +747,9 @@ class _Writer:
         self.cold: List[str] = []
         #: name -> (registration, attribute): per-function values from ``observer.bind(info)``
         self.binders: Dict[str, Tuple[Any, str]] = {}
+        #: The clock's name while the success's duration is read lazily (see lazy_duration)
+        self.lazy_t: Optional[str] = None
+        self.act_at_site = False
 
     # -- emission helpers ----------------------------------------------------------------------
     def w(self, text: str) -> None:
@@ -886,8 +898,15 @@ class _Writer:
             parts = self.args(reg.gate_inject, phase)
             self.open(f"if {self.use(f'g{tag}', reg.gate)}({parts}):")
             opened += 1
+            if self.lazy_t and phase in ("ok", "done"):
+                self.w(f"if {_PREFIX}t is None:")
+                self.indent += 1
+                self.read_duration(self.lazy_t)
+                self.indent -= 1
         if reg.guard:
             act = f"{_PREFIX}act"
+            if self.act_at_site:
+                self.w(f"{act} = {self.use('tl', _TL)}.a")
             self.open(
                 f"if {r} not in {act} and not ({self.use('AANY', _AANY)} and "
                 f"{r} in {self.use('ACV', _ACV)}.get()):"
@@ -911,11 +930,12 @@ class _Writer:
             self.close(opened)
             return
         if reg.guard:
-            self.w(f"{_PREFIX}act.append({r})")
+            self.w(f"{_PREFIX}act[{r}] = None")
         late: Optional[Tuple[str, str]] = None
-        if reg.bind is not None and phase in ("pre", "done") and not (
+        bound = reg.bind is not None and phase in ("pre", "done") and not (
             phase == "done" and self.p.can_retry
-        ):  # after a retry the call is not a first-attempt success: notify says so
+        )  # after a retry the call is not a first-attempt success: notify says so
+        if bound:
             # A per-function binding (docs/observers.md): start() before the call, done(t)
             # after a first-attempt success; a batching one appends to a list the engine
             # folds at ``limit``.  No dict lookup, and often no Python frame at all.
@@ -934,6 +954,8 @@ class _Writer:
                     with self.rare_code():
                         self.ensure_ctx(phase)
                         self.w(f"{self.use(f'r{tag}', reg)}.update({C})")
+                        self.w(f"if {r}.failures:")  # user code ran (on_slow): it worked
+                        self.w(f"    {r}.failures = 0")
                     self.indent -= 2
                     self.cond -= 1
                 else:
@@ -972,11 +994,18 @@ class _Writer:
             self.w("try:")
             self.w(f"    {r}.update({C})")
             late = (f"{r}.update", f"({C},)")
-        self.isolate(reg, r, push=reg.guard, late=late)
+        # A binding's own calls are C-level appends: they fail only when the interpreter does
+        # (no memory, no stack), so a success has no failure streak to end, and no check.
+        self.isolate(reg, r, push=reg.guard, late=late, reset=not bound)
         self.close(opened)
 
     def isolate(
-        self, reg: Registration, r: str, push: bool, late: Optional[Tuple[str, str]] = None
+        self,
+        reg: Registration,
+        r: str,
+        push: bool,
+        late: Optional[Tuple[str, str]] = None,
+        reset: bool = True,
     ) -> None:
         """The except clauses after an observer call: it never breaks the observed call.
 
@@ -1006,14 +1035,15 @@ class _Writer:
             self.w(f"        {defer}[0] = (({of}, ({rr}, {e})), {defer}[0])")
             self.w(f"except {self.b('BaseException')} as {e}:")
             self.w(f"    {_PREFIX}p = {self.use('ob', _obs_base)}({rr}, {e}, {_PREFIX}p)")
-        self.w("else:")
-        self.w(f"    if {r}.failures:")
-        self.w(f"        {r}.failures = 0")
+        if reset:
+            self.w("else:")
+            self.w(f"    if {r}.failures:")
+            self.w(f"        {r}.failures = 0")
         if push:
             self.w("finally:")
-            self.w(f"    {_PREFIX}act.pop()")
+            self.w(f"    del {_PREFIX}act[{r}]")
 
-    # -- the attempt ---------------------------------------------------------------------------------
+    # -- the attempt ------------------------------------------------------------------------
     def around_names(self) -> Tuple[Optional[str], Optional[str]]:
         if not self.p.around:
             return None, None
@@ -1172,7 +1202,11 @@ class _Writer:
             self.w(f"{C} = None")
         if p.observers:
             self.w(f"{_PREFIX}p = None")
-        if p.guarded:
+        inline = [r for r in p.pre + p.success + p.completed if r.guard]
+        # Observers behind gates (a logger whose level is off) usually stay closed: then this
+        # thread's registry of running observers is fetched only past a gate, not every call.
+        self.act_at_site = bool(inline) and all(r.gate is not None for r in inline)
+        if p.guarded and not self.act_at_site:
             self.w(f"{_PREFIX}act = {self.use('tl', _TL)}.a")
         if self.ctx == "always":
             self.to(_PRE)
@@ -1231,13 +1265,13 @@ class _Writer:
             self.w("break")
             self.indent -= 1
         # -- success
-        if mono:
-            self.w("try:")
-            self.w(f"    {_PREFIX}t = {mono}() - {_PREFIX}t0")
-            self.w(f"except {self.b('Exception')}:  # no stack even for the clock")
-            self.w(f"    {_PREFIX}t = 0.0")
-            self.w(f"if {_PREFIX}t < 0.0:")
-            self.w(f"    {_PREFIX}t = 0.0  # a clock that went backwards: never a negative time")
+        if mono and self.lazy_duration():
+            # Every observer of the success is gated (a logger whose level is off): the end of
+            # the call is read only once a gate lets one through (see :meth:`one`).
+            self.lazy_t = mono
+            self.w(f"{_PREFIX}t = None")
+        elif mono:
+            self.read_duration(mono)
         else:
             self.w(f"{_PREFIX}t = 0.0")
         # After a retry the context still holds the failed attempt's exception: a success
@@ -1284,6 +1318,31 @@ class _Writer:
             self.w(f"    raise {_PREFIX}p")
         self.w("return" if kind == "async_generator" else f"return {_PREFIX}v")
         return self.assemble()
+
+    def read_duration(self, mono: str) -> None:
+        self.w("try:")
+        self.w(f"    {_PREFIX}t = {mono}() - {_PREFIX}t0")
+        self.w(f"except {self.b('Exception')}:  # no stack even for the clock")
+        self.w(f"    {_PREFIX}t = 0.0")
+        self.w(f"if {_PREFIX}t < 0.0:")
+        self.w(f"    {_PREFIX}t = 0.0  # a clock that went backwards: never a negative time")
+
+    def lazy_duration(self) -> bool:
+        """Whether the success's duration can wait for the first gate that lets a notification
+        through: nothing else on the success path reads it (no context yet, no result object,
+        no handler hook, no extraction) and no gate is given it."""
+        p = self.p
+        regs = p.success + p.completed
+        if not regs or self.ctx != "none" or self.check or p.wants_result:
+            return False
+        if p.chain.after_success or p.extractor is not None:
+            return False
+        for reg in regs:
+            if reg.gate is None or reg.gate_inject is None:
+                return False
+            if any(src not in _UNTIMED_SOURCES for _, src in reg.gate_inject):
+                return False
+        return True
 
     def assemble(self) -> str:
         """Wrap the body in its function, the record's hot part unpacked first."""
@@ -1353,7 +1412,8 @@ class _Writer:
 
 
 class Template:
-    """One compiled wrapper: its code, the key a record is checked against, what the record holds."""
+    """One compiled wrapper: its code, the key a record is checked against, and what the record
+    holds."""
 
     __slots__ = ("binders", "code", "cold", "key", "names", "objects", "source")
 

@@ -12,13 +12,13 @@ from typing import Any, List
 import pytest
 
 import callpyback as cpb
-from callpyback import _engine
 from callpyback import (
     CallPyBack,
     ConfigurationError,
     MetricsObserver,
     MockTimeSource,
     TimingObserver,
+    _engine,
     on_call,
     on_completion,
     on_success,

@@ -55,9 +55,20 @@ observer_st = st.fixed_dictionaries(
         "names": st.lists(st.sampled_from(INJECTABLE), min_size=1, max_size=4, unique=True),
         "priority": st.integers(0, 2),
         "fails": st.booleans(),
+        # notify/update observers may have a gate(state, outcome): the engine must skip
+        # exactly what it closes (and read the duration lazily when every gate is closed)
+        "gate": st.sampled_from([None, "open", "closed", "success", "not-success"]),
     }
 )
 handler_st = st.sampled_from(["none", "retry", "default", "map", "retry+default"])
+
+
+def gate_allows(rule: Optional[str], outcome: Optional[str]) -> bool:
+    if rule is None or rule == "open":
+        return True
+    if rule == "closed":
+        return False
+    return (outcome == "success") == (rule == "success")
 
 
 class Log:
@@ -96,7 +107,11 @@ def make_observer(log: Log, index: int, spec: Dict[str, Any]) -> Any:
             f"    _rec(log, index, {names!r}, {fails!r}, {{{', '.join(f'{n!r}: {n}' for n in names)}}})\n"
         )
         exec(src, ns)
-        cls = type(f"Notify{index}", (BaseObserver,), {"notify": ns["notify"]})
+        members: Dict[str, Any] = {"notify": ns["notify"]}
+        if spec["gate"] is not None:
+            rule = spec["gate"]
+            members["gate"] = lambda self, state, outcome: gate_allows(rule, outcome)
+        cls = type(f"Notify{index}", (BaseObserver,), members)
         return cls(states=spec["states"], priority=spec["priority"], name=f"n{index}")
 
     class Update(BaseObserver):
@@ -112,6 +127,9 @@ def make_observer(log: Log, index: int, spec: Dict[str, Any]) -> Any:
             }
             _record(log, index, names, fails, values)
 
+    if spec["gate"] is not None:
+        rule = spec["gate"]
+        Update.gate = lambda self, state, outcome: gate_allows(rule, outcome)  # type: ignore[attr-defined]
     return Update(states=spec["states"], priority=spec["priority"], name=f"u{index}")
 
 
@@ -142,6 +160,8 @@ def model(
         for i in order:
             spec = specs[i]
             if state not in spec["states"]:
+                continue
+            if spec["style"] != "callback" and not gate_allows(spec["gate"], values["outcome"]):
                 continue
             v = {**values, "state": state, "args": args}
             row = [i]

@@ -71,20 +71,20 @@ def _examples() -> Dict[str, Callable[[], BaseException]]:
     )
 
     from callpyback import errors
+    from callpyback._registry import DuplicateComponentError, UnknownComponentError
+    from callpyback.autoinstrument._instrument import InstrumentationWarning
+    from callpyback.autoinstrument._main import ProgramNotFound
     from callpyback.autoinstrument._selector import SelectorError
     from callpyback.config._assembly import ComponentBuildWarning
+    from callpyback.config._errors import ConfigError, Problem
     from callpyback.config._exceptions import ExceptionNameError
+    from callpyback.config._patterns import PatternError
+    from callpyback.handlers._breaker import BreakerState, CircuitOpenError
+    from callpyback.handlers._timeout import CallTimeoutError, _InnerTimeout
     from callpyback.observers.redaction import RedactedError
     from callpyback.report._deps import MissingDependencyError
     from callpyback.report._prometheus import MetricsPortError
     from callpyback.report._runtime import Terminated
-    from callpyback._registry import DuplicateComponentError, UnknownComponentError
-    from callpyback.autoinstrument._instrument import InstrumentationWarning
-    from callpyback.autoinstrument._main import ProgramNotFound
-    from callpyback.config._errors import ConfigError, Problem
-    from callpyback.config._patterns import PatternError
-    from callpyback.handlers._breaker import BreakerState, CircuitOpenError
-    from callpyback.handlers._timeout import CallTimeoutError, _InnerTimeout
 
     return {
         "callpyback.errors.CallPyBackError": lambda: errors.CallPyBackError("it broke"),

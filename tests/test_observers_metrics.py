@@ -9,10 +9,13 @@ import random
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import callpyback as cpb
 from callpyback import ConfigurationError, MetricsObserver, Retry
 from callpyback._histogram import MAX_VALUE, Histogram
+from callpyback.observers.metrics import FunctionStats
 
 
 class RetryTwice:
@@ -338,3 +341,37 @@ def test_a_wrapped_function_is_reported_once_it_is_called_not_before() -> None:
     assert metrics.histogram(target) is not None and timing.histogram(target) is not None
     metrics.reset_metrics()
     assert metrics.get_metrics()[target]["calls"] == 0
+
+
+class _GeneralFold(FunctionStats):
+    """The general fold alone (the loop-free fast paths switched off)."""
+
+    __slots__ = ()
+
+    def _fold_successes(self, batch, starts):
+        return False
+
+_events = st.lists(
+    st.one_of(
+        st.none(),  # a start
+        st.floats(0.0, 5.0),  # a first-attempt success and its duration
+        st.tuples(st.integers(0, 4), st.one_of(st.none(), st.floats(0.0, 5.0)), st.integers(1, 3)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(_events, min_size=1, max_size=4), in_flight=st.integers(0, 3))
+def test_the_fast_folds_agree_with_the_general_one(batches, in_flight) -> None:
+    """However events arrive (in any order, with calls started before the batch), folding with
+    the loop-free paths gives exactly the counts, peak and histogram of the general fold."""
+    fast, slow = FunctionStats("m:f", 0.01), _GeneralFold("m:f", 0.01)
+    for stats in (fast, slow):
+        stats.in_flight = stats.max_in_flight = in_flight
+    for batch in batches:
+        for stats in (fast, slow):
+            stats.events.extend(batch)
+            stats.fold()
+    assert fast.snapshot((0.5, 0.99)) == slow.snapshot((0.5, 0.99))
+    assert (fast.in_flight, fast.max_in_flight) == (slow.in_flight, slow.max_in_flight)

@@ -731,7 +731,7 @@ class DocumentModel(BaseModel):
 _DOCUMENT_MODELS: Dict[Tuple[Tuple[str, Any], ...], type] = {}
 
 
-def document_model(registry: Any) -> "Type[DocumentModel]":
+def document_model(registry: Any) -> Type[DocumentModel]:
     """The document model for ``registry``: :class:`DocumentModel` plus one optional field per
     top-level table a plugin owns (``registry`` kind ``"table"``), so that pydantic validates
     ``[web]`` or ``[state]`` with the plugin's model, and an unknown table is still an error

@@ -415,7 +415,7 @@ class CircuitBreaker:
         if isinstance(token, str):  # a shared store's lease
             store = self._store
             if store is not None and store.live:
-                try:  # noqa: SIM105 - a call path: contextlib.suppress costs more
+                try:
                     self._apply(store.release(token))
                 except StateUnavailableError:
                     pass

@@ -33,6 +33,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "NEEDS_CONTEXT",
     "Alert",
     "AlertRule",
     "AlertingObserver",
@@ -43,7 +44,6 @@ __all__ = [
     "ConcurrencyObserver",
     "LoggingObserver",
     "MetricsObserver",
-    "NEEDS_CONTEXT",
     "Overlap",
     "Redactor",
     "SlowCall",

@@ -210,7 +210,17 @@ class RedisBreakerState:
         return _snapshot(self._run("release", lease))[0]
 
     def force(self, state: str, reason: str) -> BreakerSnapshot:
-        return _snapshot(self._run("force", state, reason))[0]
+        # Successes still pending reset the failure streak before the force: sent first, or
+        # a breaker forced open would report the streak they already ended.
+        with self._send:
+            pending, generation = self._take_pending()
+            if pending:
+                try:
+                    self._run("flush", pending, generation)
+                except StateUnavailableError:
+                    self._give_back(pending, generation)
+                    raise
+            return _snapshot(self._run("force", state, reason))[0]
 
     def reset(self) -> BreakerSnapshot:
         return _snapshot(self._run("reset"))[0]

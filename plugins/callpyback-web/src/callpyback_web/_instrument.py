@@ -90,7 +90,7 @@ def instrument(app: Any, *, pipeline: Any = None, web: Optional[Web] = None) -> 
         return app
     import inspect
 
-    call = getattr(type(app), "__call__", None)
+    call = getattr(type(app), "__call__", None)  # noqa: B004 - the method, not callability
     if inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call):
         from .asgi import ASGIMiddleware
 
