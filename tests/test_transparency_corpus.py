@@ -1,11 +1,12 @@
 """The transparency corpus's CI subset: real libraries' own suites, every function observed.
 
-Each library's sdist is downloaded from PyPI (cached in ``~/.cache/callpyback-corpus``), installed
-in a venv of its own with this checkout of callpyback, and its test suite run plainly and under
+Each library's sdist is downloaded from PyPI in the test's set-up (cached in
+``~/.cache/callpyback-corpus``, or ``$CALLPYBACK_CORPUS_CACHE``), installed in a venv of its own
+with this checkout of callpyback (cached too), and its test suite run plainly and under
 ``callpyback run`` with one ``metrics`` pipeline matching every function of the package.  Every
 test must have the same outcome both ways, except the differences the corpus documents as
 inherent (``docs/auto-instrumentation.md``, "What wrapping can change").  The whole corpus is
-``python -m benchmarks.transparency``.
+``python -m benchmarks.transparency`` (see that page, "The transparency corpus").
 """
 
 from __future__ import annotations
@@ -13,16 +14,31 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.transparency import BY_NAME, CI_SUBSET, CorpusError, run_library, table
+from benchmarks.transparency.runner import fetch, unpack, venv
+
+#: The subset's libraries share one venv (one install of callpyback, not four).
+SHARED = [BY_NAME[name] for name in CI_SUBSET]
+
+
+@pytest.fixture
+def prepared(request: pytest.FixtureRequest) -> str:
+    """Download (once) the sdists and install (once) the subset's venv."""
+    lib = BY_NAME[request.param]
+    try:
+        venv(lib, unpack(lib, fetch(lib)), SHARED)
+    except CorpusError as exc:  # no network, a build that failed: say so, never skip
+        pytest.fail(f"the corpus could not prepare {lib.key}:\n{exc}", pytrace=False)
+    return lib.name
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CI_SUBSET)
-def test_the_suite_has_the_same_outcomes_with_every_function_observed(name: str) -> None:
+@pytest.mark.parametrize("prepared", CI_SUBSET, indirect=True)
+def test_the_suite_has_the_same_outcomes_with_every_function_observed(prepared: str) -> None:
     """Identical per-test outcomes (as sets of node ids and outcomes), with calls observed."""
-    lib = BY_NAME[name]
+    lib = BY_NAME[prepared]
     try:
-        result = run_library(lib)
-    except CorpusError as exc:  # no network, a build that failed: say so, never skip
+        result = run_library(lib, shared=SHARED)
+    except CorpusError as exc:
         pytest.fail(f"the corpus could not run {lib.key}:\n{exc}", pytrace=False)
     instrumentation = result.instrumented.instrumentation or {}
     assert instrumentation.get("wrapped", 0) > 20 and instrumentation.get("calls", 0) > 1000
@@ -32,13 +48,15 @@ def test_the_suite_has_the_same_outcomes_with_every_function_observed(name: str)
     assert result.unexpected == [], table([result])
 
 
-def test_a_documented_inherent_difference_is_avoided_by_its_exclusion() -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("prepared", ["six"], indirect=True)
+def test_a_documented_inherent_difference_is_avoided_by_its_exclusion(prepared: str) -> None:
     """six's one inherent difference (a traceback entry counted) goes away with the
     exclusion the docs give for it."""
-    lib = BY_NAME["six"]
+    lib = BY_NAME[prepared]
     assert lib.inherent and lib.avoid
     try:
-        result = run_library(lib, avoid=True)
+        result = run_library(lib, avoid=True, shared=SHARED)
     except CorpusError as exc:
         pytest.fail(f"the corpus could not run {lib.key}:\n{exc}", pytrace=False)
     assert result.identical, table([result])

@@ -187,8 +187,10 @@ LIBRARIES: List[Library] = [
 
 BY_NAME: Dict[str, Library] = {lib.name: lib for lib in LIBRARIES}
 
-#: The CI subset (tests/test_transparency_corpus.py): small, fast, deterministic suites,
-#: two of them formerly failing.
-CI_SUBSET: List[str] = ["six", "cachetools", "boltons"]
+#: The CI subset (tests/test_transparency_corpus.py): small, fast, deterministic suites, three
+#: of them formerly failing: six (a documented inherent difference: tracebacks), boltons (frame
+#: inspection at import), tomlkit (nesting caps near the recursion limit), and cachetools
+#: (decorators, descriptors and locks, passing already).
+CI_SUBSET: List[str] = ["six", "cachetools", "boltons", "tomlkit"]
 
 __all__ = ["BY_NAME", "CI_SUBSET", "LIBRARIES", "Library"]

@@ -147,27 +147,42 @@ class Venv:
     freeze: List[str]
 
 
-def _venv_key(lib: Library) -> str:
-    facts = [str(ROOT), sys.executable, sys.version, lib.key, *lib.requirements]
+def _venv_key(libs: Sequence[Library]) -> str:
+    facts = [str(ROOT), sys.executable, sys.version]
+    for lib in libs:
+        facts += [lib.key, *lib.requirements]
     digest = hashlib.sha256("\0".join(facts).encode()).hexdigest()[:10]
-    return f"{lib.key}-py{sys.version_info[0]}.{sys.version_info[1]}-{digest}"
+    name = libs[0].key if len(libs) == 1 else f"shared-{len(libs)}"
+    return f"{name}-py{sys.version_info[0]}.{sys.version_info[1]}-{digest}"
 
 
-def venv(lib: Library, tree: Path) -> Venv:
-    """A venv with callpyback (this checkout, editable), the library and its test requirements."""
-    path = cache_dir() / "venvs" / _venv_key(lib)
+def _requirements(libs: Sequence[Library]) -> List[str]:
+    return sorted({r for lib in libs for r in lib.requirements})
+
+
+def venv(lib: Library, tree: Path, shared: Sequence[Library] = ()) -> Venv:
+    """A venv with callpyback (this checkout, editable), the library and its test requirements.
+
+    ``shared``: more libraries installed in the same venv (with their test requirements), so
+    that a small subset (the CI one) pays for one venv, not one per library.
+    """
+    others = [other for other in shared if other.name != lib.name]
+    libs = [lib, *others]
+    trees = [tree, *(unpack(other, fetch(other)) for other in others)]
+    path = cache_dir() / "venvs" / _venv_key(sorted(libs, key=lambda x: x.name))
     python = path / "bin" / "python"
     ready = path / "cpb-ready.json"
     if not ready.exists():
         if path.exists():
             shutil.rmtree(path)  # a half-made venv from an interrupted set-up
         path.parent.mkdir(parents=True, exist_ok=True)
-        _run([sys.executable, "-m", "venv", str(path)], f"creating the venv for {lib.key}")
+        _run([sys.executable, "-m", "venv", str(path)], f"creating the venv for {path.name}")
         pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
         _run([*pip, "install", "-q", "-U", "pip"], "upgrading pip in the venv", timeout=600)
         _run(
-            [*pip, "install", "-q", "-e", str(ROOT), str(tree), *lib.requirements],
-            f"installing callpyback, {lib.key} (from its sdist) and {list(lib.requirements)}",
+            [*pip, "install", "-q", "-e", str(ROOT), *map(str, trees), *_requirements(libs)],
+            f"installing callpyback, {', '.join(x.key for x in libs)} (from the sdists) and "
+            f"{_requirements(libs)}",
             timeout=1800,
         )
         purelib = _run(
@@ -423,13 +438,14 @@ def run_library(
     frame_inspectors: bool = False,
     log: Any = None,
     avoid: bool = False,
+    shared: Sequence[Library] = (),
 ) -> LibraryResult:
-    """Fetch, install, run both ways and compare one library."""
+    """Fetch, install, run both ways and compare one library (``shared``: see ``venv``)."""
     say = log or (lambda text: None)
     say(f"{lib.key}: fetching the sdist")
     tree = unpack(lib, fetch(lib))
     say(f"{lib.key}: preparing the venv")
-    env = venv(lib, tree)
+    env = venv(lib, tree, shared)
     args = list(lib.full_args if full and lib.full_args else lib.pytest_args)
     say(f"{lib.key}: running the suite plainly")
     plain = run_suite(lib, env, tree, "plain", args)
