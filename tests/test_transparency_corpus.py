@@ -60,3 +60,19 @@ def test_a_documented_inherent_difference_is_avoided_by_its_exclusion(prepared: 
     except CorpusError as exc:
         pytest.fail(f"the corpus could not run {lib.key}:\n{exc}", pytrace=False)
     assert result.identical, table([result])
+
+
+def test_node_ids_made_at_collection_time_are_normalised() -> None:
+    """marshmallow parametrises a test with ``datetime.now()``: the runs' ids compare anyway,
+    and a normalisation that merges two tests is an error, not a lost test."""
+    from benchmarks.transparency.runner import _stable_ids
+
+    lib = BY_NAME["marshmallow"]
+    plain = _stable_ids(lib, {"t.py::test[12-01-2026 14:09:54]": "passed"}, "plain")
+    later = _stable_ids(lib, {"t.py::test[12-01-2026 14:10:10]": "passed"}, "instrumented")
+    assert plain == later == {"t.py::test[12-01-2026 HH:MM:SS]": "passed"}
+    with pytest.raises(CorpusError, match="two tests"):
+        _stable_ids(lib, {"t[01:02:03]": "passed", "t[04:05:06]": "failed"}, "plain")
+    assert _stable_ids(BY_NAME["six"], {"t[01:02:03]": "passed"}, "plain") == {
+        "t[01:02:03]": "passed"
+    }

@@ -267,6 +267,22 @@ def _environment(outcomes: Path) -> Dict[str, str]:
     return env
 
 
+def _stable_ids(lib: Library, by_id: Dict[str, str], what: str) -> Dict[str, str]:
+    """Node ids with ``Library.volatile`` rewritten (parameters made at collection time, such
+    as the current time, would make the two runs' ids differ)."""
+    if not lib.volatile:
+        return by_id
+    out: Dict[str, str] = {}
+    for nodeid, value in by_id.items():
+        stable = nodeid
+        for pattern, replacement in lib.volatile:
+            stable = re.sub(pattern, replacement, stable)
+        if stable in out:
+            raise CorpusError(f"{what}: two tests have the node id {stable!r} once normalised")
+        out[stable] = value
+    return out
+
+
 def run_suite(
     lib: Library,
     env: Venv,
@@ -327,8 +343,8 @@ def run_suite(
         )
     return SuiteRun(
         mode,
-        data["outcomes"],
-        data["messages"],
+        _stable_ids(lib, data["outcomes"], f"{lib.key} ({mode})"),
+        _stable_ids(lib, data["messages"], f"{lib.key} ({mode})"),
         data["exitstatus"],
         data["instrumentation"],
         wall,
