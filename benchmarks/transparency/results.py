@@ -46,14 +46,18 @@ def merge(files: Sequence[Path]) -> Tuple[List[Row], List[str]]:
         for row in data["results"]:
             rows[(row["library"], tuple(row["args"]))] = row
     order = {lib.name: i for i, lib in enumerate(LIBRARIES)}
-    ordered = sorted(rows.values(), key=lambda r: (order.get(r["library"], 99), len(r["args"])))
+    ordered = sorted(rows.values(), key=lambda r: (order.get(r["library"], 99), _whole(r)))
     return ordered, runs
 
 
-def _name(row: Row) -> str:
+def _whole(row: Row) -> bool:
+    """A ``--full`` run of a library whose default run is a subset."""
     lib = BY_NAME[row["library"]]
-    whole = lib.full_args and list(row["args"]) == list(lib.full_args)
-    return f"{row['library']} {row['version']}" + (" (whole suite)" if whole else "")
+    return bool(lib.full_args) and list(row["args"]) == list(lib.full_args)
+
+
+def _name(row: Row) -> str:
+    return f"{row['library']} {row['version']}" + (" (whole suite)" if _whole(row) else "")
 
 
 def _same(row: Row) -> str:
