@@ -133,9 +133,11 @@ class RetryOptions(HandlerOptions):
     max_time: Optional[float] = Field(default=None, gt=0)
     exceptions: Exceptions = Field(default_factory=_all)
     exclude: Optional[Exceptions] = None
-    backoff: float = Field(default=0.1, ge=0)
+    # At most a day, as RetryHandler itself checks: said here too, so the error is located
+    # in the file (key, line, allowed range) instead of coming from the handler's constructor.
+    backoff: float = Field(default=0.1, ge=0, le=86400)
     multiplier: float = Field(default=2.0, ge=1)
-    max_delay: float = Field(default=30.0, ge=0)
+    max_delay: float = Field(default=30.0, ge=0, le=86400)
     jitter: Literal["equal", "full", "none"] = "equal"
     retry_after: Optional[str] = None
 

@@ -461,6 +461,20 @@ def _failure(
         return RERAISE
 
 
+def _outcome_steps(
+    p: Pipeline, regs: Tuple[Any, ...], c: Any, pending: Any, aio: bool
+) -> Generator[Any, Any, Any]:
+    """Notify an outcome's observers with the around-hooks entered again (as on the success
+    path: a tracing span is current while the failure is logged or audited).  Only pipelines
+    with around-hooks come here; the others notify directly (one generator frame less, which
+    counts near the recursion limit)."""
+    tokens = p.enter_all(c)
+    try:
+        return (yield from _notify_steps(regs, c, pending, aio and p.anotify))
+    finally:
+        p.leave_all(c, tokens)
+
+
 def _failure_steps(
     p: Pipeline,
     c: Any,
@@ -496,7 +510,10 @@ def _failure_steps(
             regs = p.error
         if regs:
             try:
-                pending = yield from _notify_steps(regs, c, None, aio and p.anotify)
+                pending = yield from (
+                    _outcome_steps(p, regs, c, None, aio) if p.around
+                    else _notify_steps(regs, c, None, aio and p.anotify)
+                )
             except RecursionError:  # no stack to start notifying: later
                 _DEFERRED[0] = ((_late_states, (regs, (
                     c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
@@ -511,7 +528,10 @@ def _failure_steps(
     progress[0] = 1
     if p.failure:
         try:
-            pending = yield from _notify_steps(p.failure, c, pending, aio and p.anotify)
+            pending = yield from (
+                    _outcome_steps(p, p.failure, c, pending, aio) if p.around
+                    else _notify_steps(p.failure, c, pending, aio and p.anotify)
+                )
         except RecursionError:
             _DEFERRED[0] = ((_late_states, (p.failure, (
                     c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
@@ -545,7 +565,10 @@ def _failure_steps(
             c._exc = interrupt
             _set(p, c, _ERROR)
             if p.error:
-                yield from _notify_steps(p.error, c, None, aio and p.anotify)
+                yield from (
+                    _outcome_steps(p, p.error, c, None, aio) if p.around
+                    else _notify_steps(p.error, c, None, aio and p.anotify)
+                )
             raise
         else:
             return RETRY
@@ -555,7 +578,10 @@ def _failure_steps(
     _set(p, c, _DONE)
     if p.completed:
         try:
-            pending = yield from _notify_steps(p.completed, c, pending, aio and p.anotify)
+            pending = yield from (
+                    _outcome_steps(p, p.completed, c, pending, aio) if p.around
+                    else _notify_steps(p.completed, c, pending, aio and p.anotify)
+                )
         except RecursionError:
             _DEFERRED[0] = ((_late_states, (p.completed, (
                     c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
@@ -653,7 +679,7 @@ class Shape:
         pos = list(names[: self.positional])
         out = []
         if self.posonly:
-            out += pos[: self.posonly] + ["/"]
+            out += [*pos[: self.posonly], "/"]
             pos = pos[self.posonly :]
         out += pos
         if self.varargs:
@@ -1300,8 +1326,18 @@ class _Writer:
             if hot is not None:
                 self.close()
         if p.wants_result:
-            self.w(f"{_PREFIX}r = {self.use('new', object.__new__)}({self.use('Res', ExecutionResult)})")
+            new = self.use("new", object.__new__)
+            self.w(f"{_PREFIX}r = {new}({self.use('Res', ExecutionResult)})")
             self.w(f"{_PREFIX}r.value = {_PREFIX}v; {_PREFIX}r.execution_time = {_PREFIX}t")
+        # The outcome's observers run with the around-hooks entered again (a tracing span is
+        # current while an audit or a log record of the call is written), in this frame.
+        around = bool(p.around and (p.success or p.completed) and not self.lazy_t)
+        if around:
+            self.ensure_ctx("ok")
+            enter, leave = self.around_names()
+            self.w(f"{_PREFIX}tok = {enter}({C})")
+            self.w("try:")
+            self.indent += 1
         if self.ctx == "always":
             self.to(_OK)
         else:
@@ -1312,6 +1348,10 @@ class _Writer:
         else:
             self.when_ctx(f"{C}._state = {self.state(_DONE)}")
         self.dispatch(p.completed, "done")
+        if around:
+            self.indent -= 1
+            self.w("finally:")
+            self.w(f"    {leave}({C}, {_PREFIX}tok)")
         if p.observers:
             self.drain()
             self.w(f"if {_PREFIX}p is not None:")

@@ -47,3 +47,10 @@ if os.environ.get("CALLPYBACK_CHECK_TRANSITIONS", "") not in ("", "0"):
     def _no_illegal_transitions() -> Any:
         yield
         assert _engine.VIOLATIONS == [], _engine.VIOLATIONS
+
+
+# .ci/matrix.sh runs the suite against the built wheel installed in a fresh virtualenv: a test
+# run that imported the checkout instead would prove nothing about the wheel.
+_installed = os.environ.get("CALLPYBACK_TEST_INSTALLED")
+if _installed and not os.path.realpath(cpb.__file__).startswith(os.path.realpath(_installed)):
+    raise RuntimeError(f"testing {cpb.__file__}, not the wheel installed in {_installed}")

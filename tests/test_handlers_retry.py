@@ -510,3 +510,59 @@ def test_every_delay_is_finite_and_capped(backoff, multiplier, max_delay, attemp
     )
     delay = handler.delay(attempt)
     assert math.isfinite(delay) and 0.0 <= delay <= max_delay
+
+
+class CountingClock(cpb.MockTimeSource):
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return super().monotonic()
+
+
+def test_retries_alone_read_no_clock_until_max_time_needs_one() -> None:
+    # Nothing reads a duration: a successful call (and a retried one) costs no clock read.
+    clock = CountingClock()
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("once")
+        return "ok"
+
+    plain = cpb.CallPyBack(error_handlers=[RetryHandler(3, backoff=0)], time_source=clock)
+    assert plain(flaky)() == "ok" and len(calls) == 2
+    assert clock.reads == 0
+
+    # max_time reads how long the call has taken: the clock is read, and the stop holds.
+    slow = CountingClock()
+
+    def failing() -> None:
+        slow.advance(2.0)
+        raise ValueError("down")
+
+    bounded = cpb.CallPyBack(
+        error_handlers=[RetryHandler(max_time=3.0, backoff=0)], time_source=slow
+    )
+    with pytest.raises(ValueError, match="down"):
+        bounded(failing)()
+    assert slow.reads > 0
+    assert slow.monotonic() < 10.0  # stopped by max_time after two attempts, not 'forever'
+
+
+def test_a_config_backoff_above_a_day_is_located_in_the_file(tmp_path) -> None:
+    from callpyback import ConfigError, load_config
+
+    path = tmp_path / "callpyback.toml"
+    path.write_text(
+        'version = 1\n[error_handlers.r]\ntype = "retry"\nattempts = 3\nmax_delay = 1e300\n'
+        '[[pipelines]]\nname = "x"\nmatch = ["a"]\nerror_handlers = ["r"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "callpyback.toml:5: error_handlers.r.max_delay" in text
+    assert "1e+300" in text and "<= 86400" in text

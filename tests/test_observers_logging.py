@@ -234,3 +234,25 @@ def test_exception_text_is_masked_in_every_part_of_the_record(logger, caplog):
         assert str(info.value) == f"card {card} declined; sent {bearer}; key sk-live-777"
     finally:
         logger.removeHandler(handler)
+
+
+def test_the_gate_follows_level_changes_and_logger_disabled(caplog: pytest.LogCaptureFixture) -> None:
+    # The gate reads logging's own per-level cache; a level change clears it, setting
+    # logger.disabled does not: neither may leave a record logged or one lost.
+    logger = logging.getLogger("test.gate.flags")
+    logger.setLevel(logging.INFO)
+    wrapped = cpb.CallPyBack(observers=[LoggingObserver(logger)])(lambda: 1)
+    with caplog.at_level(logging.INFO, logger="test.gate.flags"):
+        wrapped()
+        assert len(caplog.records) == 1  # the cache now says INFO is enabled
+        logger.disabled = True
+        try:
+            wrapped()
+            assert len(caplog.records) == 1
+        finally:
+            logger.disabled = False
+        wrapped()
+        assert len(caplog.records) == 2
+        logger.setLevel(logging.WARNING)
+        wrapped()
+        assert len(caplog.records) == 2

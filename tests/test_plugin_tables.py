@@ -66,6 +66,80 @@ def test_an_unknown_table_is_refused_with_a_suggestion_among_plugin_tables(tmp_p
     assert "did you mean 'web'" in str(info.value).lower()
 
 
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pattern: str
+    pipeline: str = "default"
+
+
+class NestedTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slow_after: float = 1.0
+    routes: List[Route] = Field(default_factory=list)
+
+
+def test_an_unknown_key_in_a_plugin_table_gets_the_allowed_keys_and_a_suggestion(
+    tmp_path: Path,
+) -> None:
+    registry = make_registry()
+    registry.add(ComponentSpec("table", "web", NestedTable, NestedTable, plugin="webkit"))
+    path = write(tmp_path, """
+        version = 1
+        [web]
+        slow_afte = 2.0
+
+        [[web.routes]]
+        pattern = "/a"
+
+        [[web.routes]]
+        patern = "/b"
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, registry=registry)
+    text = str(info.value)
+    assert "unknown key 'slow_afte' in [web]" in text
+    assert "did you mean 'slow_after'" in text.lower()
+    assert "callpyback.toml:3" in text
+    # In an item of an array of tables: that item's model, its line, its index in the path.
+    assert "unknown key 'patern' in [web.routes]" in text
+    assert "did you mean 'pattern'" in text.lower()
+    assert "web.routes[1].patern" in text or "web.routes.1.patern" in text
+    assert "callpyback.toml:9" in text
+
+
+def test_the_installed_web_plugin_table_suggests_its_keys(tmp_path: Path) -> None:
+    # The real callpyback-web distribution, discovered through its entry point.
+    path = write(tmp_path, "version = 1\n[web]\nframework = ['flask']\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "unknown key 'framework' in [web]" in str(info.value)
+    assert "did you mean 'frameworks'" in str(info.value).lower()
+
+
+class StoreTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^redis://")
+    password: int = 0
+
+
+def test_a_bad_value_never_shows_a_password(tmp_path: Path) -> None:
+    registry = make_registry()
+    registry.add(ComponentSpec("table", "store", StoreTable, StoreTable, plugin="kv"))
+    path = write(tmp_path, """
+        version = 1
+        [store]
+        url = "rediss://admin:hunter2@cache.internal:6380/0"
+        password = "hunter2"
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, registry=registry)
+    text = str(info.value)
+    assert "hunter2" not in text
+    assert "rediss://admin:***@cache.internal:6380/0" in text  # the rest stays, to locate it
+    assert "store.password" in text and "'***'" in text
+    assert "hunter2" not in repr([p.as_dict() for p in info.value.problems])
+
+
 def test_without_the_plugin_the_table_is_unknown(tmp_path: Path) -> None:
     path = write(tmp_path, "version = 1\n[web]\nframeworks = []\n")
     with pytest.raises(ConfigError, match="unknown top-level key 'web'"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -52,6 +53,12 @@ def suggest(name: str, candidates: Iterable[str]) -> List[str]:
     return difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
 
 
+#: ``scheme://user:PASSWORD@host``: the password part of a URL's userinfo.
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]*:)([^\s@/'\"]+)(@)")
+#: Keys whose given value is never shown.
+_SECRET_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential")
+
+
 @dataclass
 class Problem:
     """One thing wrong with a configuration, and where it is."""
@@ -81,10 +88,18 @@ class Problem:
             where += f":{self.line}"
         return where
 
+    def shown_given(self) -> str:
+        """The given value as the message shows it: a URL's password and the value of a key
+        named like a secret are masked (error messages end up in CI logs and tickets)."""
+        last = str(self.path[-1]).lower() if self.path else ""
+        if any(word in last for word in _SECRET_KEYS):
+            return "'***'"
+        return _URL_PASSWORD.sub(r"\1***\3", repr(self.given))
+
     def __str__(self) -> str:
         text = f"{self.location()}: {self.key}: {self.message}"
         if self.has_given:
-            given = repr(self.given)
+            given = self.shown_given()
             if len(given) > 80:
                 given = given[:77] + "..."
             text += f" (given: {given})"
@@ -102,7 +117,7 @@ class Problem:
             "line": self.line,
             "key": self.key,
             "message": self.message,
-            "given": repr(self.given) if self.has_given else None,
+            "given": self.shown_given() if self.has_given else None,
             "allowed": self.allowed,
             "suggestions": list(self.suggestions),
             "component": self.component,

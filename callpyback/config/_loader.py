@@ -168,7 +168,29 @@ def _secret(path: KeyPath, env_refs: Mapping[KeyPath, List[str]]) -> bool:
     return any(is_secret(name) for name in env_refs.get(path, ()))
 
 
-def _from_pydantic(error: Mapping[str, Any], tables: Sequence[str] = ()) -> Problem:
+def _submodel(model: Any, path: Sequence[Any]) -> Any:
+    """The pydantic model that validates the table at ``path`` below ``model`` (list items and
+    optional values unwrapped), or None when the path leaves the models."""
+    import typing
+
+    for part in path:
+        if isinstance(part, int):
+            continue  # an item of the list whose annotation was unwrapped below
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        while typing.get_origin(annotation) is not None:
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            models = [a for a in args if hasattr(a, "model_fields")]
+            annotation = models[0] if models else (args[-1] if args else None)
+        model = annotation
+    return model if hasattr(model, "model_fields") else None
+
+
+def _from_pydantic(
+    error: Mapping[str, Any], tables: Sequence[str] = (), registry: Any = None
+) -> Problem:
     """One of the document model's errors as a problem (not yet located in the file)."""
     loc: KeyPath = tuple(part for part in error.get("loc", ()) if part not in TAGS)
     kind = error.get("type")
@@ -192,6 +214,13 @@ def _from_pydantic(error: Mapping[str, Any], tables: Sequence[str] = ()) -> Prob
         return pydantic_problem(error, what="[settings]", fields=list(SettingsModel.model_fields))
     if len(loc) == 3 and loc[0] == "pipelines":
         return pydantic_problem(error, what="a pipeline", fields=list(PipelineModel.model_fields))
+    if loc and loc[0] in tables and registry is not None and kind in ("extra_forbidden", "missing"):
+        # A plugin's table ([web], [[db.drivers]]...): the keys its model allows, and a
+        # did-you-mean, as for the core's own tables.
+        model = _submodel(getattr(registry.get("table", str(loc[0])), "options", None), loc[1:-1])
+        if model is not None:
+            where = ".".join(str(part) for part in loc[:-1] if not isinstance(part, int))
+            return pydantic_problem(error, what=f"[{where}]", fields=list(model.model_fields))
     return pydantic_problem(error)
 
 
@@ -235,7 +264,7 @@ def build_config(
         unset = [path for path, _ in env_problems]
         tables = registry.names("table") if registry is not None else []
         for error in exc.errors(include_url=False):
-            problem = _from_pydantic(error, tables)
+            problem = _from_pydantic(error, tables, registry)
             if not any(problem.path[: len(path)] == path for path in unset):
                 problems.append(problem)
     if problems or model is None:

@@ -127,6 +127,12 @@ class RetryHandler(ErrorHandler):
             raise ConfigurationError(f"{owner}(rng=...) must be a random.Random, got {rng!r}")
         self.rng = rng
 
+    @property
+    def reads_time(self) -> bool:
+        """Only ``max_time`` (and a predicate given the context) reads how long the call has
+        taken: without them, a pipeline of retries alone reads no clock (see _handling)."""
+        return self.max_time is not None or self._predicate_ctx
+
     def handle(self, exception: BaseException, context: Any) -> Decision | None:
         if not isinstance(exception, self.exceptions) or isinstance(exception, self.exclude):
             return None

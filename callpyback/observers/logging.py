@@ -114,18 +114,20 @@ class LoggingObserver(BaseObserver):
     def gate(self, state: Any, outcome: Optional[str]) -> bool:
         """Asked by the engine before each notification: would :meth:`update` log anything?
         When not, the call builds no context for this observer."""
-        if state is _PRE:
-            level = self.levels["call"]
-        elif outcome == "success":
+        if outcome == "success":  # the common case first
             level = self._success
+        elif state is _PRE:
+            level = self.levels["call"]
         else:
             level = self.levels[outcome or "interrupted"]
         if level is None:
             return False
         enabled = self._enabled_cache.get(level)
-        if enabled is None or self.logger.disabled:
-            enabled = self.logger.isEnabledFor(level)
-        return bool(enabled)
+        if enabled is False:  # a disabled level: logging's own cache says so
+            return False
+        if enabled is None:
+            return bool(self.logger.isEnabledFor(level))
+        return not self.logger.disabled  # the cache does not know logger.disabled
 
     def update(self, context: Any) -> None:
         state = context.state

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import atexit
 import json
+import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
+from typing import Any
 
 REQUESTS = [
     ("GET", "/orders/1", None),
@@ -18,6 +21,24 @@ REQUESTS = [
     ("GET", "/health", None),
     ("GET", "/no/such/page", None),
 ]
+
+
+def serve_until_sigterm(server: Any) -> None:
+    """Serve a wsgiref server until SIGTERM (or Ctrl-C), then return normally.
+
+    Not ``sys.exit`` in the handler: a SIGTERM arriving while wsgiref writes a response raises
+    SystemExit inside ``BaseHandler.run``, whose bare ``except`` logs and swallows it, and the
+    server would serve on.  ``shutdown()`` from another thread ends ``serve_forever`` cleanly.
+    """
+
+    def stop(*_: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
 
 
 def drive(base: str) -> None:

@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import sys
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -67,13 +65,9 @@ def main() -> None:
     _demo.print_report_at_exit()
     port = _demo.port_argument()
     server = make_server("127.0.0.1", port or 0, get_wsgi_application(), handler_class=Quiet)
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     if port is not None:
         print(f"serving on http://127.0.0.1:{server.server_port}", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+        _demo.serve_until_sigterm(server)
         return
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _demo.drive(f"http://127.0.0.1:{server.server_port}")

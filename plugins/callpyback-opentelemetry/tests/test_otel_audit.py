@@ -1,5 +1,5 @@
-"""Audit trails join traces: the records of `audit` and `finance.audit` carry the trace id of
-the call's span (and the id of the span the call ran in, its parent)."""
+"""Audit trails join traces: the records of `audit` and `finance.audit` carry the trace and span
+ids of the call's own span (its observers of the outcome run with the span current again)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_audit_record_and_span_share_the_trace(
     tmp_path: Path,
     audit_type: str,
 ) -> None:
-    """The record's trace_id is the call span's; its span_id is the span the call ran in."""
+    """The record's trace_id and span_id are the call span's, a child of the request's."""
     trail = tmp_path / "audit.jsonl"
     span = create("observer", "otel.span")
     audit = create("observer", audit_type, path=str(trail))
@@ -39,5 +39,28 @@ def test_audit_record_and_span_share_the_trace(
     (record,) = records(trail)
     call = next(s for s in exporter.get_finished_spans() if s.name.endswith("transfer"))
     assert record["trace_id"] == format(call.context.trace_id, "032x")  # type: ignore[union-attr]
-    assert record["span_id"] == format(request.get_span_context().span_id, "016x")
+    assert record["span_id"] == format(call.context.span_id, "016x")  # type: ignore[union-attr]
     assert call.parent is not None and call.parent.span_id == request.get_span_context().span_id
+
+
+def test_the_outcome_observers_see_the_span_of_a_failed_call(
+    create: Callable[..., Any], exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    """A failure's POST_FAILURE and COMPLETED observers run with the call's span current too,
+    and nothing of it is left current after the call."""
+    seen: List[Any] = []
+
+    def note(state: Any) -> None:
+        seen.append((state.name, trace.get_current_span().get_span_context().span_id))
+
+    from callpyback import on_completion, on_failure
+
+    @CallPyBack(observers=[create("observer", "otel.span"), on_failure(note), on_completion(note)])
+    def charge() -> None:
+        raise RuntimeError("declined")
+
+    with pytest.raises(RuntimeError):
+        charge()
+    call = next(s for s in exporter.get_finished_spans() if s.name.endswith("charge"))
+    assert seen == [("POST_FAILURE", call.context.span_id), ("COMPLETED", call.context.span_id)]
+    assert not trace.get_current_span().get_span_context().is_valid

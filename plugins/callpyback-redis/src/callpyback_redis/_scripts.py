@@ -40,7 +40,9 @@ local raw = redis.call('HGETALL', hkey)
 local b = {}
 for i = 1, #raw, 2 do b[raw[i]] = raw[i + 1] end
 if b.s == nil then
-  b = {s = 'closed', g = now, v = now, f = 0, w = '', o = 0, k = 0, q = 0, r = ''}
+  -- Generation 0 until the first move: a fresh breaker read twice must keep its generation,
+  -- or successes counted against the first read would be dropped by the next script.
+  b = {s = 'closed', g = 0, v = now, f = 0, w = '', o = 0, k = 0, q = 0, r = ''}
 else
   b.g = tonumber(b.g); b.v = tonumber(b.v); b.f = tonumber(b.f); b.o = tonumber(b.o)
   b.k = tonumber(b.k); b.q = tonumber(b.q); b.w = b.w or ''; b.r = b.r or ''
@@ -49,7 +51,9 @@ local dirty = false
 local lease = ''
 
 local function move(state, why)
-  b.s = state; b.g = b.g + 1; b.r = why; b.k = 0; dirty = true
+  -- Never below the server's clock: a breaker whose hash expired starts again at 0, and its
+  -- next generation must still differ from any a lease or a pending count was taken in.
+  b.s = state; b.g = math.max(b.g + 1, now); b.r = why; b.k = 0; dirty = true
   redis.call('DEL', lkey)
   if state == 'open' then
     b.o = now

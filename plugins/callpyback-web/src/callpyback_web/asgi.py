@@ -266,7 +266,7 @@ def starlette_resolver(app: Any) -> Resolver:
         if hasattr(route, "app") and isinstance(getattr(route, "path", None), str) and (
             type(route).__name__ == "Mount" or sub is not None
         ):
-            base = prefix + route.path.rstrip("/")
+            base: str = prefix + route.path.rstrip("/")
             if sub:
                 return walk(list(sub), scope, base)
             return base + "/{path}"

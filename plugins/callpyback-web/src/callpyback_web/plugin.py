@@ -108,6 +108,10 @@ class RouteTable(BaseModel):
         return self
 
 
+def _default_statuses() -> List[Union[int, str]]:
+    return ["5xx"]
+
+
 class WebTable(BaseModel):
     """The ``[web]`` table."""
 
@@ -116,7 +120,7 @@ class WebTable(BaseModel):
     frameworks: List[str] = Field(default_factory=lambda: ["auto"])
     pipeline: Optional[str] = Field(None, min_length=1)
     routes: List[RouteTable] = Field(default_factory=list)
-    failure_statuses: List[Union[int, str]] = Field(default_factory=lambda: ["5xx"])
+    failure_statuses: List[Union[int, str]] = Field(default_factory=_default_statuses)
     unmatched_route: str = Field("<unmatched>", min_length=1)
     trace_context: str = "auto"
     capture_headers: bool = True
@@ -222,7 +226,7 @@ def callpyback_register_components(registry: Any) -> None:
 
 # --- the table against the rest of the configuration --------------------------------------------
 def _names(table: WebTable) -> List[tuple[tuple[Union[str, int], ...], str]]:
-    out = []
+    out: List[tuple[tuple[Union[str, int], ...], str]] = []
     if table.pipeline is not None:
         out.append((("web", "pipeline"), table.pipeline))
     for i, route in enumerate(table.routes):

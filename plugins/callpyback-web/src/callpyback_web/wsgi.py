@@ -8,7 +8,7 @@ iterable is closed exactly once.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, Optional, Tuple
 
 from ._core import (
     _CURRENT,
@@ -69,7 +69,7 @@ class _WSGIExchange(Exchange):
             return self.start_response(status, headers)
         return self.start_response(status, headers, exc_info)
 
-    def run(self) -> Iterator[Any]:  # type: ignore[override]
+    def run(self) -> Generator[Any, Any, Any]:
         request = self.request
         result = self.step(self.app, self.environ, self._start_response)
         try:
