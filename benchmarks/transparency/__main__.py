@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from .corpus import BY_NAME, CI_SUBSET, LIBRARIES
+from .corpus import BY_NAME, CI_SUBSET, LIBRARIES, ci_subset
 from .results import merge, render, saved
 from .runner import CorpusError, LibraryResult, cache_dir, config_text, run_library, table
 
@@ -79,6 +79,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown libraries {unknown}; the corpus has {sorted(BY_NAME)}")
     libs = [BY_NAME[n] for n in names] if names else LIBRARIES
+    if args.ci:
+        libs = ci_subset()
+    elif not names:  # the whole corpus: the releases this Python can install
+        unsupported = [lib for lib in libs if not lib.supported]
+        for lib in unsupported:
+            print(
+                f"  {lib.key}: needs Python >= {lib.python[0]}.{lib.python[1]}, not run",
+                file=sys.stderr,
+            )
+        libs = [lib for lib in libs if lib.supported]
 
     started = time.time()
     results: List[LibraryResult] = []
@@ -91,7 +101,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     full=args.full,
                     frame_inspectors=args.frame_inspectors,
                     avoid=args.avoid,
-                    shared=[BY_NAME[n] for n in CI_SUBSET] if args.ci else (),
+                    shared=ci_subset() if args.ci else (),
                     log=lambda text: print(f"  {text}", file=sys.stderr, flush=True),
                 )
             )

@@ -8,7 +8,8 @@ its own configuration runs it (its ``testpaths``/``addopts`` apply), narrowed wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
 TRACEBACK = "a failure's traceback has one more entry per observed function it passed through"
@@ -37,6 +38,13 @@ class Library:
     #: (regex, replacement) applied to node ids whose parameters the suite makes at collection
     #: time (the current time), so that the two runs' ids compare
     volatile: Tuple[Tuple[str, str], ...] = ()
+    #: the release's Requires-Python (its lowest version)
+    python: Tuple[int, int] = (3, 9)
+
+    @property
+    def supported(self) -> bool:
+        """The running interpreter can install this release."""
+        return sys.version_info[:2] >= self.python
 
     @property
     def key(self) -> str:
@@ -195,6 +203,20 @@ LIBRARIES: List[Library] = [
     ),
 ]
 
+#: Requires-Python of the releases above, where it is not 3.9 or older
+_REQUIRES_PYTHON = {
+    "cachetools": (3, 11),
+    "click": (3, 10),
+    "humanize": (3, 11),
+    "marshmallow": (3, 11),
+    "more-itertools": (3, 11),
+    "networkx": (3, 11),
+    "packaging": (3, 10),
+    "python-dateutil": (3, 11),
+    "sqlparse": (3, 10),
+}
+LIBRARIES = [replace(lib, python=_REQUIRES_PYTHON.get(lib.name, lib.python)) for lib in LIBRARIES]
+
 BY_NAME: Dict[str, Library] = {lib.name: lib for lib in LIBRARIES}
 
 #: The CI subset (tests/test_transparency_corpus.py): small, fast, deterministic suites, three
@@ -203,4 +225,10 @@ BY_NAME: Dict[str, Library] = {lib.name: lib for lib in LIBRARIES}
 #: (decorators, descriptors and locks, passing already).
 CI_SUBSET: List[str] = ["six", "cachetools", "boltons", "tomlkit"]
 
-__all__ = ["BY_NAME", "CI_SUBSET", "LIBRARIES", "Library"]
+
+def ci_subset() -> List[Library]:
+    """The CI subset's libraries this interpreter can install (cachetools needs 3.11)."""
+    return [BY_NAME[name] for name in CI_SUBSET if BY_NAME[name].supported]
+
+
+__all__ = ["BY_NAME", "CI_SUBSET", "LIBRARIES", "Library", "ci_subset"]

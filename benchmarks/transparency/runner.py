@@ -147,8 +147,35 @@ class Venv:
     freeze: List[str]
 
 
+def callpyback_source() -> List[str]:
+    """What the corpus venvs install as callpyback: the same as this interpreter has.
+
+    The checkout, editable, unless this interpreter has callpyback installed from a wheel file
+    (``.ci/matrix.sh`` tests the built wheel from a copy of the tree without the package): then
+    that wheel, so the corpus tests what the rest of the suite tests.
+    """
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        text = distribution("callpyback").read_text("direct_url.json")
+    except (ImportError, PackageNotFoundError):
+        text = None
+    if text:
+        url = json.loads(text)
+        path = Path(re.sub(r"^file://", "", url.get("url", "")))
+        if "archive_info" in url and path.suffix == ".whl" and path.is_file():
+            return [str(path)]
+    if not (ROOT / "callpyback" / "__init__.py").is_file():
+        raise CorpusError(
+            f"no callpyback to install in the corpus venvs: {ROOT} has no callpyback package "
+            "and this interpreter's callpyback was not installed from a wheel file"
+        )
+    return ["-e", str(ROOT)]
+
+
 def _venv_key(libs: Sequence[Library]) -> str:
-    facts = [str(ROOT), sys.executable, sys.version]
+    source = callpyback_source()
+    facts = [str(ROOT) if source[0] == "-e" else source[0], sys.executable, sys.version]
     for lib in libs:
         facts += [lib.key, *lib.requirements]
     digest = hashlib.sha256("\0".join(facts).encode()).hexdigest()[:10]
@@ -180,7 +207,7 @@ def venv(lib: Library, tree: Path, shared: Sequence[Library] = ()) -> Venv:
         pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
         _run([*pip, "install", "-q", "-U", "pip"], "upgrading pip in the venv", timeout=600)
         _run(
-            [*pip, "install", "-q", "-e", str(ROOT), *map(str, trees), *_requirements(libs)],
+            [*pip, "install", "-q", *callpyback_source(), *map(str, trees), *_requirements(libs)],
             f"installing callpyback, {', '.join(x.key for x in libs)} (from the sdists) and "
             f"{_requirements(libs)}",
             timeout=1800,
@@ -458,6 +485,11 @@ def run_library(
 ) -> LibraryResult:
     """Fetch, install, run both ways and compare one library (``shared``: see ``venv``)."""
     say = log or (lambda text: None)
+    if not lib.supported:
+        raise CorpusError(
+            f"{lib.key} needs Python >= {lib.python[0]}.{lib.python[1]} (this is "
+            f"{sys.version_info[0]}.{sys.version_info[1]})"
+        )
     say(f"{lib.key}: fetching the sdist")
     tree = unpack(lib, fetch(lib))
     say(f"{lib.key}: preparing the venv")
