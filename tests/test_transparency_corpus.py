@@ -78,3 +78,18 @@ def test_node_ids_made_at_collection_time_are_normalised() -> None:
     assert _stable_ids(BY_NAME["six"], {"t[01:02:03]": "passed"}, "plain") == {
         "t[01:02:03]": "passed"
     }
+
+
+def test_the_corpus_venvs_install_the_callpyback_under_test() -> None:
+    """The checkout (editable) when the suite tests the checkout; the built wheel when it tests
+    the wheel (.ci/matrix.sh, from a tree without the package)."""
+    from pathlib import Path
+
+    import callpyback
+    from benchmarks.transparency.runner import ROOT, callpyback_source
+
+    source = callpyback_source()
+    if Path(callpyback.__file__).resolve().is_relative_to(ROOT):
+        assert source == ["-e", str(ROOT)]
+    else:
+        assert len(source) == 1 and source[0].endswith(".whl") and Path(source[0]).is_file()
