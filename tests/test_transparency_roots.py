@@ -60,7 +60,9 @@ def test_arity_errors_are_raised_before_any_frame_of_ours() -> None:
         return x
 
     for observed in both(one):
-        with pytest.raises(TypeError, match=r"one\(\) takes 1 positional argument but 3 were") as info:
+        with pytest.raises(
+            TypeError, match=r"one\(\) takes 1 positional argument but 3 were"
+        ) as info:
             observed(1, 2, 3)
         assert len(traceback.extract_tb(info.value.__traceback__)) == 1  # only this test's frame
 
@@ -184,7 +186,7 @@ def test_the_instrument_frame_inspectors_setting_reaches_the_hook(tmp_path: Path
 
     path = tmp_path / "callpyback.toml"
     path.write_text(
-        'version = 1\n[settings]\ninstrument_frame_inspectors = true\n'
+        "version = 1\n[settings]\ninstrument_frame_inspectors = true\n"
         '[observers.m]\ntype = "metrics"\n[[pipelines]]\nmatch = ["x"]\nobservers = ["m"]\n'
     )
     assert load_config(path).instrument_frame_inspectors is True
