@@ -73,7 +73,9 @@ def test_arity_errors_are_raised_before_any_frame_of_ours() -> None:
         return x
 
     for observed in both(one):
-        with pytest.raises(TypeError, match=r"one\(\) takes 1 positional argument but 3 were") as info:
+        with pytest.raises(
+            TypeError, match=r"one\(\) takes 1 positional argument but 3 were"
+        ) as info:
             observed(1, 2, 3)
         assert len(traceback.extract_tb(info.value.__traceback__)) == 1  # only this test's frame
 
@@ -197,8 +199,44 @@ def test_the_instrument_frame_inspectors_setting_reaches_the_hook(tmp_path: Path
 
     path = tmp_path / "callpyback.toml"
     path.write_text(
-        'version = 1\n[settings]\ninstrument_frame_inspectors = true\n'
+        "version = 1\n[settings]\ninstrument_frame_inspectors = true\n"
         '[observers.m]\ntype = "metrics"\n[[pipelines]]\nmatch = ["x"]\nobservers = ["m"]\n'
     )
     assert load_config(path).instrument_frame_inspectors is True
     assert callpyback  # the package import is what users do
+
+
+GETATTR_FRAMES = """
+import sys
+
+def autoname():
+    # pyparsing's autoname_elements: the frame function is looked up by name
+    getframe_fn = getattr(sys, "_getframe", lambda _: None)
+    return sorted(getframe_fn(1).f_locals)
+
+def plain(x):
+    return x
+"""
+
+
+def test_a_frame_function_looked_up_by_name_is_a_frame_inspector(tmp_path: Path) -> None:
+    """``getattr(sys, "_getframe")`` counts like ``sys._getframe`` (pyparsing, corpus)."""
+    (tmp_path / "cpb_getattr_frames_mod.py").write_text(GETATTR_FRAMES)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        auto.install(PatternSelector("cpb_getattr_frames_mod"))
+        import cpb_getattr_frames_mod as m
+
+        assert instrumented_by(m.plain) is not None
+        assert instrumented_by(m.autoname) is None
+        assert "_getframe" in auto.explain("cpb_getattr_frames_mod:autoname")
+
+        def caller() -> List[str]:
+            grammar = 1  # noqa: F841 - what autoname reads
+            return m.autoname()  # type: ignore[no-any-return]
+
+        assert "grammar" in caller()  # the caller's frame, not one of ours
+    finally:
+        auto.uninstall()
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cpb_getattr_frames_mod", None)

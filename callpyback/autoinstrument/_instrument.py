@@ -261,6 +261,11 @@ def inspects_frames(func: Any) -> str:
             return f"it uses {sorted(found)[0]}"
         if "inspect" in names and names & {"stack", "getframeinfo", "trace"}:
             return "it uses inspect.stack"
+        # ``getattr(sys, "_getframe", None)(1)`` (pyparsing's autoname_elements) names it in
+        # a string constant instead.
+        for const in code.co_consts:
+            if type(const) is str and const in _FRAME_NAMES:
+                return f"it uses {const} (through getattr)"
         stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     return ""
 
