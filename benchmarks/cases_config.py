@@ -143,13 +143,36 @@ def _module_case() -> Callable[[], Tuple[float, float]]:
 
 
 CASES = [
-    Case("config load+validate 100 pipelines/500 patterns (fraction of 100 ms)", _load_case,
-         kind="custom", target=1.0, group="config",
-         note="real plugin registry; TOML parse, locator, pydantic, options models, patterns"),
-    Case("config match one target, uncached (fraction of 20 us)", _match_case,
-         kind="custom", target=1.0, group="config", note="Matcher.match, mixed hits and misses"),
-    Case("config pipeline_for cache miss (fraction of 20 us)", _pipeline_for_case,
-         kind="custom", target=1.0, group="config", note="public API, cache cleared per pass"),
-    Case("config may_match_module uncached (fraction of 5 us)", _module_case,
-         kind="custom", target=1.0, group="config", note="import-hook precheck"),
+    Case(
+        "config load+validate 100 pipelines/500 patterns (fraction of 100 ms)",
+        _load_case,
+        kind="custom",
+        target=1.0,
+        group="config",
+        note="real plugin registry; TOML parse, locator, pydantic, options models, patterns",
+    ),
+    Case(
+        "config match one target, uncached (fraction of 20 us)",
+        _match_case,
+        kind="custom",
+        target=1.0,
+        group="config",
+        note="Matcher.match, mixed hits and misses",
+    ),
+    Case(
+        "config pipeline_for cache miss (fraction of 20 us)",
+        _pipeline_for_case,
+        kind="custom",
+        target=1.0,
+        group="config",
+        note="public API, cache cleared per pass",
+    ),
+    Case(
+        "config may_match_module uncached (fraction of 5 us)",
+        _module_case,
+        kind="custom",
+        target=1.0,
+        group="config",
+        note="import-hook precheck",
+    ),
 ]

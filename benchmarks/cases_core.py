@@ -47,7 +47,10 @@ def _copy_of_target() -> Any:
     import types
 
     return types.FunctionType(
-        target.__code__, target.__globals__, target.__name__, target.__defaults__,
+        target.__code__,
+        target.__globals__,
+        target.__name__,
+        target.__defaults__,
         target.__closure__,
     )
 
@@ -141,10 +144,14 @@ print(deepest["plain"], deepest["wrapped"])
 """
 
     def measure() -> List[float]:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         plain, wrapped = (int(x) for x in out.stdout.split())
-        print(f"    recursion: {plain} levels plain, {wrapped} wrapped "
-              f"(limit {sys.getrecursionlimit()})")
+        print(
+            f"    recursion: {plain} levels plain, {wrapped} wrapped "
+            f"(limit {sys.getrecursionlimit()})"
+        )
         return [plain / wrapped]
 
     return measure
@@ -176,30 +183,59 @@ def import_time() -> Callable[[], List[float]]:
 
 
 CASES = [
-    Case("passthrough vs a copy of itself (harness check)", passthrough_copy,
-         note="must read 1.00x"),
-    Case("hand-written timing wrapper (the pure-Python floor)", floor,
-         note="2 clock reads + a callback given a result"),
+    Case(
+        "passthrough vs a copy of itself (harness check)", passthrough_copy, note="must read 1.00x"
+    ),
+    Case(
+        "hand-written timing wrapper (the pure-Python floor)",
+        floor,
+        note="2 clock reads + a callback given a result",
+    ),
     Case("empty pipeline (decorator, no observers)", empty, target=1.05),
     Case("one on_success(lambda result: ...) observer", lambda: observers(1), target=3.0),
-    Case("one on_success(lambda value: ...) (no duration asked)", value_observer,
-         note="no clock read: nothing can see a duration"),
+    Case(
+        "one on_success(lambda value: ...) (no duration asked)",
+        value_observer,
+        note="no clock read: nothing can see a duration",
+    ),
     Case("ten on_success observers", lambda: observers(10)),
     Case("in place (import hook), no observers", lambda: in_place(None), target=1.05),
-    Case("in place (import hook), one on_success(lambda result: ...)",
-         lambda: in_place(on_success(lambda result: None)), target=3.0,
-         note="compare with the decorator's line above"),
-    Case("in place (import hook), MetricsObserver", lambda: in_place(MetricsObserver()),
-         target=3.5),
-    Case("each further observer (1 -> 11, per observer)", per_extra_observer, kind="custom",
-         note="in units of the passthrough call"),
-    Case("coroutine, one observer (vs async passthrough)", coroutine_one, kind="async",
-         baseline="async"),
-    Case("8 threads vs 1, one callback (per-call CPU)", threads_callback, kind="custom",
-         target=1.05),
-    Case("8 threads vs 1, MetricsObserver (per-call CPU)", threads_metrics, kind="custom",
-         target=1.05),
-    Case("recursion: plain depth / wrapped depth", recursion_depth, kind="custom", target=2.02,
-         note="2 frames per call: 995 plain reach >= 495 wrapped"),
+    Case(
+        "in place (import hook), one on_success(lambda result: ...)",
+        lambda: in_place(on_success(lambda result: None)),
+        target=3.0,
+        note="compare with the decorator's line above",
+    ),
+    Case(
+        "in place (import hook), MetricsObserver", lambda: in_place(MetricsObserver()), target=3.5
+    ),
+    Case(
+        "each further observer (1 -> 11, per observer)",
+        per_extra_observer,
+        kind="custom",
+        note="in units of the passthrough call",
+    ),
+    Case(
+        "coroutine, one observer (vs async passthrough)",
+        coroutine_one,
+        kind="async",
+        baseline="async",
+    ),
+    Case(
+        "8 threads vs 1, one callback (per-call CPU)", threads_callback, kind="custom", target=1.05
+    ),
+    Case(
+        "8 threads vs 1, MetricsObserver (per-call CPU)",
+        threads_metrics,
+        kind="custom",
+        target=1.05,
+    ),
+    Case(
+        "recursion: plain depth / wrapped depth",
+        recursion_depth,
+        kind="custom",
+        target=2.02,
+        note="2 frames per call: 995 plain reach >= 495 wrapped",
+    ),
     Case("import callpyback (fraction of 25 ms budget)", import_time, kind="custom", target=1.0),
 ]

@@ -88,8 +88,16 @@ def _program(package: str, plain: List[str], rounds: int = 5) -> Callable[[], Li
                 (work / "input.sql").write_text(_sql(2_000))
             else:
                 (work / "input.md").write_text(_markdown(600))
-            observed = [sys.executable, "-m", "callpyback", "run", "-c", "callpyback.toml",
-                        "-m", *plain]
+            observed = [
+                sys.executable,
+                "-m",
+                "callpyback",
+                "run",
+                "-c",
+                "callpyback.toml",
+                "-m",
+                *plain,
+            ]
             plain_argv = [sys.executable, "-m", *plain]
             _, expected = _cpu_of(plain_argv, work, env)  # warm caches, .pyc files
             ratios = []
@@ -114,8 +122,9 @@ def _program(package: str, plain: List[str], rounds: int = 5) -> Callable[[], Li
 CASES = [
     Case(
         "sqlformat a large SQL file, every sqlparse function observed (CPU)",
-        lambda: _program("sqlparse", ["sqlparse", "--reindent", "--keywords", "upper",
-                                      "input.sql"]),
+        lambda: _program(
+            "sqlparse", ["sqlparse", "--reindent", "--keywords", "upper", "input.sql"]
+        ),
         kind="custom",
         group="realworld",
         target=2.0,

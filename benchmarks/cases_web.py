@@ -61,8 +61,14 @@ def _django(instrumented: bool) -> Callable[[], Any]:
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure(DEBUG=False, SECRET_KEY="bench", ALLOWED_HOSTS=["*"],
-                           ROOT_URLCONF=__name__, MIDDLEWARE=[], INSTALLED_APPS=[])
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="bench",
+            ALLOWED_HOSTS=["*"],
+            ROOT_URLCONF=__name__,
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+        )
         django.setup()
     import callpyback_web
     from django.core.handlers.wsgi import WSGIHandler

@@ -66,7 +66,7 @@ def failed(
     __tracebackhide__ = True
     deferred = _engine._DEFERRED
     if deferred[0] is not None:
-        try:  # noqa: SIM105 - the template's own shape, near the recursion limit: no extra call
+        try:
             _engine._drain()
         except Exception:
             pass

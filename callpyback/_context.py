@@ -38,8 +38,16 @@ class FunctionInfo:
     thousands of functions and most are never asked about.
     """
 
-    __slots__ = ("__weakref__", "_code", "_params", "_signature", "_target", "function", "kind",
-                 "pipeline")
+    __slots__ = (
+        "__weakref__",
+        "_code",
+        "_params",
+        "_signature",
+        "_target",
+        "function",
+        "kind",
+        "pipeline",
+    )
 
     def __init__(
         self,
@@ -294,7 +302,7 @@ class ExecutionContext:
 
     # --- identity of the call -------------------------------------------------------------
     function_info: FunctionInfo = _reader(
-        "_info", 'The observed function (or integration target), described once.'
+        "_info", "The observed function (or integration target), described once."
     )
 
     @property
@@ -312,12 +320,10 @@ class ExecutionContext:
         """The call's ``module:qualname`` (or integration target)."""
         return self._info.target
 
-    time_source: Any = _reader(
-        "_ts", 'The time source this call is timed with.'
-    )
+    time_source: Any = _reader("_ts", "The time source this call is timed with.")
 
     args: Tuple[Any, ...] = _reader(
-        "_args", 'The positional arguments the function is called with (defaults applied).'
+        "_args", "The positional arguments the function is called with (defaults applied)."
     )
 
     @property
@@ -325,13 +331,11 @@ class ExecutionContext:
         """The keyword arguments the function is called with, as a read-only mapping."""
         return types.MappingProxyType(self._kwargs)
 
-    state: ExecutionState = _reader(
-        "_state", 'Where the call is in the state machine now.'
-    )
+    state: ExecutionState = _reader("_state", "Where the call is in the state machine now.")
 
     attempt: int = _reader(
-        "_attempt", "1 for the first attempt, 2 for the first retry, and so on "
-        "(0 before execution)."
+        "_attempt",
+        "1 for the first attempt, 2 for the first retry, and so on (0 before execution).",
     )
 
     @property
@@ -353,7 +357,7 @@ class ExecutionContext:
         return rare.timestamp
 
     execution_time: Optional[float] = _reader(
-        "_time", 'Seconds from the start of the first attempt to the outcome (None until known).'
+        "_time", "Seconds from the start of the first attempt to the outcome (None until known)."
     )
 
     # --- outcome ----------------------------------------------------------------------------
@@ -392,12 +396,10 @@ class ExecutionContext:
                 return "recovered"
         return "success" if self._exc is None else "failure"
 
-    value: Any = _reader(
-        "_value", 'The returned (or recovered) value; None while there is none.'
-    )
+    value: Any = _reader("_value", "The returned (or recovered) value; None while there is none.")
 
     exception: Optional[BaseException] = _reader(
-        "_exc", 'The exception of the latest failed attempt, if any (kept after a recovery).'
+        "_exc", "The exception of the latest failed attempt, if any (kept after a recovery)."
     )
 
     @property

@@ -32,7 +32,7 @@ _SEQ = itertools.count()
 _SYSTEM_TIME = SystemTimeSource()
 
 #: Every live decorator, for process-wide seams (a time-source override, a call capture).
-_LIVE: "weakref.WeakSet[CallPyBack]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[CallPyBack] = weakref.WeakSet()
 
 
 def _log() -> Any:
@@ -68,7 +68,7 @@ def _code_flags(obj: Any) -> int:
 
 
 def kind_of(func: Any) -> str:
-    """"function", "coroutine", "generator" or "async_generator"."""
+    """ "function", "coroutine", "generator" or "async_generator"."""
     flags = func.__code__.co_flags if type(func) is types.FunctionType else _code_flags(func)
     if flags & _CO_ASYNC_GENERATOR:
         return "async_generator"
@@ -140,10 +140,10 @@ class InPlace:
 
 
 #: function instrumented in place -> its record (nothing is written on the function itself)
-_IN_PLACE: "weakref.WeakKeyDictionary[Any, InPlace]" = weakref.WeakKeyDictionary()
+_IN_PLACE: weakref.WeakKeyDictionary[Any, InPlace] = weakref.WeakKeyDictionary()
 
 
-def instrumented_by(func: Any) -> Optional["CallPyBack"]:
+def instrumented_by(func: Any) -> Optional[CallPyBack]:
     """The ``CallPyBack`` observing ``func`` (a wrapper it returned, a function the import hook
     instruments in place, or a method or class/static method of either), or None."""
     for _ in range(3):
@@ -439,8 +439,7 @@ class CallPyBack:
         # the caller's thread and only writes in the background) is never run on the worker.
         own = bool(getattr(observer, "defers_own_writes", False))
         bg = (self.enable_async_observers and not own) or bool(
-            getattr(observer, "background", False) if background is None and not own
-            else background
+            getattr(observer, "background", False) if background is None and not own else background
         )
         gate = None if plain else _optional_callable(observer, "gate")
         bind = None if plain else _optional_callable(observer, "bind")
@@ -477,9 +476,7 @@ class CallPyBack:
         if notify is not None and inject is not None:
             # Generic paths (failures, background) call notify too, fed from the context;
             # one that asks for the context by returning NEEDS_CONTEXT gets update(context).
-            update = _engine_context_caller(
-                notify, inject, name, update if escalates else None
-            )
+            update = _engine_context_caller(notify, inject, name, update if escalates else None)
         elif update is None:
             update = notify  # no introspectable signature: it takes the context
         if bg:

@@ -263,8 +263,15 @@ def _late_notify(reg: Any, call: Callable[..., Any], args: Tuple[Any, ...]) -> N
 
 
 def _late_failure(
-    p: Pipeline, c: Any, info: Any, args: Any, kwargs: Any, start: float, attempt: int,
-    exc: BaseException, hooks: bool = True,
+    p: Pipeline,
+    c: Any,
+    info: Any,
+    args: Any,
+    kwargs: Any,
+    start: float,
+    attempt: int,
+    exc: BaseException,
+    hooks: bool = True,
 ) -> None:
     """A failure whose step could not run: notify it (the exception has propagated as it was,
     so nothing is decided).  ``hooks``: the handlers' bookkeeping had not run either."""
@@ -280,10 +287,21 @@ def _late_failure(
 
 
 #: What a gate may be given without the call's duration (see ``_Writer.lazy_duration``).
-_UNTIMED_SOURCES = frozenset({
-    "state", "outcome", "value", "attempt", "exception", "function_info", "function",
-    "function_signature", "target", "args", "kwargs",
-})
+_UNTIMED_SOURCES = frozenset(
+    {
+        "state",
+        "outcome",
+        "value",
+        "attempt",
+        "exception",
+        "function_info",
+        "function",
+        "function_signature",
+        "target",
+        "args",
+        "kwargs",
+    }
+)
 
 
 # --- generic dispatch (failure paths, generic shapes) --------------------------------------------
@@ -313,10 +331,28 @@ def _notify(regs: Tuple[Any, ...], c: Any, pending: Any) -> Any:
                 last = last.tb_next
             where = last.tb_frame.f_code.co_filename if last is not None else _OURS[0]
             if where in _OURS or where.startswith("<callpyback injector"):
-                _DEFERRED[0] = ((_late_update, (reg, (
-                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
-                    c._time, c._value, c._exc, c._rare,
-                ))), _DEFERRED[0])
+                _DEFERRED[0] = (
+                    (
+                        _late_update,
+                        (
+                            reg,
+                            (
+                                c._info,
+                                c._args,
+                                c._kwargs,
+                                c._ts,
+                                c._start,
+                                c._state,
+                                c._attempt,
+                                c._time,
+                                c._value,
+                                c._exc,
+                                c._rare,
+                            ),
+                        ),
+                    ),
+                    _DEFERRED[0],
+                )
             else:
                 _DEFERRED[0] = ((_obs_failed, (reg, exc)), _DEFERRED[0])
         except Exception as exc:
@@ -338,15 +374,31 @@ _OURS = (__file__, sys.modules[new_context.__module__].__file__ or "")
 
 def _fields(c: Any) -> Tuple[Any, ...]:
     """What a context says now, as a tuple (for a notification that runs later)."""
-    return (c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt, c._time,
-            c._value, c._exc, c._rare)
+    return (
+        c._info,
+        c._args,
+        c._kwargs,
+        c._ts,
+        c._start,
+        c._state,
+        c._attempt,
+        c._time,
+        c._value,
+        c._exc,
+        c._rare,
+    )
 
 
 def _revive(fields: Tuple[Any, ...]) -> Any:
     info, args, kwargs, ts, start, state, attempt, elapsed, value, exc, rare = fields
     c = new_context(info, args, kwargs, ts, start)
     c._state, c._attempt, c._time, c._value, c._exc, c._rare = (
-        state, attempt, elapsed, value, exc, rare
+        state,
+        attempt,
+        elapsed,
+        value,
+        exc,
+        rare,
     )
     return c
 
@@ -452,10 +504,25 @@ def _failure(
         elif stage < 4:  # POST_FAILURE told, COMPLETED not yet
             c._state = _DONE
             _DEFERRED[0] = (
-                (_late_states, (p.completed, (
-                    c._info, c._args, c._kwargs, c._ts, c._start, _DONE, c._attempt, c._time,
-                    c._value, c._exc, c._rare,
-                ))),
+                (
+                    _late_states,
+                    (
+                        p.completed,
+                        (
+                            c._info,
+                            c._args,
+                            c._kwargs,
+                            c._ts,
+                            c._start,
+                            _DONE,
+                            c._attempt,
+                            c._time,
+                            c._value,
+                            c._exc,
+                            c._rare,
+                        ),
+                    ),
+                ),
                 _DEFERRED[0],
             )
         return RERAISE
@@ -511,14 +578,33 @@ def _failure_steps(
         if regs:
             try:
                 pending = yield from (
-                    _outcome_steps(p, regs, c, None, aio) if p.around
+                    _outcome_steps(p, regs, c, None, aio)
+                    if p.around
                     else _notify_steps(regs, c, None, aio and p.anotify)
                 )
             except RecursionError:  # no stack to start notifying: later
-                _DEFERRED[0] = ((_late_states, (regs, (
-                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
-                    c._time, c._value, c._exc, c._rare,
-                ))), _DEFERRED[0])
+                _DEFERRED[0] = (
+                    (
+                        _late_states,
+                        (
+                            regs,
+                            (
+                                c._info,
+                                c._args,
+                                c._kwargs,
+                                c._ts,
+                                c._start,
+                                c._state,
+                                c._attempt,
+                                c._time,
+                                c._value,
+                                c._exc,
+                                c._rare,
+                            ),
+                        ),
+                    ),
+                    _DEFERRED[0],
+                )
         progress[0] = 4
         return _pend(c, pending, RERAISE)
     _set(p, c, _FAIL)
@@ -529,14 +615,33 @@ def _failure_steps(
     if p.failure:
         try:
             pending = yield from (
-                    _outcome_steps(p, p.failure, c, pending, aio) if p.around
-                    else _notify_steps(p.failure, c, pending, aio and p.anotify)
-                )
+                _outcome_steps(p, p.failure, c, pending, aio)
+                if p.around
+                else _notify_steps(p.failure, c, pending, aio and p.anotify)
+            )
         except RecursionError:
-            _DEFERRED[0] = ((_late_states, (p.failure, (
-                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
-                    c._time, c._value, c._exc, c._rare,
-                ))), _DEFERRED[0])
+            _DEFERRED[0] = (
+                (
+                    _late_states,
+                    (
+                        p.failure,
+                        (
+                            c._info,
+                            c._args,
+                            c._kwargs,
+                            c._ts,
+                            c._start,
+                            c._state,
+                            c._attempt,
+                            c._time,
+                            c._value,
+                            c._exc,
+                            c._rare,
+                        ),
+                    ),
+                ),
+                _DEFERRED[0],
+            )
     progress[0] = 2
     decision: Any = None
     by = ""
@@ -566,7 +671,8 @@ def _failure_steps(
             _set(p, c, _ERROR)
             if p.error:
                 yield from (
-                    _outcome_steps(p, p.error, c, None, aio) if p.around
+                    _outcome_steps(p, p.error, c, None, aio)
+                    if p.around
                     else _notify_steps(p.error, c, None, aio and p.anotify)
                 )
             raise
@@ -579,14 +685,33 @@ def _failure_steps(
     if p.completed:
         try:
             pending = yield from (
-                    _outcome_steps(p, p.completed, c, pending, aio) if p.around
-                    else _notify_steps(p.completed, c, pending, aio and p.anotify)
-                )
+                _outcome_steps(p, p.completed, c, pending, aio)
+                if p.around
+                else _notify_steps(p.completed, c, pending, aio and p.anotify)
+            )
         except RecursionError:
-            _DEFERRED[0] = ((_late_states, (p.completed, (
-                    c._info, c._args, c._kwargs, c._ts, c._start, c._state, c._attempt,
-                    c._time, c._value, c._exc, c._rare,
-                ))), _DEFERRED[0])
+            _DEFERRED[0] = (
+                (
+                    _late_states,
+                    (
+                        p.completed,
+                        (
+                            c._info,
+                            c._args,
+                            c._kwargs,
+                            c._ts,
+                            c._start,
+                            c._state,
+                            c._attempt,
+                            c._time,
+                            c._value,
+                            c._exc,
+                            c._rare,
+                        ),
+                    ),
+                ),
+                _DEFERRED[0],
+            )
     progress[0] = 4
     if kind is Recover:
         return _pend(c, pending, RECOVER)
@@ -946,10 +1071,14 @@ class _Writer:
             self.w(
                 f"    {self.use('bq', submit_call)}(({r}, {self.use('info', None)}, {state}, "
                 f"{self.shape.args_expr()}, {self.shape.kwargs_expr()}, "
-                + ("None, None, 0, " if phase == "pre" else
-                   f"{_PREFIX}v, {_PREFIX}t, {_PREFIX}n, ")
-                + (f"{self.use('mono', self.p.monotonic)}()" if phase == "pre" and self.p.timed
-                   else f"{_PREFIX}t0" if phase != "pre" else "0.0")
+                + ("None, None, 0, " if phase == "pre" else f"{_PREFIX}v, {_PREFIX}t, {_PREFIX}n, ")
+                + (
+                    f"{self.use('mono', self.p.monotonic)}()"
+                    if phase == "pre" and self.p.timed
+                    else f"{_PREFIX}t0"
+                    if phase != "pre"
+                    else "0.0"
+                )
                 + "))"
             )
             self.isolate(reg, r, push=False)
@@ -958,8 +1087,10 @@ class _Writer:
         if reg.guard:
             self.w(f"{_PREFIX}act[{r}] = None")
         late: Optional[Tuple[str, str]] = None
-        bound = reg.bind is not None and phase in ("pre", "done") and not (
-            phase == "done" and self.p.can_retry
+        bound = (
+            reg.bind is not None
+            and phase in ("pre", "done")
+            and not (phase == "done" and self.p.can_retry)
         )  # after a retry the call is not a first-attempt success: notify says so
         if bound:
             # A per-function binding (docs/observers.md): start() before the call, done(t)
@@ -1040,7 +1171,7 @@ class _Writer:
         """
         e = f"{_PREFIX}oe"
         with self.rare_code():
-            rr = self.use(r[len(_PREFIX):], reg)
+            rr = self.use(r[len(_PREFIX) :], reg)
             of = self.use("of", _obs_failed)
             defer = self.use("DEFER", _DEFERRED)
             if late is not None:
@@ -1400,7 +1531,7 @@ class _Writer:
         for i, line in enumerate(self.lines):
             if "_COLD_" in line:
                 for n in self.objects:
-                    token = f"{_PREFIX}COLD_{n[len(_PREFIX):]}_"
+                    token = f"{_PREFIX}COLD_{n[len(_PREFIX) :]}_"
                     if token in line:
                         line = line.replace(
                             token, n if n in self.hot else f"{_PREFIX}cold[{index[n]}]"
@@ -1664,7 +1795,9 @@ def rebind(p: Pipeline, wrapper: types.FunctionType, func: Any, info: Any) -> No
     # A call racing with this swap may run the new code with the old record or the reverse:
     # it sees the key differ and calls the record's twin, a function of the record's own code
     # (and the same cell), so it never loops however the two writes interleave.
-    twin = types.FunctionType(code, wrapper.__globals__, code.co_name, wrapper.__defaults__, (cell,))
+    twin = types.FunctionType(
+        code, wrapper.__globals__, code.co_name, wrapper.__defaults__, (cell,)
+    )
     twin.__kwdefaults__ = wrapper.__kwdefaults__
     wrapper.__code__ = code
     cell.cell_contents = (tpl.key, twin, *_record(tpl, func, info))
@@ -1677,9 +1810,7 @@ def instrument(p: Pipeline, func: types.FunctionType, copy: types.FunctionType, 
     code = _specialise(tpl.code, shape, copy)
     record = _ConstRecord(_record(tpl, copy, info))
     placeholder = f"{_PREFIX}RECORD"
-    consts = tuple(
-        record if type(c) is str and c == placeholder else c for c in code.co_consts
-    )
+    consts = tuple(record if type(c) is str and c == placeholder else c for c in code.co_consts)
     func.__code__ = code.replace(co_consts=consts)
 
 

@@ -42,8 +42,9 @@ __all__ = [
     "Retry",
 ]
 
+
 class _Missing:
-    """"No value given" (None is a valid default); pickles as the one module-level instance."""
+    """ "No value given" (None is a valid default); pickles as the one module-level instance."""
 
     __slots__ = ()
 

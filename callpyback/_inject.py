@@ -129,9 +129,7 @@ def context_caller(
     if escalate_to is None:
         source = f"def call(c):\n    return _cb({', '.join(parts)})\n"
     else:
-        source = (
-            f"def call(c):\n    if _cb({', '.join(parts)}) is _NC:\n        _up(c)\n"
-        )
+        source = f"def call(c):\n    if _cb({', '.join(parts)}) is _NC:\n        _up(c)\n"
     from ._engine import NEEDS_CONTEXT
 
     namespace: dict[str, Any] = {"_cb": callback, "_NC": NEEDS_CONTEXT, "_up": escalate_to}

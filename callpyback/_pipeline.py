@@ -99,9 +99,7 @@ class Registration:
         # The gate's parameters are injected by name too; generic paths feed them from the
         # context.
         self.gate_inject = resolve_injection(gate, f"{name}.gate") if gate is not None else None
-        self.gate_run = (
-            context_caller(gate, self.gate_inject, name) if gate is not None else None
-        )
+        self.gate_run = context_caller(gate, self.gate_inject, name) if gate is not None else None
         self.enter = enter
         self.exit = exit
         #: ``observer.bind(function_info)`` (the per-function fast path), and the length at
@@ -198,9 +196,7 @@ class Pipeline:
         # A clock is read only if something can see a duration: an observer that is not a
         # direct callback (it gets the whole context), a callback asking for a duration, the
         # timestamp or the context, a handler that may read the time, or extraction.
-        self.timed = (
-            any(r.timed for r in regs) or (bool(chain) and chain.reads_time) or check
-        )
+        self.timed = any(r.timed for r in regs) or (bool(chain) and chain.reads_time) or check
         self.wants_result = any(
             r.call is not None and any(src == "result" for _, src in r.inject or ())
             for r in (*self.success, *self.completed)

@@ -506,7 +506,8 @@ class PluginHost:
         # The registry names the installed plugins that are not loaded, so that an unknown
         # component type can say "plugin 'acme' is installed but denied" instead of "unknown".
         registry.unavailable = {
-            info.name: _why_not_loaded(info) for info in self._infos.values()
+            info.name: _why_not_loaded(info)
+            for info in self._infos.values()
             if info.status != LOADED
         }
 
@@ -546,7 +547,12 @@ class PluginHost:
         name, dist, version = ep.name, _dist_name(ep), _dist_version(ep)
         where = f"entry point {ep.name} = {ep.value} (distribution {dist or '?'} {version or '?'})"
         info = PluginInfo(
-            name, dist, version, (), LOADED, source="entry point",
+            name,
+            dist,
+            version,
+            (),
+            LOADED,
+            source="entry point",
             entry_point=f"{ep.name} = {ep.value}",
         )
         excluded = _exclusion(name, dist, allow, deny)

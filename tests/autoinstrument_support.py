@@ -119,8 +119,13 @@ def run_python(
     child_env.pop("PYTEST_ADDOPTS", None)
     child_env.update(env or {})
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=child_env, input=stdin, capture_output=True,
-        text=True, timeout=120,
+        [sys.executable, *args],
+        cwd=cwd,
+        env=child_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -93,14 +93,17 @@ class NoOpExtractor:
 def make_registry() -> Registry:
     registry = Registry()
     for spec in (
-        ComponentSpec("observer", "recording", RecordingObserver, RecordingOptions,
-                      plugin="testkit"),
+        ComponentSpec(
+            "observer", "recording", RecordingObserver, RecordingOptions, plugin="testkit"
+        ),
         ComponentSpec("observer", "timing", SlowCallObserver, TimingOptions, plugin="testkit"),
-        ComponentSpec("observer", "metrics", lambda: RecordingObserver("metrics"), None,
-                      plugin="testkit"),
+        ComponentSpec(
+            "observer", "metrics", lambda: RecordingObserver("metrics"), None, plugin="testkit"
+        ),
         ComponentSpec("error_handler", "retry", RetryHandler, RetryOptions, plugin="testkit"),
-        ComponentSpec("error_handler", "fallback", FallbackHandler, FallbackOptions,
-                      plugin="testkit"),
+        ComponentSpec(
+            "error_handler", "fallback", FallbackHandler, FallbackOptions, plugin="testkit"
+        ),
         ComponentSpec("time_source", "system", SystemTimeSource, None, plugin="testkit"),
         ComponentSpec("time_source", "mock", MockTimeSource, MockOptions, plugin="testkit"),
         ComponentSpec("variable_extractor", "noop", NoOpExtractor, None, plugin="testkit"),

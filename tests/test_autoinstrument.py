@@ -35,6 +35,7 @@ def _no_hook_left():
     yield
     auto.uninstall()
 
+
 SHAPES = """
 import functools
 

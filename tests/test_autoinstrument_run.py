@@ -191,7 +191,8 @@ def test_pth_bootstrap_with_a_broken_config_lets_the_program_run(app):
     """A bad config under the bootstrap: one message on stderr, the program runs uninstrumented."""
     (app / "bad.toml").write_text("version = 99\n")
     proc = run_python(
-        ["-c", "print('ran')"], cwd=app,
+        ["-c", "print('ran')"],
+        cwd=app,
         env={"CALLPYBACK_AUTOINSTALL": "1", "CALLPYBACK_CONFIG": str(app / "bad.toml")},
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ran"
@@ -226,8 +227,15 @@ def test_shop_demo_runs_instrumented_with_retries_and_reports_at_exit():
     assert "callpyback" not in out  # the shop's own output only
     lines = proc.stderr.splitlines()
     header = next(line for line in lines if line.startswith("target"))
-    assert header.split()[:7] == ["target", "pipeline", "calls", "ok", "failed", "recovered",
-                                  "retries"]
+    assert header.split()[:7] == [
+        "target",
+        "pipeline",
+        "calls",
+        "ok",
+        "failed",
+        "recovered",
+        "retries",
+    ]
     rows = {c[0]: c[1:] for c in (line.split() for line in lines) if c and ":" in c[0]}
     expected = {"__main__:main", "shop.payments:charge_card", "shop.orders:OrderService.place"}
     assert set(rows) >= expected

@@ -8,7 +8,7 @@ import textwrap
 
 from tests.autoinstrument_support import ROOT, run_python
 
-CALLS = r'''
+CALLS = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 
@@ -103,7 +103,7 @@ print(json.dumps({
     "peekable_wrapped": instrumented_by(mi.peekable.peek) is not None,
     "encode_static": type(mi.run_length.__dict__["encode"]).__name__,
 }))
-'''
+"""
 
 
 def test_every_more_itertools_function_instrumented_gives_the_same_results_and_errors(tmp_path):

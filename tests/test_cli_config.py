@@ -53,7 +53,7 @@ match = ["clipkg"]
 error_handlers = ["defualt"]
 """
 
-SOURCE = '''
+SOURCE = """
 import sys
 sys.modules["clipkg_imported_marker"] = sys  # proves whether the module ran
 
@@ -71,7 +71,7 @@ class Cart:
         def price(self): pass
 
 def _hidden(): pass
-'''
+"""
 
 
 @pytest.fixture
@@ -81,8 +81,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "callpyback.toml").write_text(GOOD, encoding="utf-8")
     pkg = tmp_path / "clipkg"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text("import sys\nsys.modules['clipkg_init_ran'] = sys\n",
-                                     encoding="utf-8")
+    (pkg / "__init__.py").write_text(
+        "import sys\nsys.modules['clipkg_init_ran'] = sys\n", encoding="utf-8"
+    )
     (pkg / "pay.py").write_text(SOURCE, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -136,12 +137,22 @@ def test_check_exit_status_through_console_entry(project: Path) -> None:
     """``python -m callpyback check`` exits 0 / 1 as a real process."""
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("CALLPYBACK_CONFIG", None)
-    ok = subprocess.run([sys.executable, "-m", "callpyback", "check"], cwd=project, env=env,
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "callpyback", "check"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     (project / "bad.toml").write_text(BAD, encoding="utf-8")
-    bad = subprocess.run([sys.executable, "-m", "callpyback", "check", "bad.toml"], cwd=project,
-                         env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "callpyback", "check", "bad.toml"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1
     assert "unsupported configuration version" in bad.stdout
 
@@ -175,13 +186,13 @@ def test_explain_all_reads_source_without_importing(
     assert "clipkg_init_ran" not in sys.modules
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("QUALNAME"))
-    rows = {line.split()[0]: line.split() for line in lines[header + 2:] if line.strip()}
+    rows = {line.split()[0]: line.split() for line in lines[header + 2 :] if line.strip()}
     assert set(rows) == {"top", "atop", "Cart.add", "Cart.make", "Cart.Line.price", "_hidden"}
     assert rows["top"][1:3] == ["pay", "clipkg.pay"]
     assert rows["_hidden"][1:3] == ["rest", "clipkg"]
     # the columns are aligned: every row starts its PIPELINE column at the same offset
     col = lines[header].index("PIPELINE")
-    assert all(line[col - 2:col] == "  " for line in lines[header + 2:] if line.strip())
+    assert all(line[col - 2 : col] == "  " for line in lines[header + 2 :] if line.strip())
 
 
 def test_explain_all_with_import(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,8 +201,12 @@ def test_explain_all_with_import(project: Path, capsys: pytest.CaptureFixture[st
     data = json.loads(capsys.readouterr().out)
     assert "clipkg_imported_marker" in sys.modules
     assert {r["target"] for r in data} == {
-        "clipkg.pay:top", "clipkg.pay:atop", "clipkg.pay:Cart.add", "clipkg.pay:Cart.make",
-        "clipkg.pay:Cart.Line.price", "clipkg.pay:_hidden",
+        "clipkg.pay:top",
+        "clipkg.pay:atop",
+        "clipkg.pay:Cart.add",
+        "clipkg.pay:Cart.make",
+        "clipkg.pay:Cart.Line.price",
+        "clipkg.pay:_hidden",
     }
 
 
@@ -215,8 +230,9 @@ def test_explain_with_bad_config_exits_1(project: Path, capsys: pytest.CaptureFi
     assert "unsupported configuration version" in capsys.readouterr().err
 
 
-def test_config_show_redacts_and_shows_origins(project: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_show_redacts_and_shows_origins(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """config show: effective values after precedence and substitution, secrets redacted."""
     (project / "callpyback.toml").write_text(
         GOOD.replace('type = "mock"', 'type = "mock"\n') + "\n", encoding="utf-8"
@@ -232,8 +248,9 @@ def test_config_show_redacts_and_shows_origins(project: Path, capsys: pytest.Cap
     assert doc["pipelines"][0]["error_handlers"][0] == "zero"
 
 
-def test_config_show_secret_values(project: Path, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_show_secret_values(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Secret-looking keys, settings.redact keys and secret env values show as ***."""
     (project / "callpyback.toml").write_text(
         '[settings]\nredact = ["value"]\n'
@@ -278,10 +295,12 @@ def test_plugins_lists_builtin(
     assert mock["options"] == ["initial"]
 
 
-@pytest.mark.parametrize("command", [["check"], ["explain"], ["plugins"], ["config"],
-                                     ["config", "show"]])
-def test_every_command_has_help_with_examples(command: list[str],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "command", [["check"], ["explain"], ["plugins"], ["config"], ["config", "show"]]
+)
+def test_every_command_has_help_with_examples(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     """--help exits 0 and shows examples."""
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -315,9 +334,12 @@ def test_table_aligns_columns() -> None:
 
 def test_dump_toml_round_trips() -> None:
     """The TOML writer produces text tomllib reads back to the same data."""
-    doc = {"version": 1, "settings": {"enabled": True, "redact": ["a"]},
-           "observers": {"x y": {"type": "t", "opts": {"k": 1.5}}},
-           "pipelines": [{"match": ["a"], "observers": ["x", {"type": "t", "q": "a\"b"}]}]}
+    doc = {
+        "version": 1,
+        "settings": {"enabled": True, "redact": ["a"]},
+        "observers": {"x y": {"type": "t", "opts": {"k": 1.5}}},
+        "pipelines": [{"match": ["a"], "observers": ["x", {"type": "t", "q": 'a"b'}]}],
+    }
     assert tomllib.loads(dump_toml(doc)) == doc
 
 
@@ -348,8 +370,14 @@ def test_check_build_reports_factory_failures(
 def _cli(args: list, cwd: Path, **kw: object) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
     env.update({"NO_COLOR": "1", **kw.pop("env", {})})  # type: ignore[arg-type]
-    return subprocess.run([sys.executable, "-m", "callpyback", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "callpyback", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def test_check_json_of_a_valid_file_has_the_documented_problems_key(
@@ -392,19 +420,28 @@ def test_check_of_a_deeply_nested_file_is_a_problem_not_a_traceback(project: Pat
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("command", [
-    ["explain", *[f"clipkg.pay:f{i}" for i in range(3000)]],
-    ["config", "show", "--format", "json"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["explain", *[f"clipkg.pay:f{i}" for i in range(3000)]],
+        ["config", "show", "--format", "json"],
+    ],
+)
 def test_output_piped_into_head_ends_quietly(project: Path, command: list) -> None:
     """The reader closing the pipe early (| head) is no BrokenPipeError traceback."""
     if command[0] == "config":
-        filler = "".join(f'[observers.o{i}]\ntype = "timing"\nthreshold = 0.{i + 1}\n'
-                         for i in range(3000))
+        filler = "".join(
+            f'[observers.o{i}]\ntype = "timing"\nthreshold = 0.{i + 1}\n' for i in range(3000)
+        )
         (project / "callpyback.toml").write_text(GOOD + filler, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
-    with subprocess.Popen([sys.executable, "-m", "callpyback", *command], cwd=project, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "callpyback", *command],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.readline()
         proc.stdout.close()  # what head does after its lines
@@ -417,7 +454,9 @@ def test_explain_prints_on_an_ascii_terminal(project: Path) -> None:
     """Characters the output encoding lacks are escaped, not a UnicodeEncodeError."""
     (project / "callpyback.toml").write_text(
         '[[pipelines]]\nname = "zahlungen"\ndescription = "Zahlungsläufe für Kunden"\n'
-        'match = ["clipkg"]\nobservers = ["metrics"]\n', encoding="utf-8")
+        'match = ["clipkg"]\nobservers = ["metrics"]\n',
+        encoding="utf-8",
+    )
     proc = _cli(["explain", "clipkg.pay:prüfe"], project, env={"PYTHONIOENCODING": "ascii"})
     assert proc.returncode == 0, proc.stderr
     assert "clipkg.pay:pr\\xfcfe" in proc.stdout and "Zahlungsl\\xe4ufe" in proc.stdout
@@ -433,9 +472,13 @@ def test_explain_all_through_the_console_script_finds_modules_in_the_working_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPYBACK_")}
     assert str(project) not in env.get("PYTHONPATH", "")
     for extra in ([], ["--import"]):
-        proc = subprocess.run([str(script), "explain", "--all", "clipkg.pay", *extra],
-                              cwd=project, env={**env, "NO_COLOR": "1"}, capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            [str(script), "explain", "--all", "clipkg.pay", *extra],
+            cwd=project,
+            env={**env, "NO_COLOR": "1"},
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "Cart.Line.price" in proc.stdout
 
@@ -445,7 +488,8 @@ def test_explain_all_from_source_says_properties_are_not_wrapped(
 ) -> None:
     """The hook skips properties, cached_property and singledispatchmethod; so does explain,
     from the source and after --import."""
-    (project / "clipkg" / "props.py").write_text(textwrap.dedent('''
+    (project / "clipkg" / "props.py").write_text(
+        textwrap.dedent("""
         import functools
 
         class Account:
@@ -463,14 +507,17 @@ def test_explain_all_from_source_says_properties_are_not_wrapped(
 
             def deposit(self):
                 pass
-        '''), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     for extra in ([], ["--import"]):
         assert main(["explain", "--all", "clipkg.props", "--json", *extra]) == 0
         records = {r["target"]: r for r in json.loads(capsys.readouterr().out)}
         assert records["clipkg.props:Account.deposit"]["wrapped"] is True
         for name in ("balance", "report"):
             record = records[f"clipkg.props:Account.{name}"]
-            assert record["wrapped"] is False and "not wrapped by the import hook" in record[
-                "skipped"]
+            assert (
+                record["wrapped"] is False and "not wrapped by the import hook" in record["skipped"]
+            )
     assert main(["explain", "--all", "clipkg.props"]) == 0
     assert "no: a property, not wrapped" in capsys.readouterr().out

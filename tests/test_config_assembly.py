@@ -135,9 +135,12 @@ def test_empty_pipeline_opts_out(config) -> None:  # type: ignore[no-untyped-def
 
 def test_disabled_pipeline_is_not_applied() -> None:
     """enabled = false on a pipeline keeps its functions unwrapped (and claims them)."""
-    config = load_text('[[pipelines]]\nmatch = ["a"]\nenabled = false\nobservers = ["metrics"]\n'
-                       '[[pipelines]]\nmatch = ["a"]\nobservers = ["metrics"]\n',
-                       registry=make_registry(), env={})
+    config = load_text(
+        '[[pipelines]]\nmatch = ["a"]\nenabled = false\nobservers = ["metrics"]\n'
+        '[[pipelines]]\nmatch = ["a"]\nobservers = ["metrics"]\n',
+        registry=make_registry(),
+        env={},
+    )
     assert config.pipeline_for("a:f").index == 0
     assert config.wrapper_for("a", "f") is None
 
@@ -163,7 +166,8 @@ def test_extends_inherits_unset_keys() -> None:
         match = ["leaf"]
         default_return = 9
         """.replace("\n        ", "\n"),
-        registry=make_registry(), env={},
+        registry=make_registry(),
+        env={},
     )
     base, mid, leaf = config.pipelines
     assert [r.type for r in mid.observers] == ["recording"]
@@ -177,9 +181,11 @@ def test_extends_inherits_unset_keys() -> None:
 
 def test_settings_defaults_apply_to_pipelines() -> None:
     """settings.time_source is the clock of every pipeline that names none."""
-    config = load_text('[settings]\ntime_source = "mock"\n'
-                       '[[pipelines]]\nmatch = ["a"]\nobservers = ["metrics"]\n',
-                       registry=make_registry(), env={})
+    config = load_text(
+        '[settings]\ntime_source = "mock"\n[[pipelines]]\nmatch = ["a"]\nobservers = ["metrics"]\n',
+        registry=make_registry(),
+        env={},
+    )
     assert isinstance(config.wrapper_for("a", "f").time_source, MockTimeSource)
 
 
@@ -192,8 +198,12 @@ def test_factory_failure_is_a_located_config_error() -> None:
 
     registry = make_registry()
     registry.add(ComponentSpec("observer", "broken", broken, None))
-    config = load_text('[[pipelines]]\nmatch = ["a"]\nobservers = ["broken"]\n',
-                       file="x.toml", registry=registry, env={})
+    config = load_text(
+        '[[pipelines]]\nmatch = ["a"]\nobservers = ["broken"]\n',
+        file="x.toml",
+        registry=registry,
+        env={},
+    )
     with pytest.raises(ConfigError) as info:
         config.wrapper_for("a", "f")
     (problem,) = info.value.problems
@@ -203,14 +213,21 @@ def test_factory_failure_is_a_located_config_error() -> None:
 
 def test_unresolvable_exception_class_at_build() -> None:
     """A dotted exception name that cannot be imported is reported when the pipeline is built."""
-    config = load_text('[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
-                       'exception_classes = ["no_such_pkg_zz.Error"]\n',
-                       file="x.toml", registry=make_registry(), env={})
+    config = load_text(
+        '[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
+        'exception_classes = ["no_such_pkg_zz.Error"]\n',
+        file="x.toml",
+        registry=make_registry(),
+        env={},
+    )
     with pytest.raises(ConfigError, match=r"no_such_pkg_zz\.Error"):
         config.wrapper_for("a", "f")
-    ok = load_text('[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
-                   'exception_classes = ["json.JSONDecodeError"]\n',
-                   registry=make_registry(), env={})
+    ok = load_text(
+        '[[pipelines]]\nmatch = ["a"]\ndefault_return = 0\n'
+        'exception_classes = ["json.JSONDecodeError"]\n',
+        registry=make_registry(),
+        env={},
+    )
     import json
 
     assert ok.wrapper_for("a", "f").exception_classes == (json.JSONDecodeError,)
@@ -222,11 +239,18 @@ def test_concurrent_wrapper_for_builds_once(config) -> None:  # type: ignore[no-
     from callpyback._registry import ComponentSpec
 
     registry = make_registry()
-    registry.add(ComponentSpec("observer", "counted",
-                               lambda: built.append(1) or RecordingObserver("c"), None))
-    cfg = load_text('[observers.c]\ntype = "counted"\n'
-                    '[[pipelines]]\nmatch = ["a"]\nobservers = ["c"]\n'
-                    '[[pipelines]]\nmatch = ["b"]\nobservers = ["c"]\n', registry=registry, env={})
+    registry.add(
+        ComponentSpec(
+            "observer", "counted", lambda: built.append(1) or RecordingObserver("c"), None
+        )
+    )
+    cfg = load_text(
+        '[observers.c]\ntype = "counted"\n'
+        '[[pipelines]]\nmatch = ["a"]\nobservers = ["c"]\n'
+        '[[pipelines]]\nmatch = ["b"]\nobservers = ["c"]\n',
+        registry=registry,
+        env={},
+    )
     results = []
     barrier = threading.Barrier(8)
 

@@ -36,8 +36,9 @@ def test_corpus_is_large_enough() -> None:
 def test_bad_config_reports_expected_error(path: Path) -> None:
     """Each malformed config raises one ConfigError whose text contains every expectation."""
     with pytest.raises(ConfigError) as info:
-        load_text(path.read_text(encoding="utf-8"), file="cfg", registry=make_registry(),
-                  env={"SET": "x"})
+        load_text(
+            path.read_text(encoding="utf-8"), file="cfg", registry=make_registry(), env={"SET": "x"}
+        )
     text = str(info.value)
     for expected in _expectations(path):
         assert expected in text, f"{expected!r} not in:\n{text}"
@@ -55,7 +56,9 @@ def test_config_error_is_a_configuration_and_value_error() -> None:
 
 def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
     """Problems in different sections and pipelines are all reported, in line order."""
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [settings]
         enabled = "nope"
 
@@ -68,12 +71,17 @@ def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
 
         [[pipelines]]
         match = ["re:("]
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, registry=make_registry(), env={})
     keys = [p.key for p in info.value.problems]
-    assert keys == ["settings.enabled", "observers.a.type", "pipelines[0].observers[1]",
-                    "pipelines[1].match[0]"]
+    assert keys == [
+        "settings.enabled",
+        "observers.a.type",
+        "pipelines[0].observers[1]",
+        "pipelines[1].match[0]",
+    ]
     assert [p.line for p in info.value.problems] == [2, 5, 9, 12]
     assert all(p.file == str(path) for p in info.value.problems)
 
@@ -81,8 +89,9 @@ def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
 def test_problem_carries_structured_fields() -> None:
     """given, allowed and suggestions are available to tools, not only in the text."""
     with pytest.raises(ConfigError) as info:
-        load_text('[observers.x]\ntype = "timng"\n', file="f.toml", registry=make_registry(),
-                  env={})
+        load_text(
+            '[observers.x]\ntype = "timng"\n', file="f.toml", registry=make_registry(), env={}
+        )
     (problem,) = info.value.problems
     assert problem.path == ("observers", "x", "type")
     assert problem.line == 2
@@ -100,8 +109,11 @@ def test_nothing_is_built_from_a_failed_config(tmp_path: Path) -> None:
     registry = make_registry()
     registry.add(ComponentSpec("observer", "spy", lambda: built.append(1) or object(), None))
     with pytest.raises(ConfigError):
-        load_text('[[pipelines]]\nmatch = ["a"]\nobservers = ["spy"]\n[[pipelines]]\nmatch = []\n',
-                  registry=registry, env={})
+        load_text(
+            '[[pipelines]]\nmatch = ["a"]\nobservers = ["spy"]\n[[pipelines]]\nmatch = []\n',
+            registry=registry,
+            env={},
+        )
     assert built == []
 
 
@@ -121,8 +133,9 @@ def test_missing_explicit_file_and_env_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", registry=make_registry(), env={})
     with pytest.raises(ConfigError, match="set by CALLPYBACK_CONFIG"):
-        load_config(registry=make_registry(), env={"CALLPYBACK_CONFIG": str(tmp_path / "x")},
-                    cwd=tmp_path)
+        load_config(
+            registry=make_registry(), env={"CALLPYBACK_CONFIG": str(tmp_path / "x")}, cwd=tmp_path
+        )
 
 
 def test_undecodable_file(tmp_path: Path) -> None:
@@ -136,8 +149,12 @@ def test_undecodable_file(tmp_path: Path) -> None:
 def test_settings_error_from_environment_names_the_variable() -> None:
     """A bad CALLPYBACK_* value is reported against the variable, not the file."""
     with pytest.raises(ConfigError) as info:
-        load_text("", file="f.toml", registry=make_registry(),
-                  env={"CALLPYBACK_MAX_OBSERVER_FAILURES": "lots"})
+        load_text(
+            "",
+            file="f.toml",
+            registry=make_registry(),
+            env={"CALLPYBACK_MAX_OBSERVER_FAILURES": "lots"},
+        )
     (problem,) = info.value.problems
     assert problem.file == "<environment CALLPYBACK_MAX_OBSERVER_FAILURES>"
     assert "valid integer" in problem.message
@@ -155,21 +172,21 @@ def test_unknown_explicit_setting() -> None:
 def test_locator_follows_tables_arrays_and_inline_tables() -> None:
     """Key paths map to the line where the key, element or table is written."""
     text = (
-        "version = 1\n"                                   # 1
-        "[observers.audit]\n"                             # 2
-        'type = "x"\n'                                    # 3
-        "[[pipelines]]\n"                                 # 4
-        "match = [\n"                                     # 5
-        '  "a",\n'                                        # 6
-        '  "b",  # comment ] with bracket\n'              # 7
-        "]\n"                                             # 8
-        'observers = ["x", {type = "t", k = 1}]\n'        # 9
-        "[[pipelines]]\n"                                 # 10
-        'doc = """multi\n'                                # 11
-        '[[not a table]]\n'                               # 12
-        '"""\n'                                           # 13
-        "a.b = 1\n"                                       # 14
-        "'quoted key' = 2\n"                              # 15
+        "version = 1\n"  # 1
+        "[observers.audit]\n"  # 2
+        'type = "x"\n'  # 3
+        "[[pipelines]]\n"  # 4
+        "match = [\n"  # 5
+        '  "a",\n'  # 6
+        '  "b",  # comment ] with bracket\n'  # 7
+        "]\n"  # 8
+        'observers = ["x", {type = "t", k = 1}]\n'  # 9
+        "[[pipelines]]\n"  # 10
+        'doc = """multi\n'  # 11
+        "[[not a table]]\n"  # 12
+        '"""\n'  # 13
+        "a.b = 1\n"  # 14
+        "'quoted key' = 2\n"  # 15
     )
     loc = Locator(text)
     assert loc.line(("version",)) == 1
@@ -187,30 +204,69 @@ def test_locator_follows_tables_arrays_and_inline_tables() -> None:
 
 def test_locator_under_pyproject_prefix() -> None:
     """In pyproject.toml, paths are relative to [tool.callpyback]."""
-    text = ('[project]\nname = "x"\n\n[tool.callpyback]\nversion = 1\n'
-            '[[tool.callpyback.pipelines]]\nmatch = ["a"]\n')
+    text = (
+        '[project]\nname = "x"\n\n[tool.callpyback]\nversion = 1\n'
+        '[[tool.callpyback.pipelines]]\nmatch = ["a"]\n'
+    )
     loc = Locator(text, ("tool", "callpyback"))
     assert loc.line(("version",)) == 5
     assert loc.line(("pipelines", 0, "match")) == 7
 
 
 # --- fuzzing -------------------------------------------------------------------------------
-_keys = st.sampled_from([
-    "version", "settings", "observers", "error_handlers", "time_sources", "variable_extractors",
-    "pipelines", "match", "exclude", "type", "name", "extends", "enabled", "threshold",
-    "attempts", "variables", "default_return", "exception_classes", "max_observer_failures",
-    "time_source", "variable_extractor", "label", "x",
-])
+_keys = st.sampled_from(
+    [
+        "version",
+        "settings",
+        "observers",
+        "error_handlers",
+        "time_sources",
+        "variable_extractors",
+        "pipelines",
+        "match",
+        "exclude",
+        "type",
+        "name",
+        "extends",
+        "enabled",
+        "threshold",
+        "attempts",
+        "variables",
+        "default_return",
+        "exception_classes",
+        "max_observer_failures",
+        "time_source",
+        "variable_extractor",
+        "label",
+        "x",
+    ]
+)
 _scalars = st.one_of(
-    st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, width=32),
-    st.sampled_from(["shop", "re:(", "re:a.*", "timing", "retry", "mock", "a..b", "${X}",
-                     "${X:-1}", "*", "shop:Cart.*", "ValueError", ""]),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False, width=32),
+    st.sampled_from(
+        [
+            "shop",
+            "re:(",
+            "re:a.*",
+            "timing",
+            "retry",
+            "mock",
+            "a..b",
+            "${X}",
+            "${X:-1}",
+            "*",
+            "shop:Cart.*",
+            "ValueError",
+            "",
+        ]
+    ),
     st.text(max_size=8),
 )
 _values = st.recursive(
     _scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(_keys, inner, max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_keys, inner, max_size=4)),
     max_leaves=20,
 )
 _documents = st.dictionaries(_keys, _values, max_size=6)
@@ -239,7 +295,7 @@ def test_random_documents_raise_only_config_error(doc: dict) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list('[]{}=",.\'#\n abc123_-:$')), max_size=80))
+@given(st.text(alphabet=st.sampled_from(list("[]{}=\",.'#\n abc123_-:$")), max_size=80))
 def test_random_text_raises_only_config_error(text: str) -> None:
     """Arbitrary text, mostly invalid TOML, never escapes as anything but ConfigError."""
     try:
@@ -250,8 +306,7 @@ def test_random_text_raises_only_config_error(text: str) -> None:
 
 def test_errors_do_not_print_secret_values() -> None:
     """A bad value under a secret-looking key, or read from a secret variable, shows as ***."""
-    text = ('[error_handlers.net]\ntype = "retry"\nattempts = "${DB_PASSWORD}"\n'
-            'api_token = 5\n')
+    text = '[error_handlers.net]\ntype = "retry"\nattempts = "${DB_PASSWORD}"\napi_token = 5\n'
     with pytest.raises(ConfigError) as info:
         load_text(text, registry=make_registry(), env={"DB_PASSWORD": "hunter2"})
     message = str(info.value)
@@ -281,13 +336,16 @@ def test_deeply_nested_document_is_a_clear_error(depth: int) -> None:
 def test_every_bad_exception_name_of_a_list_is_reported_in_one_run() -> None:
     """Three bad names in an exceptions list are three problems, each at its index, with no
     "Value error, " prefix from pydantic."""
-    text = ('[error_handlers.net]\ntype = "retry"\nattempts = 2\n'
-            'exceptions = ["ConectionError", "KeyError", "TimeotError", "not a name"]\n')
+    text = (
+        '[error_handlers.net]\ntype = "retry"\nattempts = 2\n'
+        'exceptions = ["ConectionError", "KeyError", "TimeotError", "not a name"]\n'
+    )
     with pytest.raises(ConfigError) as info:
         load_text(text, file="f.toml", registry=callpyback.plugins.get_registry(), env={})
     problems = info.value.problems
     assert [p.key for p in problems] == [
-        "error_handlers.net.exceptions[0]", "error_handlers.net.exceptions[2]",
+        "error_handlers.net.exceptions[0]",
+        "error_handlers.net.exceptions[2]",
         "error_handlers.net.exceptions[3]",
     ]
     assert all(p.line == 4 for p in problems)
@@ -299,8 +357,11 @@ def test_every_bad_exception_name_of_a_list_is_reported_in_one_run() -> None:
 def test_an_unset_variable_is_one_problem_not_two() -> None:
     """The unsubstituted text is not reported again as a bad value of the option."""
     with pytest.raises(ConfigError) as info:
-        load_text('[error_handlers.net]\ntype = "retry"\nattempts = "${UNDEFINED_RETRIES}"\n',
-                  registry=make_registry(), env={})
+        load_text(
+            '[error_handlers.net]\ntype = "retry"\nattempts = "${UNDEFINED_RETRIES}"\n',
+            registry=make_registry(),
+            env={},
+        )
     (problem,) = info.value.problems
     assert "'UNDEFINED_RETRIES' is not set" in problem.message
 
@@ -308,22 +369,32 @@ def test_an_unset_variable_is_one_problem_not_two() -> None:
 def test_a_bad_option_value_names_the_component_type() -> None:
     """Like an unknown option key, a bad option value says whose option it is."""
     with pytest.raises(ConfigError) as info:
-        load_text('[observers.t]\ntype = "timing"\nthreshold = -1\n', file="f.toml",
-                  registry=make_registry(), env={})
+        load_text(
+            '[observers.t]\ntype = "timing"\nthreshold = -1\n',
+            file="f.toml",
+            registry=make_registry(),
+            env={},
+        )
     (problem,) = info.value.problems
     assert problem.component == "observer type 'timing'"
-    assert ("f.toml:3: observers.t.threshold: Input should be greater than or equal to 0 "
-            "(given: -1), in the options of observer type 'timing'") in str(info.value)
+    assert (
+        "f.toml:3: observers.t.threshold: Input should be greater than or equal to 0 "
+        "(given: -1), in the options of observer type 'timing'"
+    ) in str(info.value)
 
 
 def test_problems_of_different_kinds_in_one_pipeline_are_all_reported() -> None:
     """A wrong type, a bad pattern, an unknown reference and a bad extends in one pipeline:
     four problems, not the first one and then the next run's."""
-    text = ('[[pipelines]]\nname = "a"\nextends = "nope"\nmatch = ["re:("]\n'
-            'observers = ["metrix"]\nmax_observer_failures = "x"\n')
+    text = (
+        '[[pipelines]]\nname = "a"\nextends = "nope"\nmatch = ["re:("]\n'
+        'observers = ["metrix"]\nmax_observer_failures = "x"\n'
+    )
     with pytest.raises(ConfigError) as info:
         load_text(text, registry=make_registry(), env={})
     assert sorted(p.key for p in info.value.problems) == [
-        "pipelines[0].extends", "pipelines[0].match[0]", "pipelines[0].max_observer_failures",
+        "pipelines[0].extends",
+        "pipelines[0].match[0]",
+        "pipelines[0].max_observer_failures",
         "pipelines[0].observers[0]",
     ]

@@ -54,8 +54,12 @@ def test_example_pipelines_build_and_run() -> None:
 def test_example_mentions_every_key() -> None:
     """Each top-level key, setting and pipeline key appears in the example."""
     text = EXAMPLE.read_text(encoding="utf-8")
-    keys = [*TOP_LEVEL_KEYS, *SettingsModel.model_fields, *PipelineModel.model_fields,
-            *(f"[{s}." for s in SECTIONS)]
+    keys = [
+        *TOP_LEVEL_KEYS,
+        *SettingsModel.model_fields,
+        *PipelineModel.model_fields,
+        *(f"[{s}." for s in SECTIONS),
+    ]
     missing = [k for k in keys if k not in text]
     assert missing == []
 

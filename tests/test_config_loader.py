@@ -87,7 +87,7 @@ def test_pyproject_tool_table(project: Path) -> None:
 def test_callpyback_toml_wins_over_pyproject_in_same_dir(project: Path) -> None:
     """In one directory, callpyback.toml takes precedence over pyproject.toml."""
     (project / "pyproject.toml").write_text(
-        '[tool.callpyback.settings]\nmax_observer_failures = 2\n', encoding="utf-8"
+        "[tool.callpyback.settings]\nmax_observer_failures = 2\n", encoding="utf-8"
     )
     path = write(project, SIMPLE)
     assert _load(project).source == str(path)
@@ -156,7 +156,9 @@ def test_choose_is_the_single_precedence_rule() -> None:
 
 def test_env_substitution(project: Path) -> None:
     """${VAR} and ${VAR:-default} are substituted in strings, also inside arrays and tables."""
-    write(project, """
+    write(
+        project,
+        """
         [observers.rec]
         type = "recording"
         label = "${LABEL}-${SUFFIX:-x}-$${NOT}"
@@ -170,7 +172,8 @@ def test_env_substitution(project: Path) -> None:
         match = ["${APP:-shop}.payments"]
         observers = ["rec"]
         error_handlers = ["net"]
-        """)
+        """,
+    )
     config = _load(project, env={"LABEL": "audit", "API_TOKEN": "s3cr3t"})
     rec = config.components["observer"]["rec"]
     assert rec.options == {"label": "audit-x-${NOT}"}
@@ -190,8 +193,12 @@ def test_version_is_optional_and_one_is_accepted(project: Path) -> None:
 
 def test_configure_sets_current_config_and_keeps_it_on_error(project: Path) -> None:
     """configure() loads and installs a config; a failing configure() changes nothing."""
-    config = configure({"pipelines": [{"match": ["shop"], "observers": ["metrics"]}]},
-                       registry=make_registry(), env={}, max_observer_failures=3)
+    config = configure(
+        {"pipelines": [{"match": ["shop"], "observers": ["metrics"]}]},
+        registry=make_registry(),
+        env={},
+        max_observer_failures=3,
+    )
     assert current_config() is config
     assert config.source == "<configure()>"
     assert config.settings.max_observer_failures == 3
@@ -219,9 +226,11 @@ def test_import_callpyback_stays_cheap() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, callpyback; "
-            "print(sorted(m for m in ('pydantic', 'tomllib', 'tomli', 'callpyback.config') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, callpyback; "
+        "print(sorted(m for m in ('pydantic', 'tomllib', 'tomli', 'callpyback.config') "
+        "if m in sys.modules))"
+    )
     # A clean interpreter: not one measured by coverage (its tracer imports modules too).
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     out = subprocess.run(
@@ -232,9 +241,12 @@ def test_import_callpyback_stays_cheap() -> None:
 
 def test_real_registry_is_used_by_default(project: Path) -> None:
     """Without registry=, the plugin registry resolves the built-in component types."""
-    write(project, '[[pipelines]]\nmatch = ["shop"]\ntime_source = "mock"\n'
-                   'error_handlers = [{type = "default", value = 0, '
-                   'exceptions = ["RuntimeError"]}]\n')
+    write(
+        project,
+        '[[pipelines]]\nmatch = ["shop"]\ntime_source = "mock"\n'
+        'error_handlers = [{type = "default", value = 0, '
+        'exceptions = ["RuntimeError"]}]\n',
+    )
     config = load_config(env={}, cwd=project)
     assert config.pipelines[0].time_source is not None
     decorator = config.wrapper_for("shop", "f")
@@ -297,8 +309,9 @@ def test_env_substitution_has_shell_semantics(value: str, env: dict, expected: s
     """Nested defaults, ':-' for unset or empty, $${ as a literal ${."""
     from callpyback.config import load_text
 
-    config = load_text(f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n',
-                       registry=make_registry(), env=env)
+    config = load_text(
+        f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n', registry=make_registry(), env=env
+    )
     assert config.components["observer"]["r"].options == {"label": expected}
 
 
@@ -315,16 +328,31 @@ def test_env_substitution_errors(value: str, message: str) -> None:
     from callpyback.config import load_text
 
     with pytest.raises(ConfigError) as info:
-        load_text(f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n', file="f.toml",
-                  registry=make_registry(), env={})
+        load_text(
+            f'[observers.r]\ntype = "recording"\nlabel = "{value}"\n',
+            file="f.toml",
+            registry=make_registry(),
+            env={},
+        )
     (problem,) = info.value.problems
     assert message in problem.message and problem.key == "observers.r.label"
 
 
 @pytest.mark.parametrize(
     ("value", "off"),
-    [("1", True), ("y", True), ("YES", True), (" on ", True), ("2", True), ("sure", True),
-     ("0", False), ("no", False), ("n", False), ("off", False), ("", False)],
+    [
+        ("1", True),
+        ("y", True),
+        ("YES", True),
+        (" on ", True),
+        ("2", True),
+        ("sure", True),
+        ("0", False),
+        ("no", False),
+        ("n", False),
+        ("off", False),
+        ("", False),
+    ],
 )
 def test_kill_switch_means_the_same_to_the_hook_and_to_the_config(
     project: Path, monkeypatch: pytest.MonkeyPatch, value: str, off: bool
@@ -346,8 +374,12 @@ def test_kill_switch_means_the_same_to_the_hook_and_to_the_config(
 
 def test_boolean_settings_from_the_environment_use_the_same_words(project: Path) -> None:
     """CALLPYBACK_ENABLE_ASYNC_OBSERVERS=y is true; =2 is an error naming the variable."""
-    assert _load(project, env={"CALLPYBACK_ENABLE_ASYNC_OBSERVERS": "y"}).settings \
-        .enable_async_observers is True
+    assert (
+        _load(
+            project, env={"CALLPYBACK_ENABLE_ASYNC_OBSERVERS": "y"}
+        ).settings.enable_async_observers
+        is True
+    )
     with pytest.raises(ConfigError) as info:
         _load(project, env={"CALLPYBACK_ENABLE_ASYNC_OBSERVERS": "2"})
     (problem,) = info.value.problems

@@ -126,7 +126,8 @@ def test_may_match_module() -> None:
     """The precheck is False only for modules none of whose functions can match."""
     config = _config(
         '[[pipelines]]\nmatch = ["shop.payments", "bank.*.api:Client.*", '
-        r'"re:crm\\.(leads|deals):.*"]' "\n"
+        r'"re:crm\\.(leads|deals):.*"]'
+        "\n"
     )
     assert config.may_match_module("shop.payments")
     assert config.may_match_module("shop.payments.card")
@@ -165,7 +166,8 @@ _pattern = st.one_of(
 )
 _pipelines = st.lists(
     st.tuples(st.lists(_pattern, min_size=1, max_size=4), st.lists(_pattern, max_size=2)),
-    min_size=1, max_size=8,
+    min_size=1,
+    max_size=8,
 )
 
 

@@ -95,24 +95,30 @@ def test_build_failure_in_code_is_one_config_error_listing_every_component(tmp_p
     """build_all() / install(): every failing component of every pipeline, in one error."""
     (tmp_path / "blocker").write_text("x")
     path = tmp_path / "callpyback.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [[pipelines]]
         match = ["a"]
-        observers = [{{type = "audit", path = "{(tmp_path / 'blocker' / 'a.jsonl').as_posix()}"}},
-                     {{type = "audit", path = "{(tmp_path / 'blocker' / 'b.jsonl').as_posix()}"}}]
+        observers = [{{type = "audit", path = "{(tmp_path / "blocker" / "a.jsonl").as_posix()}"}},
+                     {{type = "audit", path = "{(tmp_path / "blocker" / "b.jsonl").as_posix()}"}}]
         error_handlers = [{{type = "retry", attempts = 2, exceptions = ["no_such_mod_zz.E"]}}]
         [[pipelines]]
         match = ["b"]
         default_return = 0
         exception_classes = ["no_such_mod_zz.E", "other_missing_zz:E"]
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     config = load_config(path, env={})
     with pytest.raises(ConfigError) as info:
         autoinstrument.install(config)
     keys = [p.key for p in info.value.problems]
     assert keys == [
-        "pipelines[0].observers[0]", "pipelines[0].observers[1]", "pipelines[0].error_handlers[0]",
-        "pipelines[1].exception_classes[0]", "pipelines[1].exception_classes[1]",
+        "pipelines[0].observers[0]",
+        "pipelines[0].observers[1]",
+        "pipelines[0].error_handlers[0]",
+        "pipelines[1].exception_classes[0]",
+        "pipelines[1].exception_classes[1]",
     ]
     assert not autoinstrument.is_installed()
     with pytest.raises(ConfigError):  # remembered: the factories do not run again
@@ -123,12 +129,13 @@ def test_warn_policy_in_code_warns_once_per_component(tmp_path: Path) -> None:
     """A named component shared by two pipelines is one warning; the pipelines still build."""
     (tmp_path / "blocker").write_text("x")
     path = tmp_path / "callpyback.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [settings]
         on_build_error = "warn"
         [observers.trail]
         type = "audit"
-        path = "{(tmp_path / 'blocker' / 't.jsonl').as_posix()}"
+        path = "{(tmp_path / "blocker" / "t.jsonl").as_posix()}"
         [[pipelines]]
         match = ["a"]
         observers = ["trail", "metrics"]
@@ -137,7 +144,9 @@ def test_warn_policy_in_code_warns_once_per_component(tmp_path: Path) -> None:
         observers = ["trail"]
         default_return = 0
         exception_classes = ["no_such_mod_zz.E"]
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     from callpyback.config._assembly import ComponentBuildWarning
 
     config = load_config(path, env={})
@@ -167,23 +176,30 @@ EXITING = "import sys\nsys.exit(3)\n"
 def test_system_exit_from_a_config_named_module_is_a_clear_start_up_error(tmp_path: Path) -> None:
     """A module named in exceptions = [...] that exits at import: run says which and where, exit
     2; the .pth bootstrap reports it and lets the program run."""
-    app = _project(tmp_path, """
+    app = _project(
+        tmp_path,
+        """
         [[pipelines]]
         match = ["__main__", "helper"]
         error_handlers = [{type = "fallback", value = -1, exceptions = ["exiter.Oops"]}]
-        """)
+        """,
+    )
     (app / "exiter.py").write_text(EXITING)
     (app / "helper.py").write_text("def explode():\n    raise ValueError('helper')\n")
     run = callpyback_cli(["run", "script.py"], cwd=app)
     assert run.returncode == 2
     assert "program ran" not in run.stdout
     assert "pipelines[0].error_handlers[0]" in run.stderr
-    assert ("importing module 'exiter' for exception 'exiter.Oops' raised SystemExit: 3"
-            in run.stderr)
+    assert (
+        "importing module 'exiter' for exception 'exiter.Oops' raised SystemExit: 3" in run.stderr
+    )
     # Under the .pth bootstrap (CALLPYBACK_AUTOINSTALL=1, as in run's child processes) the
     # pipeline is built when the hook first needs it, with the program's directory on sys.path.
-    boot = run_python(["-c", "import helper; print('child ran'); helper.explode()"], cwd=app,
-                      env={"CALLPYBACK_AUTOINSTALL": "1"})
+    boot = run_python(
+        ["-c", "import helper; print('child ran'); helper.explode()"],
+        cwd=app,
+        env={"CALLPYBACK_AUTOINSTALL": "1"},
+    )
     assert "child ran" in boot.stdout  # the import went on, the program ran
     assert "could not instrument helper:explode" in boot.stderr
     assert "raised SystemExit: 3" in boot.stderr
@@ -209,8 +225,7 @@ def test_system_exit_from_a_plugin_factory_is_a_build_problem(tmp_path: Path) ->
     assert problem.line == 3 and "SystemExit: factory bye" in problem.message
 
 
-def test_a_selector_that_exits_never_ends_the_program(tmp_path: Path, monkeypatch,
-                                                      caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_selector_that_exits_never_ends_the_program(tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     """SystemExit from wrapper_for: that function is left alone and reported as failed;
     from may_match_module: the module is left alone, and the selector is named once."""
     (tmp_path / "exitsel_a.py").write_text("def f():\n    return 1\n")
@@ -288,8 +303,10 @@ def test_on_build_error_from_the_environment(tmp_path: Path) -> None:
     """CALLPYBACK_ON_BUILD_ERROR overrides the file; a wrong value names the variable."""
     path = tmp_path / "callpyback.toml"
     path.write_text('[settings]\non_build_error = "error"\n', encoding="utf-8")
-    assert load_config(path, env={"CALLPYBACK_ON_BUILD_ERROR": "warn"}).settings \
-        .on_build_error == "warn"
+    assert (
+        load_config(path, env={"CALLPYBACK_ON_BUILD_ERROR": "warn"}).settings.on_build_error
+        == "warn"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, env={"CALLPYBACK_ON_BUILD_ERROR": "ignore"})
     (problem,) = info.value.problems

@@ -49,8 +49,9 @@ def audited_transfer() -> Any:
     audit: List[Any] = []
 
     @CallPyBack(
-        observers=[on_completion(lambda arguments, outcome: audit.append((arguments["amount"],
-                                                                          outcome)))],
+        observers=[
+            on_completion(lambda arguments, outcome: audit.append((arguments["amount"], outcome)))
+        ],
         error_handlers=[Limit(1_000)],
     )
     def transfer(amount: int) -> int:
@@ -213,9 +214,20 @@ def test_the_books_balance_at_the_recursion_limit_under_a_c_tracer(tmp_path: Any
     script = tmp_path / "deep.py"
     script.write_text(_UNDER_A_TRACER)
     proc = subprocess.run(
-        [sys.executable, "-m", "coverage", "run", "--branch", "--data-file",
-         str(tmp_path / "cov"), str(script)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "coverage",
+            "run",
+            "--branch",
+            "--data-file",
+            str(tmp_path / "cov"),
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "True"]
@@ -272,8 +284,9 @@ def test_function_info_cannot_be_replaced_by_an_observer() -> None:
         with pytest.raises(AttributeError):
             context.function_info = None
 
-    f = CallPyBack(observers=[on_call(vandal), on_success(lambda function_info: later.append(
-        function_info))])(lambda: 1)
+    f = CallPyBack(
+        observers=[on_call(vandal), on_success(lambda function_info: later.append(function_info))]
+    )(lambda: 1)
     f()
     assert later and later[0] is not None
 
@@ -336,8 +349,10 @@ def test_durations_are_never_negative_when_the_clock_goes_backwards() -> None:
     clock = Backwards()
     times: List[float] = []
 
-    @CallPyBack(observers=[on_success(lambda execution_time: times.append(execution_time))],
-                time_source=clock)
+    @CallPyBack(
+        observers=[on_success(lambda execution_time: times.append(execution_time))],
+        time_source=clock,
+    )
     def f() -> int:
         clock.jump_back()
         return 1

@@ -76,6 +76,11 @@ class Log:
         self.events: List[Tuple[Any, ...]] = []
 
 
+def _locals_dict(names: Any) -> str:
+    """Source of a dict display of the parameters by name: ``{'a': a, 'b': b}``."""
+    return "{" + ", ".join(f"{n!r}: {n}" for n in names) + "}"
+
+
 def _record(log: Log, index: int, names: List[str], fails: bool, values: Dict[str, Any]) -> None:
     row = [index]
     for name in names:
@@ -93,7 +98,7 @@ def make_observer(log: Log, index: int, spec: Dict[str, Any]) -> Any:
         ns: Dict[str, Any] = {"_rec": _record, "log": log, "index": index}
         src = (
             f"def cb({params}):\n"
-            f"    _rec(log, index, {names!r}, {fails!r}, {{{', '.join(f'{n!r}: {n}' for n in names)}}})\n"
+            f"    _rec(log, index, {names!r}, {fails!r}, {_locals_dict(names)})\n"
         )
         exec(src, ns)
         return create_callback_observer(
@@ -104,7 +109,7 @@ def make_observer(log: Log, index: int, spec: Dict[str, Any]) -> Any:
         ns = {"_rec": _record, "log": log, "index": index}
         src = (
             f"def notify(self, {params}) -> None:\n"
-            f"    _rec(log, index, {names!r}, {fails!r}, {{{', '.join(f'{n!r}: {n}' for n in names)}}})\n"
+            f"    _rec(log, index, {names!r}, {fails!r}, {_locals_dict(names)})\n"
         )
         exec(src, ns)
         members: Dict[str, Any] = {"notify": ns["notify"]}
@@ -171,27 +176,39 @@ def model(
             events.append(tuple(row))
 
     retries = 3 if "retry" in choice and kind in ("function", "coroutine") else 1
-    notify(S.PRE_EXECUTION, dict(value=None, exception=None, attempt=0, outcome=None,
-                                 execution_time=None))
+    notify(
+        S.PRE_EXECUTION,
+        dict(value=None, exception=None, attempt=0, outcome=None, execution_time=None),
+    )
     elapsed = 0.0
     last_exc: Optional[str] = None
     for n, step in enumerate(attempts, start=1):
         elapsed += 1.0  # each attempt advances the mock clock by 1 s
         if step[0] == "return":
             value = None if kind == "async_generator" else step[1]
-            done = dict(value=value, exception=None, attempt=n, outcome="success",
-                        execution_time=elapsed)
+            done = dict(
+                value=value, exception=None, attempt=n, outcome="success", execution_time=elapsed
+            )
             if last_exc is not None:
                 done["exception"] = None
             notify(S.POST_SUCCESS, done)
             notify(S.COMPLETED, done)
             return events, ("returned", value)
         if step[0] == "interrupt":
-            notify(S.ERROR, dict(value=None, exception=Stop(), attempt=n, outcome="interrupted",
-                                 execution_time=elapsed))
+            notify(
+                S.ERROR,
+                dict(
+                    value=None,
+                    exception=Stop(),
+                    attempt=n,
+                    outcome="interrupted",
+                    execution_time=elapsed,
+                ),
+            )
             return events, ("raised", "Stop")
-        failed = dict(value=None, exception=Boom(), attempt=n, outcome="failure",
-                      execution_time=elapsed)
+        failed = dict(
+            value=None, exception=Boom(), attempt=n, outcome="failure", execution_time=elapsed
+        )
         notify(S.POST_FAILURE, failed)
         last_exc = "Boom"
         if n < retries:
@@ -301,9 +318,7 @@ def run_engine(
     return log.events, outcome
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(["function", "coroutine", "generator", "async_generator"]),
     attempts=st.lists(attempt_st, min_size=1, max_size=3).map(

@@ -64,7 +64,8 @@ def test_the_pytest_examples_in_docs_are_copies_of_the_example_suite() -> None:
     suite = (EXAMPLE / "tests" / "test_payments.py").read_text(encoding="utf-8")
     blocks = re.findall(
         r"^<!-- excerpt: examples/testing/tests/test_payments.py -->\n```python\n(.*?)^```",
-        docs, re.M | re.S,
+        docs,
+        re.M | re.S,
     )
     assert len(blocks) == 2
     for block in blocks:

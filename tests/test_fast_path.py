@@ -34,10 +34,7 @@ def success_path(func: Any) -> str:
         if skip is not None and indent > skip:
             continue
         skip = None
-        if (
-            line.strip() in ("if _cpb_p is not None:",)
-            or line.rstrip().endswith(" as _cpb_e:")
-        ):
+        if line.strip() in ("if _cpb_p is not None:",) or line.rstrip().endswith(" as _cpb_e:"):
             skip = indent
             continue
         kept.append(line)

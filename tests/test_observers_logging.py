@@ -236,7 +236,9 @@ def test_exception_text_is_masked_in_every_part_of_the_record(logger, caplog):
         logger.removeHandler(handler)
 
 
-def test_the_gate_follows_level_changes_and_logger_disabled(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_gate_follows_level_changes_and_logger_disabled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # The gate reads logging's own per-level cache; a level change clears it, setting
     # logger.disabled does not: neither may leave a record logged or one lost.
     logger = logging.getLogger("test.gate.flags")

@@ -279,7 +279,7 @@ def test_prometheus_exposition_format():
         "app_call_duration_seconds",
     }
     count = [s for s in families["app_call_duration_seconds"].samples if s.name.endswith("_count")]
-    assert [(s.labels["target"], s.value) for s in count] == [(f"{__name__}:we\"ird\\name", 1.0)]
+    assert [(s.labels["target"], s.value) for s in count] == [(f'{__name__}:we"ird\\name', 1.0)]
     with pytest.raises(ConfigurationError, match="prefix"):
         metrics.to_prometheus(prefix="1bad-name")
 
@@ -350,6 +350,7 @@ class _GeneralFold(FunctionStats):
 
     def _fold_successes(self, batch, starts):
         return False
+
 
 _events = st.lists(
     st.one_of(

@@ -32,22 +32,28 @@ def registry_with_table() -> Any:
 
 
 def test_a_plugin_table_is_validated_by_its_model(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         version = 1
         [web]
         frameworks = ["flask"]
         slow_after = 0.5
-    """)
+    """,
+    )
     config = load_config(path, registry=registry_with_table())
     assert config.tables["web"] == RoutesTable(frameworks=["flask"], slow_after=0.5)
 
 
 def test_a_bad_value_in_a_plugin_table_names_file_line_and_key(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         version = 1
         [web]
         slow_after = -1
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, registry=registry_with_table())
     text = str(info.value)
@@ -55,11 +61,14 @@ def test_a_bad_value_in_a_plugin_table_names_file_line_and_key(tmp_path: Path) -
 
 
 def test_an_unknown_table_is_refused_with_a_suggestion_among_plugin_tables(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         version = 1
         [webb]
         frameworks = ["flask"]
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, registry=registry_with_table())
     assert "unknown top-level key 'webb'" in str(info.value)
@@ -83,7 +92,9 @@ def test_an_unknown_key_in_a_plugin_table_gets_the_allowed_keys_and_a_suggestion
 ) -> None:
     registry = make_registry()
     registry.add(ComponentSpec("table", "web", NestedTable, NestedTable, plugin="webkit"))
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         version = 1
         [web]
         slow_afte = 2.0
@@ -93,7 +104,8 @@ def test_an_unknown_key_in_a_plugin_table_gets_the_allowed_keys_and_a_suggestion
 
         [[web.routes]]
         patern = "/b"
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, registry=registry)
     text = str(info.value)
@@ -125,12 +137,15 @@ class StoreTable(BaseModel):
 def test_a_bad_value_never_shows_a_password(tmp_path: Path) -> None:
     registry = make_registry()
     registry.add(ComponentSpec("table", "store", StoreTable, StoreTable, plugin="kv"))
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         version = 1
         [store]
         url = "rediss://admin:hunter2@cache.internal:6380/0"
         password = "hunter2"
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, registry=registry)
     text = str(info.value)
@@ -217,12 +232,14 @@ def test_when_imported_runs_after_the_module_or_at_once(tmp_path: Path) -> None:
 def test_a_module_level_warning_lands_at_the_importer(tmp_path: Path) -> None:
     """warnings.warn(..., stacklevel=2) at module level points at the import statement, as
     without the hook (our loader's frame is skipped like the import system's)."""
-    (tmp_path / "cpb_warns_mod.py").write_text(textwrap.dedent("""
+    (tmp_path / "cpb_warns_mod.py").write_text(
+        textwrap.dedent("""
         import warnings
         warnings.warn("old module", DeprecationWarning, stacklevel=2)
         def f():
             return 1
-    """))
+    """)
+    )
     sys.path.insert(0, str(tmp_path))
     try:
         from tests.autoinstrument_support import PatternSelector

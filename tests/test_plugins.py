@@ -604,23 +604,41 @@ def test_a_denied_plugins_types_are_unknown_to_the_config(tmp_path: Path) -> Non
 def test_system_exit_from_a_plugin_is_contained_and_reported(site: Site) -> None:
     """SystemExit at import, in the register hook or in the configure hook: that plugin is
     failed (or its configure skipped) with the reason; discovery and the others go on."""
-    site.dist("exit-dist", "1.0", {"exiting": "exit_mod"},
-              {"exit_mod": "import sys\nsys.exit('plugin says bye')\n"})
-    site.dist("hook-dist", "1.0", {"hookexit": "hook_mod"}, {"hook_mod": """
+    site.dist(
+        "exit-dist",
+        "1.0",
+        {"exiting": "exit_mod"},
+        {"exit_mod": "import sys\nsys.exit('plugin says bye')\n"},
+    )
+    site.dist(
+        "hook-dist",
+        "1.0",
+        {"hookexit": "hook_mod"},
+        {
+            "hook_mod": """
         import sys
         from callpyback import hookimpl
 
         @hookimpl
         def callpyback_register_components(registry):
             raise SystemExit(3)
-    """})
-    site.dist("conf-dist", "1.0", {"confexit": "conf_mod"}, {"conf_mod": """
+    """
+        },
+    )
+    site.dist(
+        "conf-dist",
+        "1.0",
+        {"confexit": "conf_mod"},
+        {
+            "conf_mod": """
         from callpyback import hookimpl
 
         @hookimpl
         def callpyback_configure(config):
             raise SystemExit("no config for you")
-    """})
+    """
+        },
+    )
     site.dist("good-dist", "1.0", {"good": "good_mod"}, {"good_mod": observer_plugin("good.obs")})
     assert ("observer", "good.obs") in plugins.get_registry()
     assert info("exiting").status == "failed"
@@ -634,21 +652,26 @@ def test_a_denied_plugins_type_says_the_plugin_is_installed_but_denied(
 ) -> None:
     """An 'acme.*' type with acme denied: the error names acme, its distribution and the entry
     that denied it, not just "unknown; installed plugins: callpyback"."""
-    site.dist("acme-obs", "2.5", {"acme": "acme_obs_mod"},
-              {"acme_obs_mod": observer_plugin("acme.obs")})
+    site.dist(
+        "acme-obs", "2.5", {"acme": "acme_obs_mod"}, {"acme_obs_mod": observer_plugin("acme.obs")}
+    )
     monkeypatch.setenv(plugins.DENY_ENV, "acme")
     with pytest.raises(UnknownComponentError) as info_:
         plugins.get_registry().get("observer", "acme.obs")
-    assert "Plugin acme (distribution acme-obs 2.5) not loaded: denied by the deny list entry " \
-           "'acme'" in str(info_.value)
+    assert (
+        "Plugin acme (distribution acme-obs 2.5) not loaded: denied by the deny list entry "
+        "'acme'" in str(info_.value)
+    )
     path = tmp_path / "callpyback.toml"
     path.write_text('[observers.a]\ntype = "acme.obs"\n', encoding="utf-8")
     with pytest.raises(callpyback.ConfigError) as error:
         callpyback.load_config(path, env={})
     (problem,) = error.value.problems
     assert problem.key == "observers.a.type"
-    assert "plugin acme (distribution acme-obs 2.5) not loaded: denied by the deny list entry " \
-           "'acme'" in problem.message
+    assert (
+        "plugin acme (distribution acme-obs 2.5) not loaded: denied by the deny list entry "
+        "'acme'" in problem.message
+    )
 
 
 def test_allowing_only_the_core_is_a_known_entry(

@@ -203,8 +203,9 @@ def test_every_bad_exception_name_is_an_error_at_its_own_index() -> None:
     assert "did you mean 'TimeoutError'" in errors[1]["msg"]
 
 
-def test_validation_without_import_checks_names_but_imports_nothing(tmp_path: Any,
-                                                                     monkeypatch: Any) -> None:
+def test_validation_without_import_checks_names_but_imports_nothing(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
     """With the no-import context (what check --no-build, explain and config show use) a
     dotted name is not imported; building the component imports and resolves it."""
     from callpyback._builtin_options import NO_IMPORT

@@ -74,8 +74,7 @@ def _run_watcher(name: str, callback: Callable[[Any], Any], module: Any) -> None
         import logging
 
         logging.getLogger("callpyback.autoinstrument").warning(
-            "callpyback: the integration waiting for %r failed (%r); the import goes on "
-            "without it",
+            "callpyback: the integration waiting for %r failed (%r); the import goes on without it",
             name,
             exc,
             exc_info=exc,

@@ -92,7 +92,11 @@ class GuardedSelector:
         _log().error(
             "callpyback: selector %r raised %s(%s) in %s(%r); the import hook leaves such "
             "modules alone (reported once)",
-            self.selector, type(exc).__name__, exc, method, argument,
+            self.selector,
+            type(exc).__name__,
+            exc,
+            method,
+            argument,
         )
 
 

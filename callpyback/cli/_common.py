@@ -11,7 +11,9 @@ from ._fmt import Painter, use_color
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", metavar="FILE",
+        "-c",
+        "--config",
+        metavar="FILE",
         help="the config file (default: $CALLPYBACK_CONFIG, else callpyback.toml or "
         "[tool.callpyback] in pyproject.toml, searched upwards to the project root)",
     )
@@ -31,8 +33,9 @@ def print_problems(error: Any, stream: Optional[IO[str]] = None) -> None:
     count = len(error.problems)
     where = error.source or "the configuration"
     plural = "s" if count != 1 else ""
-    print(paint(f"{count} problem{plural} in {where}; nothing was applied", "red", "bold"),
-          file=out)
+    print(
+        paint(f"{count} problem{plural} in {where}; nothing was applied", "red", "bold"), file=out
+    )
     for p in error.problems:
         print(f"{paint(p.location(), 'bold')}: {paint(p.key, 'cyan')}", file=out)
         print(f"    {paint('error:', 'red')}   {p.message}", file=out)

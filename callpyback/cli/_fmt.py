@@ -92,8 +92,15 @@ def dump_toml(doc: Mapping[str, Any], comments: Optional[Mapping[str, str]] = No
             suffix = f"  # {note}" if note else ""
             out.append(f"{_key(str(k))} = {_scalar(v)}{suffix}")
 
-    body({k: v for k, v in doc.items() if not isinstance(v, (dict, list))
-          or (isinstance(v, list) and not all(isinstance(i, dict) for i in v))}, "")
+    body(
+        {
+            k: v
+            for k, v in doc.items()
+            if not isinstance(v, (dict, list))
+            or (isinstance(v, list) and not all(isinstance(i, dict) for i in v))
+        },
+        "",
+    )
     for k, v in doc.items():
         if isinstance(v, dict):
             if v and _is_table_of_tables(v):

@@ -31,8 +31,7 @@ def explain(config: Config, target: str) -> str:
             )
         elif found is not None and pipeline.index != found.index:
             lines.append(
-                f"shadowed: {pipeline.label} also matches {pattern!r}, but an earlier "
-                "pipeline wins"
+                f"shadowed: {pipeline.label} also matches {pattern!r}, but an earlier pipeline wins"
             )
     if found is None:
         lines.append("pipeline: none; the function is left alone")
@@ -60,8 +59,10 @@ def explain(config: Config, target: str) -> str:
     lines.extend(chain or ["  (none)"])
     ts, ex = p.time_source, p.variable_extractor
     lines.append(f"time source:        {ts.describe() if ts else 'system (built-in default)'}")
-    extractor = ex.describe() if ex else (
-        "tracing (built-in default for variables)" if p.variables else "none"
+    extractor = (
+        ex.describe()
+        if ex
+        else ("tracing (built-in default for variables)" if p.variables else "none")
     )
     lines.append(f"variable extractor: {extractor}")
     lines.append(f"variables:          {', '.join(p.variables) or '(none)'}")
@@ -75,8 +76,15 @@ def record(config: Config, target: str, skipped: Optional[str] = None) -> Dict[s
     object even though a pipeline applies (a property, say)."""
     found = config.pipeline_for(target)
     if found is None:
-        return {"target": target, "pipeline": None, "pattern": None, "wrapped": False,
-                "observers": [], "error_handlers": [], "skipped": skipped}
+        return {
+            "target": target,
+            "pipeline": None,
+            "pattern": None,
+            "wrapped": False,
+            "observers": [],
+            "error_handlers": [],
+            "skipped": skipped,
+        }
     p = found.pipeline
     return {
         "target": target,

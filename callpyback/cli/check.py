@@ -36,17 +36,29 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", nargs="?", metavar="FILE",
-                        help="the config file (default: discovered as callpyback itself does)")
+    parser.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="the config file (default: discovered as callpyback itself does)",
+    )
     add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     build = parser.add_mutually_exclusive_group()
-    build.add_argument("--no-build", dest="build", action="store_false",
-                       help="validate only: do not build the components (their factories may "
-                       "open files or connections) nor import the modules named by "
-                       "exception lists")
-    build.add_argument("--build", dest="build", action="store_true",
-                       help="build every pipeline's components (the default)")
+    build.add_argument(
+        "--no-build",
+        dest="build",
+        action="store_false",
+        help="validate only: do not build the components (their factories may "
+        "open files or connections) nor import the modules named by "
+        "exception lists",
+    )
+    build.add_argument(
+        "--build",
+        dest="build",
+        action="store_true",
+        help="build every pipeline's components (the default)",
+    )
     parser.set_defaults(func=run, build=True, parser=parser)
     return parser
 
@@ -69,35 +81,51 @@ def run(args: argparse.Namespace) -> int:
         warnings = problems
     named = {kind: sorted(refs) for kind, refs in config.components.items() if refs}
     if args.json:
-        print(json.dumps({
-            "valid": True,
-            "source": config.source,
-            "built": bool(args.build),
-            "problems": [],
-            "warnings": [p.as_dict() for p in warnings],
-            "pipelines": [p.label for p in config.pipelines],
-            "components": named,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "source": config.source,
+                    "built": bool(args.build),
+                    "problems": [],
+                    "warnings": [p.as_dict() for p in warnings],
+                    "pipelines": [p.label for p in config.pipelines],
+                    "components": named,
+                },
+                indent=2,
+            )
+        )
         return 0
     paint = painter()
     count = len(config.pipelines)
     built = "" if args.build else " (not built: --no-build)"
-    print(f"{paint('ok', 'green', 'bold')}: {config.source}: {count} "
-          f"pipeline{'s' if count != 1 else ''}, "
-          f"{sum(len(v) for v in named.values())} named components{built}")
+    print(
+        f"{paint('ok', 'green', 'bold')}: {config.source}: {count} "
+        f"pipeline{'s' if count != 1 else ''}, "
+        f"{sum(len(v) for v in named.values())} named components{built}"
+    )
     if config.source == "<defaults>":
         print("  no configuration file found: nothing will be instrumented")
     if not config.settings.enabled:
-        print(f"  settings.enabled is false ({config.origins.get('enabled', 'file')}): "
-              "nothing will be instrumented")
+        print(
+            f"  settings.enabled is false ({config.origins.get('enabled', 'file')}): "
+            "nothing will be instrumented"
+        )
     for p in config.pipelines:
-        what = "empty: opts its functions out" if p.is_empty else (
-            f"{len(p.observers)} observers, {len(p.error_handlers)} error handlers"
+        what = (
+            "empty: opts its functions out"
+            if p.is_empty
+            else (f"{len(p.observers)} observers, {len(p.error_handlers)} error handlers")
         )
         print(f"  {p.label}: {', '.join(p.match)} ({what})")
     if warnings:
-        print(paint(f"{len(warnings)} component(s) cannot be built; on_build_error = \"warn\" "
-                    "runs without them:", "yellow"))
+        print(
+            paint(
+                f'{len(warnings)} component(s) cannot be built; on_build_error = "warn" '
+                "runs without them:",
+                "yellow",
+            )
+        )
         for problem in warnings:
             print(f"  - {problem}")
     return 0
@@ -105,8 +133,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _invalid(error: Any, as_json: bool) -> int:
     if as_json:
-        print(json.dumps({"valid": False, "source": error.source,
-                          "problems": [p.as_dict() for p in error.problems]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "valid": False,
+                    "source": error.source,
+                    "problems": [p.as_dict() for p in error.problems],
+                },
+                indent=2,
+            )
+        )
     else:
         print_problems(error)
     return 1

@@ -38,10 +38,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_option(show)
-    show.add_argument("--format", choices=("toml", "json"), default="toml",
-                      help="output format (default: toml)")
-    show.add_argument("--no-redact", dest="redact", action="store_false",
-                      help="show secret values as they are")
+    show.add_argument(
+        "--format", choices=("toml", "json"), default="toml", help="output format (default: toml)"
+    )
+    show.add_argument(
+        "--no-redact", dest="redact", action="store_false", help="show secret values as they are"
+    )
     show.set_defaults(func=run)
     parser.set_defaults(func=lambda args: _usage(parser))
     return parser
@@ -61,8 +63,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     doc = effective(config, redacted=args.redact)
     if args.format == "json":
-        print(json.dumps({"source": config.source, "origins": dict(config.origins),
-                          "config": doc}, indent=2, default=str))
+        print(
+            json.dumps(
+                {"source": config.source, "origins": dict(config.origins), "config": doc},
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     comments = {f"settings.{k}": f"from {v}" for k, v in config.origins.items()}
     print(f"# effective configuration from {config.source}")

@@ -39,10 +39,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("targets", nargs="*", metavar="TARGET", help="module:qualname")
-    parser.add_argument("--all", dest="modules", action="append", default=[], metavar="MODULE",
-                        help="cover every function and method of MODULE (repeatable)")
-    parser.add_argument("--import", dest="do_import", action="store_true",
-                        help="with --all: import MODULE instead of reading its source")
+    parser.add_argument(
+        "--all",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="cover every function and method of MODULE (repeatable)",
+    )
+    parser.add_argument(
+        "--import",
+        dest="do_import",
+        action="store_true",
+        help="with --all: import MODULE instead of reading its source",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_config_option(parser)
     parser.set_defaults(func=run, parser=parser)
@@ -64,17 +74,19 @@ def run(args: argparse.Namespace) -> int:
             print()
     for module in args.modules:
         try:
-            found = (
-                functions_by_import(module) if args.do_import else functions_from_source(module)
-            )
+            found = functions_by_import(module) if args.do_import else functions_from_source(module)
         except Exception as exc:  # the module is missing, or its source does not parse
-            print(f"callpyback explain: cannot list the functions of {module!r}: {exc}",
-                  file=sys.stderr)
+            print(
+                f"callpyback explain: cannot list the functions of {module!r}: {exc}",
+                file=sys.stderr,
+            )
             status = 1
             continue
         except SystemExit as exc:  # --import of a module that exits at import
-            print(f"callpyback explain: importing {module!r} raised SystemExit({exc.code!r})",
-                  file=sys.stderr)
+            print(
+                f"callpyback explain: importing {module!r} raised SystemExit({exc.code!r})",
+                file=sys.stderr,
+            )
             status = 1
             continue
         records = [record(config, f"{module}:{q}", skipped) for q, skipped in found]
@@ -104,8 +116,14 @@ def _module_table(config: Any, module: str, records: List[dict[str, Any]], impor
         )
         for r in records
     ]
-    return head + "\n" + table(
-        ["QUALNAME", "PIPELINE", "PATTERN", "OBSERVERS", "ERROR HANDLERS", "WRAPPED"], rows, paint
+    return (
+        head
+        + "\n"
+        + table(
+            ["QUALNAME", "PIPELINE", "PATTERN", "OBSERVERS", "ERROR HANDLERS", "WRAPPED"],
+            rows,
+            paint,
+        )
     )
 
 
@@ -218,8 +236,11 @@ def functions_by_import(module: str) -> Found:
             ):
                 kind = type(value).__name__
                 out[f"{owner.__qualname__}.{key}"] = f"a {kind}, not wrapped by the import hook"
-            elif (isinstance(value, type) and value.__module__ == module
-                  and (owner is None or value.__qualname__.startswith(owner.__qualname__ + "."))):
+            elif (
+                isinstance(value, type)
+                and value.__module__ == module
+                and (owner is None or value.__qualname__.startswith(owner.__qualname__ + "."))
+            ):
                 visit(dict(vars(value)), value)
 
     visit(dict(vars(mod)), None)

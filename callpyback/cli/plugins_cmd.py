@@ -46,40 +46,52 @@ def run(args: argparse.Namespace) -> int:
     registry = get_registry()
     specs = sorted(registry, key=lambda s: (s.kind, s.name))
     if args.json:
-        print(json.dumps({
-            "plugins": [
+        print(
+            json.dumps(
                 {
-                    "name": i.name,
-                    "distribution": i.distribution,
-                    "version": i.version,
-                    "status": i.status,
-                    "source": i.source,
-                    "error": i.error,
-                    "components": [{"kind": k, "name": n} for k, n in i.components],
-                }
-                for i in infos
-            ],
-            "components": [
-                {
-                    "kind": s.kind,
-                    "name": s.name,
-                    "plugin": s.plugin,
-                    "distribution": s.distribution,
-                    "description": s.description,
-                    "options": sorted(getattr(s.options, "model_fields", {}) or {}),
-                }
-                for s in specs
-            ],
-        }, indent=2))
+                    "plugins": [
+                        {
+                            "name": i.name,
+                            "distribution": i.distribution,
+                            "version": i.version,
+                            "status": i.status,
+                            "source": i.source,
+                            "error": i.error,
+                            "components": [{"kind": k, "name": n} for k, n in i.components],
+                        }
+                        for i in infos
+                    ],
+                    "components": [
+                        {
+                            "kind": s.kind,
+                            "name": s.name,
+                            "plugin": s.plugin,
+                            "distribution": s.distribution,
+                            "description": s.description,
+                            "options": sorted(getattr(s.options, "model_fields", {}) or {}),
+                        }
+                        for s in specs
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     paint = painter()
     rows = [
-        (i.name, i.distribution or "-", i.version or "-", i.status, i.source,
-         len(i.components) if i.status == "loaded" else (i.error or "-"))
+        (
+            i.name,
+            i.distribution or "-",
+            i.version or "-",
+            i.status,
+            i.source,
+            len(i.components) if i.status == "loaded" else (i.error or "-"),
+        )
         for i in infos
     ]
-    print(table(["PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "SOURCE", "COMPONENTS"], rows,
-                paint))
+    print(
+        table(["PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "SOURCE", "COMPONENTS"], rows, paint)
+    )
     print()
     comp_rows = [
         (s.kind, s.name, s.plugin, _options(s), s.description.split("\n", 1)[0] or "-")

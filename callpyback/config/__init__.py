@@ -47,6 +47,7 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 __all__ = [
     "ComponentRef",
     "Config",
@@ -87,11 +88,18 @@ def configure(
 
     if isinstance(source, Config):
         if settings:
-            raise ConfigError([Problem(
-                "settings cannot be overridden on an already loaded Config",
-                allowed="pass a path or a mapping with the settings, or load_config(settings=...)",
-                given=sorted(settings),
-            )])
+            raise ConfigError(
+                [
+                    Problem(
+                        "settings cannot be overridden on an already loaded Config",
+                        allowed=(
+                            "pass a path or a mapping with the settings, "
+                            "or load_config(settings=...)"
+                        ),
+                        given=sorted(settings),
+                    )
+                ]
+            )
         config = source
     elif isinstance(source, Mapping):
         from ._loader import build_config

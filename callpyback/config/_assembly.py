@@ -149,13 +149,15 @@ class Assembly:
             return registry.create(ref.kind, ref.type, ref.options), None
         except ConfigError as exc:  # options that validate only when built (imports)
             detail = "; ".join(f"{p.key}: {p.message}" for p in exc.problems)
-            return None, self._problem(ref.path, f"could not create {what}: {detail}",
-                                       given=dict(ref.options))
+            return None, self._problem(
+                ref.path, f"could not create {what}: {detail}", given=dict(ref.options)
+            )
         except BaseException as exc:
             if not _contained(exc):
                 raise
             return None, self._problem(
-                ref.path, f"could not create {what}: {type(exc).__name__}: {exc}",
+                ref.path,
+                f"could not create {what}: {type(exc).__name__}: {exc}",
                 given=dict(ref.options),
             )
 
@@ -200,12 +202,14 @@ class Assembly:
                 try:
                     classes.append(resolve_exception(name))
                 except ValueError as exc:
-                    problems.append(self._problem(
-                        ("pipelines", pipeline.index, "exception_classes", i),
-                        f"cannot use exception class {name!r}: {exc}",
-                        given=name,
-                        allowed="a built-in exception name, or 'package.module.ClassName'",
-                    ))
+                    problems.append(
+                        self._problem(
+                            ("pipelines", pipeline.index, "exception_classes", i),
+                            f"cannot use exception class {name!r}: {exc}",
+                            given=name,
+                            allowed="a built-in exception name, or 'package.module.ClassName'",
+                        )
+                    )
             if classes or not pipeline.exception_classes:
                 kwargs["default_return"] = pipeline.default_return
                 if classes:
@@ -226,10 +230,16 @@ class Assembly:
         except BaseException as exc:
             if not _contained(exc):
                 raise
-            raise ConfigError([self._problem(
-                ("pipelines", pipeline.index),
-                f"could not build the decorator of {pipeline.label}: {type(exc).__name__}: {exc}",
-            )], self.config.source) from exc
+            raise ConfigError(
+                [
+                    self._problem(
+                        ("pipelines", pipeline.index),
+                        f"could not build the decorator of {pipeline.label}: "
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                ],
+                self.config.source,
+            ) from exc
 
     def _warn(self, problem: Problem, pipeline: PipelineConfig) -> None:
         key = (problem.path, problem.message)
@@ -241,8 +251,8 @@ class Assembly:
         text = str(problem)
         where = f"{problem.location()}: "
         warnings.warn_explicit(
-            f"{text[len(where):] if text.startswith(where) else text}; "
-            f"on_build_error = \"warn\": {pipeline.label} runs without it",
+            f"{text[len(where) :] if text.startswith(where) else text}; "
+            f'on_build_error = "warn": {pipeline.label} runs without it',
             ComponentBuildWarning,
             filename=problem.file or self.config.source,
             lineno=problem.line or 0,

@@ -154,8 +154,10 @@ class Config:
         from ._assembly import Assembly
 
         patterns = [
-            (tuple(compile_pattern(p) for p in pl.match),
-             tuple(compile_pattern(p) for p in pl.exclude))
+            (
+                tuple(compile_pattern(p) for p in pl.match),
+                tuple(compile_pattern(p) for p in pl.exclude),
+            )
             for pl in self.pipelines
         ]
         # Derived, never part of the data: the index over the patterns and a memo of answers.

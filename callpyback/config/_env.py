@@ -76,17 +76,21 @@ class _Expansion:
             finally:
                 self.problems, self.names = outer_problems, outer_names
         if j >= end:
-            self.problems.append(Problem(
-                f"environment reference {text[start:]!r} is not closed by '}}'",
-                given=text,
-                allowed=_ALLOWED,
-            ))
+            self.problems.append(
+                Problem(
+                    f"environment reference {text[start:]!r} is not closed by '}}'",
+                    given=text,
+                    allowed=_ALLOWED,
+                )
+            )
             return text[start:], end
         raw = text[start : j + 1]
         if not _NAME.match(name):
-            self.problems.append(Problem(
-                f"{raw!r} is not a valid environment reference", given=text, allowed=_ALLOWED
-            ))
+            self.problems.append(
+                Problem(
+                    f"{raw!r} is not a valid environment reference", given=text, allowed=_ALLOWED
+                )
+            )
             return raw, j + 1
         self.names.append(name)
         found = self.env.get(name)
@@ -96,11 +100,13 @@ class _Expansion:
             self.problems.extend(default_problems)
             self.names.extend(default_names)
             return default, j + 1
-        self.problems.append(Problem(
-            f"environment variable {name!r} is not set and has no default",
-            given=text,
-            allowed=f"set {name}, or give a default: ${{{name}:-value}}",
-        ))
+        self.problems.append(
+            Problem(
+                f"environment variable {name!r} is not set and has no default",
+                given=text,
+                allowed=f"set {name}, or give a default: ${{{name}:-value}}",
+            )
+        )
         return raw, j + 1
 
 

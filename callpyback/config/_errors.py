@@ -139,12 +139,12 @@ _ALLOWED = {
     "float_type": "a number",
     "float_parsing": "a number",
     "string_type": "a string",
-    "list_type": "an array, e.g. [\"a\", \"b\"]",
-    "tuple_type": "an array, e.g. [\"a\", \"b\"]",
+    "list_type": 'an array, e.g. ["a", "b"]',
+    "tuple_type": 'an array, e.g. ["a", "b"]',
     "dict_type": "a table",
     "model_type": "a table",
     "model_attributes_type": "a table",
-    "decimal_parsing": "a number (a string such as \"12.50\" keeps every digit)",
+    "decimal_parsing": 'a number (a string such as "12.50" keeps every digit)',
     "decimal_type": "a number",
 }
 #: pydantic prefixes the messages of errors raised by validators; the user wrote no validator.
@@ -168,7 +168,7 @@ def clean_message(message: str) -> str:
     """A pydantic message without the ``Value error, `` prefix of validator errors."""
     for prefix in _PREFIXES:
         if message.startswith(prefix):
-            return message[len(prefix):]
+            return message[len(prefix) :]
     return message
 
 
@@ -187,16 +187,20 @@ def pydantic_problem(
     path = (*base, *loc)
     if kind == "extra_forbidden":
         return Problem(
-            f"unknown key {key!r} in {what}", path,
-            allowed=", ".join(fields) or None, suggestions=suggest(str(key), fields),
+            f"unknown key {key!r} in {what}",
+            path,
+            allowed=", ".join(fields) or None,
+            suggestions=suggest(str(key), fields),
         )
     if kind == "missing":
         return Problem(
-            f"required key {key!r} is missing from {what}", path,
+            f"required key {key!r} is missing from {what}",
+            path,
             allowed=", ".join(fields) or None,
         )
     return Problem(
-        clean_message(str(error.get("msg", "invalid value"))), path,
+        clean_message(str(error.get("msg", "invalid value"))),
+        path,
         given=error.get("input", _UNSET),
         allowed=_allowed(kind, error.get("ctx") or {}),
         component=component,
@@ -204,7 +208,9 @@ def pydantic_problem(
 
 
 def option_problems(
-    errors: Iterable[Mapping[str, Any]], spec: Any, base: KeyPath = (),
+    errors: Iterable[Mapping[str, Any]],
+    spec: Any,
+    base: KeyPath = (),
     file: Optional[str] = None,
 ) -> List[Problem]:
     """The errors of a component's options model, each naming the component type."""

@@ -75,7 +75,9 @@ def check_exception_name(name: Any) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         short = f"{name!r} is not a built-in exception"
         raise ExceptionNameError(
-            f"{short}{hint} (use 'package.module.Error' for others)", short, close,
+            f"{short}{hint} (use 'package.module.Error' for others)",
+            short,
+            close,
             "a built-in exception, or 'package.module.ClassName' for others",
         )
     return text

@@ -76,16 +76,16 @@ def load_config(
         return build_config({}, source="<defaults>", settings=settings, registry=registry, env=env)
     file = Path(chosen.value)
     if not file.is_file():
-        how = (
-            f"set by {CONFIG_ENV}" if chosen.origin.startswith("environment") else "given"
-        )
+        how = f"set by {CONFIG_ENV}" if chosen.origin.startswith("environment") else "given"
         raise ConfigError(
-            [Problem(
-                f"configuration file {str(file)!r} ({how}) does not exist or is not a file",
-                file=str(file),
-                allowed="the path of a callpyback.toml or of a pyproject.toml with "
-                "[tool.callpyback]",
-            )],
+            [
+                Problem(
+                    f"configuration file {str(file)!r} ({how}) does not exist or is not a file",
+                    file=str(file),
+                    allowed="the path of a callpyback.toml or of a pyproject.toml with "
+                    "[tool.callpyback]",
+                )
+            ],
             str(file),
         )
     try:
@@ -124,11 +124,13 @@ def load_text(
         table = tool.get("callpyback") if isinstance(tool, dict) else None
         if not isinstance(table, dict):
             raise ConfigError(
-                [Problem(
-                    "pyproject.toml has no [tool.callpyback] table",
-                    file=file,
-                    allowed="a [tool.callpyback] table with the keys of callpyback.toml",
-                )],
+                [
+                    Problem(
+                        "pyproject.toml has no [tool.callpyback] table",
+                        file=file,
+                        allowed="a [tool.callpyback] table with the keys of callpyback.toml",
+                    )
+                ],
                 file,
             )
         document, prefix = table, ("tool", "callpyback")
@@ -143,7 +145,10 @@ def load_text(
 
 
 def _located(
-    problem: Problem, scope: Scope, source: str, locator: Optional[Locator],
+    problem: Problem,
+    scope: Scope,
+    source: str,
+    locator: Optional[Locator],
     env_refs: Mapping[KeyPath, List[str]],
 ) -> Problem:
     """Set the problem's file and line; hide the value it quotes if that is a secret."""
@@ -207,7 +212,9 @@ def _from_pydantic(
         key = str(loc[0])
         known = (*TOP_LEVEL_KEYS, *tables)  # plugins' tables too ([web], [db], [state]...)
         return Problem(
-            f"unknown top-level key {key!r}", loc, allowed=", ".join(known),
+            f"unknown top-level key {key!r}",
+            loc,
+            allowed=", ".join(known),
             suggestions=suggest(key, known),
         )
     if len(loc) == 2 and loc[0] == "settings":
@@ -310,7 +317,12 @@ def _notify(config: Config) -> None:
         raise
     except ConfigurationError as exc:  # a plugin's callpyback_configure rejected it
         raise ConfigError(
-            [Problem(f"a plugin rejected the configuration: {exc}", file=config.file,
-                     allowed="what the plugin's message asks for (see `callpyback plugins`)")],
+            [
+                Problem(
+                    f"a plugin rejected the configuration: {exc}",
+                    file=config.file,
+                    allowed="what the plugin's message asks for (see `callpyback plugins`)",
+                )
+            ],
             config.source,
         ) from exc

@@ -153,8 +153,9 @@ def _scope(info: ValidationInfo) -> Optional[Scope]:
 
 
 def _custom(problem: Problem) -> PydanticCustomError:
-    return PydanticCustomError("callpyback", "{message}", {"message": problem.message,
-                                                          "problem": problem})
+    return PydanticCustomError(
+        "callpyback", "{message}", {"message": problem.message, "problem": problem}
+    )
 
 
 def _detail(problem: Problem, loc: KeyPath = (), value: Any = None) -> InitErrorDetails:
@@ -172,14 +173,25 @@ def _details(exc: ValidationError, prefix: KeyPath = ()) -> List[InitErrorDetail
         ctx = error.get("ctx") or {}
         loc = (*prefix, *error["loc"])
         if error["type"] == "callpyback":
-            out.append(InitErrorDetails(type=PydanticCustomError("callpyback", "{message}", ctx),
-                                        loc=loc, input=error.get("input")))
+            out.append(
+                InitErrorDetails(
+                    type=PydanticCustomError("callpyback", "{message}", ctx),
+                    loc=loc,
+                    input=error.get("input"),
+                )
+            )
         elif error["type"] == REFERENCE_ERROR:
-            out.append(InitErrorDetails(type=PydanticCustomError(REFERENCE_ERROR, error["msg"]),
-                                        loc=loc, input=error.get("input")))
+            out.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(REFERENCE_ERROR, error["msg"]),
+                    loc=loc,
+                    input=error.get("input"),
+                )
+            )
         else:
-            out.append(InitErrorDetails(type=error["type"], loc=loc, input=error.get("input"),
-                                        ctx=ctx))
+            out.append(
+                InitErrorDetails(type=error["type"], loc=loc, input=error.get("input"), ctx=ctx)
+            )
     return out
 
 
@@ -201,12 +213,18 @@ def _check_type(
     try:
         spec = registry.get(kind, type_)
     except UnknownComponentError as exc:
-        return [_detail(Problem(
-            f"unknown {kind} type {type_!r}; {registry.availability(type_)}",
-            given=type_,
-            allowed=_names_allowed(registry, kind),
-            suggestions=list(exc.suggestions),
-        ), type_loc, type_)]
+        return [
+            _detail(
+                Problem(
+                    f"unknown {kind} type {type_!r}; {registry.availability(type_)}",
+                    given=type_,
+                    allowed=_names_allowed(registry, kind),
+                    suggestions=list(exc.suggestions),
+                ),
+                type_loc,
+                type_,
+            )
+        ]
     key = (kind, type_)
     if not options and key in scope.checked:
         return scope.checked[key]
@@ -220,8 +238,13 @@ def _check_type(
             loc, problem.path = problem.path, ()
             errors.append(_detail(problem, loc, _at(options, loc)))
     except Exception as exc:  # an options class that is not pydantic, or "takes no options"
-        errors.append(_detail(Problem(f"bad options for {kind} type {type_!r}: {exc}",
-                                      given=dict(options)), (), dict(options)))
+        errors.append(
+            _detail(
+                Problem(f"bad options for {kind} type {type_!r}: {exc}", given=dict(options)),
+                (),
+                dict(options),
+            )
+        )
     if not options:
         scope.checked[key] = errors
     return errors
@@ -256,14 +279,27 @@ class ComponentTable(BaseModel):
         registry = scope.registry if scope is not None else None
         kind = cls.kind
         if "type" not in data:
-            raise _custom(Problem(
-                f"a {kind} needs a 'type' naming a registered {kind} type",
-                allowed=_names_allowed(registry, kind),
-            ))
+            raise _custom(
+                Problem(
+                    f"a {kind} needs a 'type' naming a registered {kind} type",
+                    allowed=_names_allowed(registry, kind),
+                )
+            )
         type_ = data["type"]
         if not isinstance(type_, str) or not type_:
-            _raise([_detail(Problem("'type' must be a non-empty string", given=type_,
-                                    allowed=_names_allowed(registry, kind)), ("type",), type_)])
+            _raise(
+                [
+                    _detail(
+                        Problem(
+                            "'type' must be a non-empty string",
+                            given=type_,
+                            allowed=_names_allowed(registry, kind),
+                        ),
+                        ("type",),
+                        type_,
+                    )
+                ]
+            )
         return {"type": type_, "options": {k: v for k, v in data.items() if k != "type"}}
 
     @model_validator(mode="after")
@@ -314,14 +350,22 @@ def check_name(scope: Scope, kind: str, value: str) -> List[InitErrorDetails]:
         return _check_type(scope, kind, value, {}, ())
     names = sorted(declared)
     types = registry.names(kind)
-    return [_detail(Problem(
-        f"unknown {kind} {value!r}: neither a name declared in [{section}] nor a registered "
-        f"{kind} type; {registry.availability(value)}",
-        given=value,
-        allowed="declared: " + (", ".join(names) or "(none)")
-        + "; types: " + (", ".join(types) or "(none)"),
-        suggestions=suggest(value, [*names, *types]),
-    ), (), value)]
+    return [
+        _detail(
+            Problem(
+                f"unknown {kind} {value!r}: neither a name declared in [{section}] nor a "
+                f"registered {kind} type; {registry.availability(value)}",
+                given=value,
+                allowed="declared: "
+                + (", ".join(names) or "(none)")
+                + "; types: "
+                + (", ".join(types) or "(none)"),
+                suggestions=suggest(value, [*names, *types]),
+            ),
+            (),
+            value,
+        )
+    ]
 
 
 def _reference_problem(kind: str, value: Any = dataclasses.MISSING) -> Problem:
@@ -406,20 +450,30 @@ def _section(kind: str) -> Any:
 
     def validate(value: Any, handler: Any) -> Any:
         if not isinstance(value, dict):
-            raise _custom(Problem(
-                f"[{section}] must be a table of named {kind}s", given=value,
-                allowed=f"[{section}.NAME] tables with a 'type' key",
-            ))
+            raise _custom(
+                Problem(
+                    f"[{section}] must be a table of named {kind}s",
+                    given=value,
+                    allowed=f"[{section}.NAME] tables with a 'type' key",
+                )
+            )
         errors: List[InitErrorDetails] = []
         tables = {}
         for name, decl in value.items():
             if isinstance(decl, dict):
                 tables[name] = decl
             else:
-                errors.append(_detail(Problem(
-                    f"{section}.{name} must be a table with a 'type' key", given=decl,
-                    allowed=f'[{section}.{name}] type = "..." and its options',
-                ), (name,), decl))
+                errors.append(
+                    _detail(
+                        Problem(
+                            f"{section}.{name} must be a table with a 'type' key",
+                            given=decl,
+                            allowed=f'[{section}.{name}] type = "..." and its options',
+                        ),
+                        (name,),
+                        decl,
+                    )
+                )
         try:
             result = handler(tables)
         except ValidationError as exc:
@@ -480,7 +534,9 @@ def _merge_settings(file_settings: Mapping[str, Any], scope: Scope) -> Dict[str,
             scope.origins[key] = "argument"
     for key in fields:
         chosen = choose(
-            scope.explicit.get(key, UNSET), env=scope.env, variable=env_name(key),
+            scope.explicit.get(key, UNSET),
+            env=scope.env,
+            variable=env_name(key),
             file=file_settings.get(key, UNSET),
         )
         if chosen.value is UNSET:
@@ -518,8 +574,13 @@ def _pattern(raw: str) -> str:
 
 def _identifier(name: str) -> str:
     if not name.isidentifier():
-        raise _custom(Problem(f"{name!r} is not a Python identifier", given=name,
-                              allowed="names of local variables, such as 'amount'"))
+        raise _custom(
+            Problem(
+                f"{name!r} is not a Python identifier",
+                given=name,
+                allowed="names of local variables, such as 'amount'",
+            )
+        )
     return name
 
 
@@ -527,8 +588,9 @@ def _exception_class(name: str) -> str:
     try:
         return check_exception_name(name)
     except ExceptionNameError as exc:
-        raise _custom(Problem(exc.short, given=name, allowed=exc.allowed,
-                              suggestions=exc.suggestions)) from None
+        raise _custom(
+            Problem(exc.short, given=name, allowed=exc.allowed, suggestions=exc.suggestions)
+        ) from None
 
 
 PatternText = Annotated[str, AfterValidator(_pattern)]
@@ -561,10 +623,15 @@ class PipelineModel(_Strict):
     @classmethod
     def _table(cls, data: Any) -> Any:
         if not isinstance(data, (dict, BaseModel)):
-            raise _custom(Problem(
-                "each pipeline must be a table", given=data,
-                allowed="[[pipelines]] tables with match = [...] and observers, error_handlers...",
-            ))
+            raise _custom(
+                Problem(
+                    "each pipeline must be a table",
+                    given=data,
+                    allowed=(
+                        "[[pipelines]] tables with match = [...] and observers, error_handlers..."
+                    ),
+                )
+            )
         return data
 
 
@@ -586,10 +653,17 @@ def _cross_checks(raw: Sequence[Any], scope: Optional[Scope]) -> List[InitErrorD
             first = ("pipelines", names[name], "name")
             line = scope.locator.line(first) if scope and scope.locator is not None else None
             at = f" (line {line})" if line else ""
-            errors.append(_detail(Problem(
-                f"duplicate pipeline name {name!r}: {format_path(first)}{at} has it too",
-                given=name, allowed="a name used by one pipeline only",
-            ), (i, "name"), name))
+            errors.append(
+                _detail(
+                    Problem(
+                        f"duplicate pipeline name {name!r}: {format_path(first)}{at} has it too",
+                        given=name,
+                        allowed="a name used by one pipeline only",
+                    ),
+                    (i, "name"),
+                    name,
+                )
+            )
         else:
             names[name] = i
     bases: Dict[int, int] = {}
@@ -599,11 +673,18 @@ def _cross_checks(raw: Sequence[Any], scope: Optional[Scope]) -> List[InitErrorD
             continue
         target = names.get(base)
         if target is None:
-            errors.append(_detail(Problem(
-                f"pipeline {base!r} does not exist", given=base,
-                allowed=", ".join(names) or "(no named pipelines)",
-                suggestions=suggest(base, names),
-            ), (i, "extends"), base))
+            errors.append(
+                _detail(
+                    Problem(
+                        f"pipeline {base!r} does not exist",
+                        given=base,
+                        allowed=", ".join(names) or "(no named pipelines)",
+                        suggestions=suggest(base, names),
+                    ),
+                    (i, "extends"),
+                    base,
+                )
+            )
         else:
             bases[i] = target
     reported = set()
@@ -612,16 +693,25 @@ def _cross_checks(raw: Sequence[Any], scope: Optional[Scope]) -> List[InitErrorD
         while chain[-1] in bases:
             nxt = bases[chain[-1]]
             if nxt in chain:
-                cycle = chain[chain.index(nxt):]
+                cycle = chain[chain.index(nxt) :]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
                     closing = cycle[-1]
                     shown = " -> ".join(_pipeline_label(raw, k) for k in (*cycle, nxt))
-                    errors.append(_detail(Problem(
-                        f"circular extends: {shown}", given=raw[closing].get("extends"),
-                        allowed="a chain of extends that ends in a pipeline without 'extends'",
-                    ), (closing, "extends"), raw[closing].get("extends")))
+                    errors.append(
+                        _detail(
+                            Problem(
+                                f"circular extends: {shown}",
+                                given=raw[closing].get("extends"),
+                                allowed=(
+                                    "a chain of extends that ends in a pipeline without 'extends'"
+                                ),
+                            ),
+                            (closing, "extends"),
+                            raw[closing].get("extends"),
+                        )
+                    )
                 break
             chain.append(nxt)
     return errors
@@ -629,8 +719,13 @@ def _cross_checks(raw: Sequence[Any], scope: Optional[Scope]) -> List[InitErrorD
 
 def _pipelines(value: Any, handler: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, list):
-        raise _custom(Problem("pipelines must be an array of tables", given=value,
-                              allowed="[[pipelines]] sections"))
+        raise _custom(
+            Problem(
+                "pipelines must be an array of tables",
+                given=value,
+                allowed="[[pipelines]] sections",
+            )
+        )
     errors: List[InitErrorDetails] = []
     try:
         result = handler(value)
@@ -673,9 +768,9 @@ class DocumentModel(BaseModel):
     time_sources: Annotated[Dict[str, TimeSourceTable], _section("time_source")] = Field(
         default_factory=dict
     )
-    variable_extractors: Annotated[
-        Dict[str, ExtractorTable], _section("variable_extractor")
-    ] = Field(default_factory=dict)
+    variable_extractors: Annotated[Dict[str, ExtractorTable], _section("variable_extractor")] = (
+        Field(default_factory=dict)
+    )
     pipelines: Annotated[List[PipelineModel], WrapValidator(_pipelines)] = Field(
         default_factory=list
     )
@@ -702,16 +797,26 @@ class DocumentModel(BaseModel):
     @classmethod
     def _version(cls, value: Any) -> Any:
         if isinstance(value, bool) or value not in VERSIONS:
-            raise _custom(Problem("unsupported configuration version", given=value,
-                                  allowed=", ".join(str(v) for v in VERSIONS)))
+            raise _custom(
+                Problem(
+                    "unsupported configuration version",
+                    given=value,
+                    allowed=", ".join(str(v) for v in VERSIONS),
+                )
+            )
         return value
 
     @field_validator("settings", mode="before")
     @classmethod
     def _settings(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, dict):
-            raise _custom(Problem("[settings] must be a table", given=value,
-                                  allowed=", ".join(SettingsModel.model_fields)))
+            raise _custom(
+                Problem(
+                    "[settings] must be a table",
+                    given=value,
+                    allowed=", ".join(SettingsModel.model_fields),
+                )
+            )
         scope = _scope(info)
         return _merge_settings(value, scope) if scope is not None else value
 
@@ -743,12 +848,8 @@ def document_model(registry: Any) -> Type[DocumentModel]:
         if not specs:
             model = DocumentModel
         else:
-            fields: Dict[str, Any] = {
-                spec.name: (Optional[spec.options], None) for spec in specs
-            }
-            model = create_model(
-                "DocumentModel", __base__=DocumentModel, **fields
-            )
+            fields: Dict[str, Any] = {spec.name: (Optional[spec.options], None) for spec in specs}
+            model = create_model("DocumentModel", __base__=DocumentModel, **fields)
             model.plugin_tables = tuple(spec.name for spec in specs)
         _DOCUMENT_MODELS[key] = model
     return model
@@ -821,29 +922,39 @@ def _link(doc: DocumentModel) -> Linked:
     for i, p in enumerate(doc.pipelines):
         parts = resolve(i)
         if parts.get("exception_classes") and "default_return" not in parts:
-            problems.append(_detail(Problem(
-                "exception_classes only says what default_return recovers, and no "
-                "default_return is set", given=list(parts["exception_classes"]),
-                allowed="add default_return = VALUE, or use an error handler instead",
-            ), ("pipelines", i, "exception_classes"), list(parts["exception_classes"])))
-        pipelines.append(PipelineConfig(
-            index=i,
-            name=p.name,
-            match=tuple(p.match),
-            exclude=tuple(p.exclude),
-            description=p.description,
-            extends=p.extends,
-            enabled=p.enabled,
-            observers=parts.get("observers", ()),
-            error_handlers=parts.get("error_handlers", ()),
-            time_source=parts.get("time_source") or defaults["time_source"],
-            variable_extractor=parts.get("variable_extractor") or defaults["variable_extractor"],
-            variables=parts.get("variables", ()),
-            exception_classes=parts.get("exception_classes", ()),
-            default_return=parts.get("default_return", MISSING),
-            max_observer_failures=parts.get("max_observer_failures"),
-            enable_async_observers=parts.get("enable_async_observers"),
-        ))
+            problems.append(
+                _detail(
+                    Problem(
+                        "exception_classes only says what default_return recovers, and no "
+                        "default_return is set",
+                        given=list(parts["exception_classes"]),
+                        allowed="add default_return = VALUE, or use an error handler instead",
+                    ),
+                    ("pipelines", i, "exception_classes"),
+                    list(parts["exception_classes"]),
+                )
+            )
+        pipelines.append(
+            PipelineConfig(
+                index=i,
+                name=p.name,
+                match=tuple(p.match),
+                exclude=tuple(p.exclude),
+                description=p.description,
+                extends=p.extends,
+                enabled=p.enabled,
+                observers=parts.get("observers", ()),
+                error_handlers=parts.get("error_handlers", ()),
+                time_source=parts.get("time_source") or defaults["time_source"],
+                variable_extractor=parts.get("variable_extractor")
+                or defaults["variable_extractor"],
+                variables=parts.get("variables", ()),
+                exception_classes=parts.get("exception_classes", ()),
+                default_return=parts.get("default_return", MISSING),
+                max_observer_failures=parts.get("max_observer_failures"),
+                enable_async_observers=parts.get("enable_async_observers"),
+            )
+        )
     if problems:
         _raise(problems)
     return Linked(settings, components, tuple(pipelines))
@@ -922,4 +1033,3 @@ def options_error(problems: Sequence[Problem], source: str, cause: Any) -> Confi
     except Exception:
         return ConfigError(problems, source)
     return _make_options_error(problems, source, cause.title, details)
-

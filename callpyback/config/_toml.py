@@ -219,7 +219,7 @@ class Locator:
         raw = "".join(out)
         if quote == '"' and "\\" in raw:
             try:
-                return str(_tomllib().loads(f"k = \"{raw}\"")["k"])
+                return str(_tomllib().loads(f'k = "{raw}"')["k"])
             except Exception:
                 return raw
         return raw

@@ -86,9 +86,7 @@ class FunctionStats:
         self.pending = self.events
         self.histogram = Histogram(relative_accuracy)
         #: the C accumulator (compiled engine), or None: events go to ``events``
-        self.recorder = (
-            recorder(self.histogram._inv_log_gamma) if recorder is not None else None
-        )
+        self.recorder = recorder(self.histogram._inv_log_gamma) if recorder is not None else None
         if self.recorder is not None:
             self.done = self.recorder.done
             self.start = self.recorder.start

@@ -37,8 +37,18 @@ class _Timing:
     first-attempt success (``list.append`` itself when there is no threshold: no Python frame),
     ``pending``/``flush()`` for the batch."""
 
-    __slots__ = ("add", "done", "durations", "histogram", "lock", "pending", "recorder", "seen",
-                 "slow", "threshold")
+    __slots__ = (
+        "add",
+        "done",
+        "durations",
+        "histogram",
+        "lock",
+        "pending",
+        "recorder",
+        "seen",
+        "slow",
+        "threshold",
+    )
 
     def __init__(self, threshold: Optional[float], accuracy: float, recorder: Any = None) -> None:
         self.lock = threading.Lock()
@@ -250,9 +260,7 @@ class TimingObserver(BaseObserver):
         finally:
             _REPORTING.active = False
 
-    def _report_slow(
-        self, context: Any, timing: _Timing, elapsed: float, threshold: float
-    ) -> None:
+    def _report_slow(self, context: Any, timing: _Timing, elapsed: float, threshold: float) -> None:
         outcome = context.outcome
         record = SlowCall(
             function=context.function_info.target,

@@ -45,7 +45,9 @@ def drive(base: str) -> None:
     for method, path, body in REQUESTS:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            base + path, data=data, method=method,
+            base + path,
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json", "Authorization": "Bearer demo-secret"},
         )
         try:

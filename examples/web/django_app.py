@@ -1,7 +1,7 @@
 """The shop as a one-file Django project, served by wsgiref.
 
-    callpyback run examples/web/django_app.py               # serve, run the demo requests, report
-    callpyback run examples/web/django_app.py --serve 8000  # serve until Ctrl-C / SIGTERM
+callpyback run examples/web/django_app.py               # serve, run the demo requests, report
+callpyback run examples/web/django_app.py --serve 8000  # serve until Ctrl-C / SIGTERM
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ import django
 from django.conf import settings
 
 settings.configure(
-    DEBUG=False, SECRET_KEY="demo", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
-    MIDDLEWARE=[], INSTALLED_APPS=[], LOGGING_CONFIG=None,
+    DEBUG=False,
+    SECRET_KEY="demo",
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=[],
+    INSTALLED_APPS=[],
+    LOGGING_CONFIG=None,
 )
 django.setup()
 

@@ -1,7 +1,7 @@
 """The shop as a Flask app, served by wsgiref.
 
-    callpyback run examples/web/flask_app.py               # serve, run the demo requests, report
-    callpyback run examples/web/flask_app.py --serve 8000  # serve until Ctrl-C / SIGTERM
+callpyback run examples/web/flask_app.py               # serve, run the demo requests, report
+callpyback run examples/web/flask_app.py --serve 8000  # serve until Ctrl-C / SIGTERM
 """
 
 from __future__ import annotations

@@ -53,7 +53,9 @@ class Recorder(cpb.BaseObserver):
         if context.function_info.target.startswith("http:"):
             self.calls.append(Seen(context))
         else:
-            self.functions.append((context.function_info.target, context.metadata.get("web.request_id")))
+            self.functions.append(
+                (context.function_info.target, context.metadata.get("web.request_id"))
+            )
 
     def only(self) -> Seen:
         assert len(self.calls) == 1, self.calls

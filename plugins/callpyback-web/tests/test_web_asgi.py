@@ -61,16 +61,18 @@ def make_starlette(clock: cpb.MockTimeSource, after: List[str]) -> Starlette:
     async def item(request: Any) -> Any:
         return PlainTextResponse(request.path_params["name"])
 
-    return Starlette(routes=[
-        Route("/orders/{order_id:int}", order),
-        Route("/sync/{x}", sync_order),
-        Route("/boom", boom),
-        Route("/teapot", teapot),
-        Route("/unavailable", unavailable),
-        Route("/slow", slow),
-        Route("/stream", stream),
-        Mount("/shop", routes=[Route("/items/{name}", item)]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/orders/{order_id:int}", order),
+            Route("/sync/{x}", sync_order),
+            Route("/boom", boom),
+            Route("/teapot", teapot),
+            Route("/unavailable", unavailable),
+            Route("/slow", slow),
+            Route("/stream", stream),
+            Mount("/shop", routes=[Route("/items/{name}", item)]),
+        ]
+    )
 
 
 @pytest.fixture
@@ -106,7 +108,9 @@ def test_404_and_405_share_one_label(app: Any, recorder: Any) -> None:
     with TestClient(app) as client:
         assert client.post("/slow").status_code == 405
     assert [(s.target, s.outcome, s.status) for s in recorder.calls] == [
-        ("http:GET <unmatched>", "success", 404), ("http:POST <unmatched>", "success", 405)]
+        ("http:GET <unmatched>", "success", 404),
+        ("http:POST <unmatched>", "success", 405),
+    ]
 
 
 def test_exception_is_a_failure_and_still_reaches_the_server(app: Any, recorder: Any) -> None:
@@ -122,7 +126,11 @@ def test_5xx_fails_4xx_does_not(app: Any, recorder: Any) -> None:
     assert get(app, "/unavailable").text == "later"
     assert get(app, "/teapot").status_code == 418
     failed, teapot = recorder.calls
-    assert (failed.outcome, failed.status, type(failed.exception)) == ("failure", 503, ErrorResponse)
+    assert (failed.outcome, failed.status, type(failed.exception)) == (
+        "failure",
+        503,
+        ErrorResponse,
+    )
     assert (teapot.outcome, teapot.status) == ("success", 418)
 
 
@@ -141,7 +149,9 @@ def test_streaming_ends_at_the_final_body_and_background_runs_after(
     assert seen.request.response_size == 24 and after == ["background"]
 
 
-def test_client_disconnect_mid_stream_is_cancelled(clock: Any, recorder: Any, pipeline: Any) -> None:
+def test_client_disconnect_mid_stream_is_cancelled(
+    clock: Any, recorder: Any, pipeline: Any
+) -> None:
     gate = asyncio.Event
 
     async def endless(request: Any) -> Any:
@@ -167,10 +177,20 @@ def test_client_disconnect_mid_stream_is_cancelled(clock: Any, recorder: Any, pi
             if message.get("body") == b"first\n":
                 disconnect.set()
 
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-                 "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/sse",
-                 "raw_path": b"/sse", "root_path": "", "query_string": b"", "headers": [],
-                 "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/sse",
+            "raw_path": b"/sse",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 80),
+        }
         await asyncio.wait_for(app(scope, receive, send), 5)
 
     asyncio.run(main())
@@ -182,8 +202,16 @@ def test_identical_responses_with_and_without(clock: Any, pipeline: Any, after: 
     def run(app: Any) -> list:
         out = []
         with TestClient(app, raise_server_exceptions=False) as client:
-            for path in ("/orders/3", "/sync/b", "/nope", "/boom", "/teapot", "/unavailable",
-                         "/stream", "/shop/items/x"):
+            for path in (
+                "/orders/3",
+                "/sync/b",
+                "/nope",
+                "/boom",
+                "/teapot",
+                "/unavailable",
+                "/stream",
+                "/shop/items/x",
+            ):
                 r = client.get(path)
                 out.append((r.status_code, sorted(r.headers.items()), r.content))
         return out
@@ -193,10 +221,14 @@ def test_identical_responses_with_and_without(clock: Any, pipeline: Any, after: 
         if row[2].startswith(b'{"route"'):
             plain[i] = (row[0], row[1], row[2])
     observed = run(web.instrument(make_starlette(clock, after), pipeline=pipeline))
-    assert [r for r in observed if b"route" not in r[2]] == [r for r in plain if b"route" not in r[2]]
+    assert [r for r in observed if b"route" not in r[2]] == [
+        r for r in plain if b"route" not in r[2]
+    ]
 
 
-def test_user_middleware_before_and_after_and_cors_wrapped(clock: Any, pipeline: Any, recorder: Any) -> None:
+def test_user_middleware_before_and_after_and_cors_wrapped(
+    clock: Any, pipeline: Any, recorder: Any
+) -> None:
     """Middleware added before or after instrument(), and an app wrapped in CORS, all work;
     uninstrument restores the app."""
     inner = make_starlette(clock, [])

@@ -55,7 +55,10 @@ def test_the_table_is_registered_by_the_installed_plugin(tmp_path: Path) -> None
     found = {p.name: p for p in plugins.list_plugins()}["web"]
     assert (found.distribution, found.status) == ("callpyback-web", "loaded")
     assert set(found.components) == {("table", "web"), ("observer", "web.calltree")}
-    path = write(tmp_path, BASE.format(trail=tmp_path / "t.jsonl") + """
+    path = write(
+        tmp_path,
+        BASE.format(trail=tmp_path / "t.jsonl")
+        + """
         [web]
         frameworks = ["flask"]
         pipeline = "quiet"
@@ -66,7 +69,8 @@ def test_the_table_is_registered_by_the_installed_plugin(tmp_path: Path) -> None
         [[web.routes]]
         match = ["/health"]
         observe = false
-    """)
+    """,
+    )
     table = load_config(path).tables["web"]
     assert table.frameworks == ["flask"] and table.routes[0].pipeline == "api"
     assert table.routes[1].observe is False
@@ -75,33 +79,50 @@ def test_the_table_is_registered_by_the_installed_plugin(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
-        ('[web]\nframworks = ["flask"]\n',
-         "callpyback.toml:16: web.framworks: unknown key 'framworks' in [web]"),
+        (
+            '[web]\nframworks = ["flask"]\n',
+            "callpyback.toml:16: web.framworks: unknown key 'framworks' in [web]",
+        ),
         ('[web]\nframworks = ["flask"]\n', "did you mean 'frameworks'?"),
-        ('[web]\nframeworks = ["flsk"]\n',
-         "web.frameworks[0]: unknown framework 'flsk' (given: 'flsk'); allowed: auto, flask, "
-         "starlette, fastapi, django; did you mean 'flask'?"),
-        ('[web]\npipeline = "apii"\n',
-         "callpyback.toml:16: web.pipeline: unknown pipeline 'apii' (given: 'apii'); allowed: "
-         "'api', 'quiet'; did you mean 'api'?"),
-        ('[[web.routes]]\nmatch = ["GTE /orders/*"]\npipeline = "api"\n',
-         "web.routes[0].match[0]: unknown HTTP method 'GTE' in 'GTE /orders/*'"),
+        (
+            '[web]\nframeworks = ["flsk"]\n',
+            "web.frameworks[0]: unknown framework 'flsk' (given: 'flsk'); allowed: auto, flask, "
+            "starlette, fastapi, django; did you mean 'flask'?",
+        ),
+        (
+            '[web]\npipeline = "apii"\n',
+            "callpyback.toml:16: web.pipeline: unknown pipeline 'apii' (given: 'apii'); allowed: "
+            "'api', 'quiet'; did you mean 'api'?",
+        ),
+        (
+            '[[web.routes]]\nmatch = ["GTE /orders/*"]\npipeline = "api"\n',
+            "web.routes[0].match[0]: unknown HTTP method 'GTE' in 'GTE /orders/*'",
+        ),
         ('[[web.routes]]\nmatch = ["GTE /orders/*"]\npipeline = "api"\n', "did you mean 'GET'?"),
-        ('[[web.routes]]\nmatch = ["GET orders"]\npipeline = "api"\n',
-         "the path of 'GET orders' must start with '/'"),
-        ('[[web.routes]]\nmatch = ["/x"]\npipeline = "nope"\n',
-         "callpyback.toml:17: web.routes[0].pipeline: unknown pipeline 'nope'"),
-        ('[[web.routes]]\nmatch = ["/x"]\n',
-         "web.routes[0]: a route entry needs the pipeline that observes its requests; allowed: "
-         "pipeline = \"NAME\""),
-        ('[[web.routes]]\nmatch = ["/x"]\npipelin = "api"\n',
-         "web.routes[0].pipelin: unknown key 'pipelin' in a [[web.routes]] entry"),
-        ('[web]\nfailure_statuses = ["6xx"]\n',
-         "web.failure_statuses[0]: '6xx' is not a status"),
-        ('[web]\nfailure_statuses = [700]\n', "status 700 is not between 100 and 599"),
-        ('[web]\ntrace_context = "sometimes"\n',
-         "web.trace_context: unknown trace_context mode (given: 'sometimes'); allowed: auto, "
-         "always, never"),
+        (
+            '[[web.routes]]\nmatch = ["GET orders"]\npipeline = "api"\n',
+            "the path of 'GET orders' must start with '/'",
+        ),
+        (
+            '[[web.routes]]\nmatch = ["/x"]\npipeline = "nope"\n',
+            "callpyback.toml:17: web.routes[0].pipeline: unknown pipeline 'nope'",
+        ),
+        (
+            '[[web.routes]]\nmatch = ["/x"]\n',
+            "web.routes[0]: a route entry needs the pipeline that observes its requests; allowed: "
+            'pipeline = "NAME"',
+        ),
+        (
+            '[[web.routes]]\nmatch = ["/x"]\npipelin = "api"\n',
+            "web.routes[0].pipelin: unknown key 'pipelin' in a [[web.routes]] entry",
+        ),
+        ('[web]\nfailure_statuses = ["6xx"]\n', "web.failure_statuses[0]: '6xx' is not a status"),
+        ("[web]\nfailure_statuses = [700]\n", "status 700 is not between 100 and 599"),
+        (
+            '[web]\ntrace_context = "sometimes"\n',
+            "web.trace_context: unknown trace_context mode (given: 'sometimes'); allowed: auto, "
+            "always, never",
+        ),
     ],
 )
 def test_errors_name_file_line_key_value_and_what_is_allowed(
@@ -123,7 +144,10 @@ def test_drop_in_attaches_to_apps_created_after_install_and_detaches_exactly(
     views = tmp_path / "shop_views_for_web_tests.py"
     views.write_text("def price(n):\n    return n * 3\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    path = write(tmp_path, BASE.format(trail=trail) + """
+    path = write(
+        tmp_path,
+        BASE.format(trail=trail)
+        + """
         [web]
         frameworks = ["flask"]
         [[web.routes]]
@@ -136,7 +160,8 @@ def test_drop_in_attaches_to_apps_created_after_install_and_detaches_exactly(
         name = "everything-else"
         match = ['re:http:\\S+ .*']
         observers = ["metrics"]
-    """)
+    """,
+    )
     original_init = flask.Flask.__dict__["__init__"]
     auto.install(load_config(path))
     try:
@@ -144,6 +169,7 @@ def test_drop_in_attaches_to_apps_created_after_install_and_detaches_exactly(
         import shop_views_for_web_tests as views_module
 
         app = flask.Flask("dropin")  # no code change: created after install, attached
+
         @app.get("/orders/<int:order_id>")
         def order(order_id: int) -> Any:
             return {"price": views_module.price(order_id)}
@@ -174,7 +200,9 @@ def test_drop_in_attaches_to_apps_created_after_install_and_detaches_exactly(
 
 
 def test_a_pipeline_that_cannot_observe_requests_fails_at_install(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         version = 1
         [[pipelines]]
         name = "bounded"
@@ -184,7 +212,8 @@ def test_a_pipeline_that_cannot_observe_requests_fails_at_install(tmp_path: Path
         [web]
         frameworks = ["flask"]
         pipeline = "bounded"
-    """)
+    """,
+    )
     from callpyback_web import _dropin
 
     auto.install(load_config(path))  # a failing plugin is logged; the program goes on

@@ -44,8 +44,13 @@ def lookup(order_id: int) -> int:
 
 
 def order(request: Any, order_id: int) -> Any:
-    return JsonResponse({"id": order_id, "double": lookup(order_id),
-                         "thread": threading.current_thread().name != "MainThread"})
+    return JsonResponse(
+        {
+            "id": order_id,
+            "double": lookup(order_id),
+            "thread": threading.current_thread().name != "MainThread",
+        }
+    )
 
 
 async def async_order(request: Any, order_id: int) -> Any:
@@ -160,8 +165,12 @@ def test_slow_and_streaming(recorder: Any) -> None:
 def test_async_client(recorder: Any) -> None:
     async def main() -> List[Any]:
         client = AsyncClient(raise_request_exception=False)
-        out = [await client.get("/async/7/"), await client.get("/orders/8/"),
-               await client.get("/boom/"), await client.get("/slow/")]
+        out = [
+            await client.get("/async/7/"),
+            await client.get("/orders/8/"),
+            await client.get("/boom/"),
+            await client.get("/slow/"),
+        ]
         streamed = await client.get("/astream/")
         out.append(b"".join([chunk async for chunk in streamed.streaming_content]))
         return out
@@ -192,7 +201,10 @@ def test_observed_functions_are_children_in_sync_async_and_threaded_views(record
     for seen in recorder.calls:
         (child,) = seen.request.children
         assert (child.target, child.outcome, child.request_id) == (
-            f"{__name__}:lookup", "success", seen.request.id)
+            f"{__name__}:lookup",
+            "success",
+            seen.request.id,
+        )
 
 
 def test_identical_responses_with_and_without(recorder: Any) -> None:
@@ -213,15 +225,22 @@ def test_identical_responses_with_and_without(recorder: Any) -> None:
     assert observed == plain and len(recorder.calls) == len(paths)
 
 
-def test_uninstrumented_handler_gets_the_middleware_outside_its_stack(pipeline: Any, recorder: Any) -> None:
+def test_uninstrumented_handler_gets_the_middleware_outside_its_stack(
+    pipeline: Any, recorder: Any
+) -> None:
     from django.core.handlers.wsgi import WSGIHandler
 
     with override_settings(MIDDLEWARE=[]):
         handler = WSGIHandler()
         web.instrument(handler, pipeline=pipeline)
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/orders/6/", "SERVER_NAME": "x",
-                   "SERVER_PORT": "80", "wsgi.input": __import__("io").BytesIO(),
-                   "wsgi.url_scheme": "http"}
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/orders/6/",
+            "SERVER_NAME": "x",
+            "SERVER_PORT": "80",
+            "wsgi.input": __import__("io").BytesIO(),
+            "wsgi.url_scheme": "http",
+        }
         statuses: List[str] = []
         result = handler(environ, lambda status, headers: statuses.append(status))
         body = b"".join(result)

@@ -29,7 +29,9 @@ def free_port() -> int:
 def http(base: str, method: str, path: str, body: Any = None) -> Tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        base + path, data=data, method=method,
+        base + path,
+        data=data,
+        method=method,
         headers={"Content-Type": "application/json", "Authorization": "Bearer e2e-secret-token"},
     )
     try:
@@ -49,9 +51,20 @@ def serve(tmp_path: Path) -> Iterator[Any]:
         env = {**os.environ, "WEB_AUDIT": str(trail), "PYTHONUNBUFFERED": "1"}
         env.pop("CALLPYBACK_CONFIG", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "callpyback", "run", str(EXAMPLES / script), "--serve",
-             str(port)],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "callpyback",
+                "run",
+                str(EXAMPLES / script),
+                "--serve",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         started.append(proc)
         deadline = time.monotonic() + 60
@@ -104,6 +117,8 @@ def test_a_real_server_under_callpyback_run(serve: Any, script: str) -> None:
     failed = next(r for r in records if r["what"] == "http:POST /payments")
     assert failed["exception"]["type"] == "RuntimeError"
     assert [c["target"] for c in failed["arguments"]["request"]["children"]] == [
-        "shop_logic:price", "shop_logic:charge"]
+        "shop_logic:price",
+        "shop_logic:charge",
+    ]
     assert "e2e-secret-token" not in trail.read_text()
     assert "http:GET /orders/{order_id}" in out  # the run report at exit

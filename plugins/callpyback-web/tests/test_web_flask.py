@@ -74,10 +74,18 @@ def test_target_status_and_outcome_of_a_route(app: Any, recorder: Any) -> None:
     assert response.json == {"id": 7}
     assert app.config["CURRENT"] == ["/orders/{order_id}"]  # current_request() in the view
     seen = recorder.only()
-    assert (seen.target, seen.outcome, seen.status) == ("http:GET /orders/{order_id}", "success", 200)
+    assert (seen.target, seen.outcome, seen.status) == (
+        "http:GET /orders/{order_id}",
+        "success",
+        200,
+    )
     request = seen.request
     assert (request.method, request.path, request.query, request.framework) == (
-        "GET", "/orders/7", "x=1", "flask")
+        "GET",
+        "/orders/7",
+        "x=1",
+        "flask",
+    )
     assert request.headers["x-trace"] == "t"
     assert seen.value == Response(200, len(response.data), None)
     assert "7" not in seen.target
@@ -99,7 +107,8 @@ def test_404_shares_one_label_and_is_not_a_failure(app: Any, recorder: Any) -> N
     for path in ("/nope", "/orders/abc", "/a/b/c"):
         assert client.get(path).get_data() and True
     assert [(s.target, s.outcome, s.status) for s in recorder.calls] == [
-        ("http:GET <unmatched>", "success", 404)] * 3
+        ("http:GET <unmatched>", "success", 404)
+    ] * 3
 
 
 def test_an_exception_is_a_failure_with_its_own_type(app: Any, recorder: Any) -> None:
@@ -111,13 +120,18 @@ def test_an_exception_is_a_failure_with_its_own_type(app: Any, recorder: Any) ->
     assert type(seen.exception) is ZeroDivisionError and str(seen.exception) == "no stock"
 
 
-def test_an_exception_that_propagates_still_propagates(clock: Any, pipeline: Any, recorder: Any) -> None:
+def test_an_exception_that_propagates_still_propagates(
+    clock: Any, pipeline: Any, recorder: Any
+) -> None:
     app = make_app(clock)
     app.testing = True  # PROPAGATE_EXCEPTIONS: the client sees the exception
     web.instrument(app, pipeline=pipeline)
     with pytest.raises(ZeroDivisionError, match="no stock"):
         app.test_client().get("/boom")
-    assert (recorder.only().outcome, type(recorder.only().exception)) == ("failure", ZeroDivisionError)
+    assert (recorder.only().outcome, type(recorder.only().exception)) == (
+        "failure",
+        ZeroDivisionError,
+    )
 
 
 def test_a_5xx_response_is_a_failure_and_a_4xx_is_not(app: Any, recorder: Any) -> None:
@@ -125,7 +139,11 @@ def test_a_5xx_response_is_a_failure_and_a_4xx_is_not(app: Any, recorder: Any) -
     assert client.get("/unavailable").data == b"later"
     assert client.get("/teapot").status_code == 418 and client.get("/teapot").data
     failed, teapot, _ = recorder.calls
-    assert (failed.outcome, failed.status, type(failed.exception)) == ("failure", 503, ErrorResponse)
+    assert (failed.outcome, failed.status, type(failed.exception)) == (
+        "failure",
+        503,
+        ErrorResponse,
+    )
     assert str(failed.exception) == "http:GET /unavailable answered with status 503"
     assert (teapot.outcome, teapot.status) == ("success", 418)
 
@@ -165,9 +183,16 @@ def test_responses_are_identical_with_and_without_instrumentation(
     def run(app: Any) -> list:
         client = app.test_client()
         out = []
-        for method, path in [("GET", "/orders/3"), ("GET", "/async/x"), ("POST", "/payments"),
-                             ("GET", "/nope"), ("GET", "/boom"), ("GET", "/unavailable"),
-                             ("GET", "/teapot"), ("GET", "/stream")]:
+        for method, path in [
+            ("GET", "/orders/3"),
+            ("GET", "/async/x"),
+            ("POST", "/payments"),
+            ("GET", "/nope"),
+            ("GET", "/boom"),
+            ("GET", "/unavailable"),
+            ("GET", "/teapot"),
+            ("GET", "/stream"),
+        ]:
             r = client.open(path, method=method, data=b"abc")
             out.append((r.status_code, sorted(r.headers.items()), r.get_data()))
         return out
@@ -214,11 +239,15 @@ def test_observed_view_functions_are_children_of_the_request(
     price(1)  # outside a request: no parent, nothing recorded
     request = recorder.only().request
     (child,) = request.children
-    assert (child.target, child.outcome) == (f"{__name__}:test_observed_view_functions_are_"
-                                             "children_of_the_request.<locals>.price", "success")
+    assert (child.target, child.outcome) == (
+        f"{__name__}:test_observed_view_functions_are_children_of_the_request.<locals>.price",
+        "success",
+    )
     assert [c.target.rsplit(".", 1)[-1] for c in child.children] == ["tax"]
-    assert recorder.functions[:2] == [(child.children[0].target, request.id),
-                                      (child.target, request.id)]
+    assert recorder.functions[:2] == [
+        (child.children[0].target, request.id),
+        (child.target, request.id),
+    ]
     assert recorder.functions[2][1] is None
 
 
@@ -236,7 +265,10 @@ def test_audit_trail_redacts_authorization_and_cookie(clock: Any, tmp_path: Path
     assert (record["what"], record["outcome"]) == ("http:GET /orders/{order_id}", "success")
     headers = record["arguments"]["request"]["headers"]
     assert "s3cr3t-token" not in trail.read_text() and "abcdef123" not in trail.read_text()
-    assert headers["authorization"] != "Bearer s3cr3t-token" and headers["cookie"] != "session=abcdef123"
+    assert (
+        headers["authorization"] != "Bearer s3cr3t-token"
+        and headers["cookie"] != "session=abcdef123"
+    )
     assert record["arguments"]["request"]["route"] == "/orders/{order_id}"
 
 

@@ -19,7 +19,8 @@ def test_installed_not_imported_from_the_checkout() -> None:
 
     dist = distribution("callpyback-web")
     assert [e.value for e in dist.entry_points if e.group == "callpyback"] == [
-        "callpyback_web.plugin"]
+        "callpyback_web.plugin"
+    ]
     src = Path(__file__).resolve().parents[1] / "src"
     direct = dist.read_text("direct_url.json") or ""
     if '"editable": true' not in direct:

@@ -49,7 +49,9 @@ def _failed(what: str, exc: BaseException) -> None:
     if what not in _State.failures:
         _State.failures.add(what)
         _log.error(
-            "callpyback_web could not %s: %r; the application runs unobserved", what, exc,
+            "callpyback_web could not %s: %r; the application runs unobserved",
+            what,
+            exc,
             exc_info=exc,
         )
 

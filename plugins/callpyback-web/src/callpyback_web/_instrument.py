@@ -27,7 +27,9 @@ def _as_web(web: Any, pipeline: Any) -> Web:
 
 
 def _is_flask(app: Any) -> bool:
-    return any(c.__module__.startswith("flask") and c.__name__ == "Flask" for c in type(app).__mro__)
+    return any(
+        c.__module__.startswith("flask") and c.__name__ == "Flask" for c in type(app).__mro__
+    )
 
 
 def _is_starlette(app: Any) -> bool:

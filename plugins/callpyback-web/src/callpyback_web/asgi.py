@@ -263,8 +263,10 @@ def starlette_resolver(app: Any) -> Resolver:
             return fastapi_included(route, scope, prefix)
         sub = getattr(route, "routes", None)
         fmt = getattr(route, "path_format", None) or getattr(route, "path", None)
-        if hasattr(route, "app") and isinstance(getattr(route, "path", None), str) and (
-            type(route).__name__ == "Mount" or sub is not None
+        if (
+            hasattr(route, "app")
+            and isinstance(getattr(route, "path", None), str)
+            and (type(route).__name__ == "Mount" or sub is not None)
         ):
             base: str = prefix + route.path.rstrip("/")
             if sub:

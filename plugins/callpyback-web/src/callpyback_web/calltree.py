@@ -63,8 +63,10 @@ class CallTreeObserver(BaseObserver):
                 parent = request
             if parent is None or context.function_info.target.startswith("http:"):
                 return  # outside any request (or the request's own call)
-            node = Call(context.function_info.target, parent.request_id
-                        if isinstance(parent, Call) else parent.id)
+            node = Call(
+                context.function_info.target,
+                parent.request_id if isinstance(parent, Call) else parent.id,
+            )
             parent.children.append(node)
             metadata = context.metadata
             metadata[_KEY] = node

@@ -103,7 +103,7 @@ class RouteTable(BaseModel):
         if self.observe and self.pipeline is None:
             raise _problem(
                 "a route entry needs the pipeline that observes its requests",
-                allowed="pipeline = \"NAME\" (a [[pipelines]] name), or observe = false",
+                allowed='pipeline = "NAME" (a [[pipelines]] name), or observe = false',
             )
         return self
 
@@ -252,8 +252,8 @@ def problems(config: Any, table: WebTable) -> List[Any]:
                 file=file,
                 line=line,
                 given=name,
-                allowed=", ".join(repr(n) for n in declared) or "(no named pipelines: give a "
-                "[[pipelines]] entry a name)",
+                allowed=", ".join(repr(n) for n in declared)
+                or "(no named pipelines: give a [[pipelines]] entry a name)",
                 suggestions=difflib.get_close_matches(name, declared, n=2, cutoff=0.6),
             )
         )
