@@ -25,6 +25,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.glob("**/*.md") if "_build" not in p.parts)

@@ -12,6 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pytest
+
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ml"
 EPOCH = re.compile(r"^epoch +(\d+) +loss (\S+) +accuracy (\S+)$", re.M)
 

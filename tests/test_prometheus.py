@@ -25,6 +25,10 @@ from callpyback._histogram import Histogram
 from callpyback.report._prometheus import DEFAULT_BUCKETS, exposition, le_counts
 from tests.report_support import Program, clean_env, eventually, free_port, sample, scrape
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 
 def families_of(text: str) -> Dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}

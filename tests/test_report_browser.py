@@ -14,6 +14,10 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 PROGRAM = """

@@ -18,6 +18,10 @@ import pytest
 from callpyback.cli.top import Sample, State, normalise_url, parse, quantile, rows, sort_rows
 from tests.report_support import Program, clean_env, free_port
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 PROGRAM = """
 import sys, threading, time
 

@@ -17,6 +17,10 @@ from benchmarks.transparency import BY_NAME, CorpusError, run_library, table
 from benchmarks.transparency.corpus import ci_subset
 from benchmarks.transparency.runner import fetch, unpack, venv
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 #: The subset's libraries share one venv (one install of callpyback, not four); on Python 3.9
 #: and 3.10 without cachetools (its release needs 3.11).
 SHARED = ci_subset()

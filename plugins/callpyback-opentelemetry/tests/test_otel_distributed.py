@@ -16,6 +16,10 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from otlp_receiver import OtlpReceiver
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "distributed"
 SERVER, INTERNAL, CLIENT = 2, 1, 3  # OTLP span kinds
 

@@ -15,6 +15,10 @@ from typing import Any, Dict, List
 import pytest
 from otlp_receiver import OtlpReceiver
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 SERVER = 2
 

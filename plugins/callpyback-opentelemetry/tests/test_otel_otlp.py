@@ -15,6 +15,10 @@ from typing import Any, Dict, Optional
 import pytest
 from otlp_receiver import OtlpReceiver, free_port
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 PROGRAM = {
     "app/__init__.py": "",
     "app/jobs.py": """

@@ -8,6 +8,10 @@ from typing import Any, Callable, Dict, List
 import pytest
 from redis_support import RedisServer
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 
 def _config(server: RedisServer, namespace: str, **extra: Any) -> Dict[str, Any]:
     config: Dict[str, Any] = {

@@ -32,6 +32,10 @@ import callpyback as cpb
 from callpyback import state
 from callpyback.handlers import CircuitBreakerHandler, CircuitOpenError
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 RECOVERY = 0.4  # seconds: real, on the Redis side
 _names = itertools.count()
 SERVER: List[RedisServer] = []

@@ -17,6 +17,10 @@ from typing import Any, Iterator, List, Tuple
 
 import pytest
 
+# Servers, browsers, terminals, child suites: the newest and oldest Pythons' runs
+# (.ci/matrix.sh) skip these; the main run has them all.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "web"
 
 
