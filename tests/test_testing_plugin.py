@@ -73,8 +73,10 @@ def shop(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # Other pytest plugins of the environment stay out of the child's way: pytest-benchmark
+    # (when installed) warns under xdist, which -W error makes an INTERNALERROR.
     return pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-W", "error", "--strict-markers", *args
+        "-p", "no:cacheprovider", "-p", "no:benchmark", "-W", "error", "--strict-markers", *args
     )
 
 
