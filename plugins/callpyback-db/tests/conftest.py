@@ -21,6 +21,21 @@ from callpyback import plugins
 
 
 @pytest.fixture(autouse=True)
+def _connections_left_open_are_collected_here() -> Iterator[None]:
+    """Tests that let a connection go out of scope unclosed (most of them: it is what a user's
+    code does too) have it collected at their own end.  From 3.13 sqlite3 warns with a
+    ResourceWarning there, which ``filterwarnings = error`` turns into an unraisable error in
+    whatever test the garbage collector happened to run in next."""
+    yield
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(plugins.ALLOW_ENV, raising=False)
     monkeypatch.delenv(plugins.DENY_ENV, raising=False)

@@ -361,3 +361,4 @@ def test_the_generic_wrapper_proxies_a_c_typed_connection(
     assert plain.isolation_level is None and conn.in_transaction is False
     assert calls.targets == ["db:CREATE TABLE t", "db:INSERT t", "db:COMMIT", "db:SELECT t"]
     assert calls.entries[1]["batch_size"] == 2 and calls.entries[0]["system"] == "sqlite"
+    plain.close()  # the recorded calls keep the proxy, and so the connection, alive
