@@ -196,15 +196,19 @@ class RedisBreakerState:
     def flush(self) -> Optional[BreakerSnapshot]:
         """Send the pending successes (the worker, off the call path)."""
         with self._send:
-            pending, generation = self._take_pending()
-            if not pending:
-                return None
-            try:
-                reply = self._run("flush", pending, generation)
-            except StateUnavailableError:
-                self._give_back(pending, generation)
-                raise
-        return _snapshot(reply)[0]
+            reply = self._send_pending()
+        return None if reply is None else _snapshot(reply)[0]
+
+    def _send_pending(self) -> Optional[List[Any]]:
+        """The pending successes to the store (under ``_send``); given back if it is down."""
+        pending, generation = self._take_pending()
+        if not pending:
+            return None
+        try:
+            return self._run("flush", pending, generation)
+        except StateUnavailableError:
+            self._give_back(pending, generation)
+            raise
 
     def release(self, lease: str) -> BreakerSnapshot:
         return _snapshot(self._run("release", lease))[0]
@@ -213,13 +217,7 @@ class RedisBreakerState:
         # Successes still pending reset the failure streak before the force: sent first, or
         # a breaker forced open would report the streak they already ended.
         with self._send:
-            pending, generation = self._take_pending()
-            if pending:
-                try:
-                    self._run("flush", pending, generation)
-                except StateUnavailableError:
-                    self._give_back(pending, generation)
-                    raise
+            self._send_pending()
             return _snapshot(self._run("force", state, reason))[0]
 
     def reset(self) -> BreakerSnapshot:
